@@ -1,0 +1,115 @@
+//! Command-line interface: one sub-module per subcommand.
+
+mod convert;
+mod demo;
+mod preview;
+mod split;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use dra::layout::DatasetLayout;
+use dra::protocol::{Protocol, Split};
+use dra::rng::DraRng;
+
+/// Open-set supervised anomaly detection with DRA (Ding, Pang, Shen, CVPR 2022).
+///
+/// Train a detector from many normal images and a handful of labelled defects that still
+/// catches defect types nobody has seen. Data sets use the MVTec layout:
+/// <root>/<class>/train/good, test/good, test/<defect>; `dra convert` makes it from
+/// public data sets' own layouts.
+#[derive(Debug, Parser)]
+#[command(name = "dra", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert a public data set into the MVTec layout (sdd, aitex, elpv, optical, mastcam,
+    /// brainmri, headct, hyperkvasir, magnetic-tile).
+    Convert(convert::ConvertArgs),
+    /// Show which anomalies a protocol puts into training and which into the test set.
+    Split(split::SplitArgs),
+    /// Draw one training batch (with its reference set) as a picture, to check augmentation.
+    Preview(preview::PreviewArgs),
+    /// Run the built-in demo on the bundled ELPV subset (no files needed from elsewhere).
+    Demo(demo::DemoArgs),
+    /// Train a DRA model (not built yet).
+    Train,
+    /// Re-evaluate a saved model (not built yet).
+    Eval,
+    /// Score images with a saved model (not built yet).
+    Predict,
+    /// Top-5 ImageNet classes of images, to check backbone weights (not built yet).
+    Classify,
+    /// Run a grid of experiments into result tables (not built yet).
+    Bench,
+}
+
+/// Arguments that choose a data set class and a protocol split.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data root in MVTec layout (holds one folder per class).
+    #[arg(long)]
+    data_root: PathBuf,
+    /// Class folder under the data root.
+    #[arg(long)]
+    class: String,
+    /// Number of labelled (seen) anomalies used in training.
+    #[arg(long, default_value_t = 10)]
+    n_anomaly: usize,
+    /// Hard protocol: take seen anomalies from this class only and test on all other classes.
+    #[arg(long)]
+    known_class: Option<String>,
+    /// General protocol: test anomalies start at this index of the shuffled anomaly list
+    /// (default --n-anomaly). `--test-threshold 10` gives 1-shot and 10-shot runs one test set.
+    #[arg(long, conflicts_with = "known_class")]
+    test_threshold: Option<usize>,
+    /// Seed of every random choice (split, sampler, augmentation).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl DataArgs {
+    fn protocol(&self) -> Protocol {
+        match &self.known_class {
+            Some(known_class) => Protocol::Hard {
+                known_class: known_class.clone(),
+            },
+            None => Protocol::General {
+                test_threshold: self.test_threshold,
+            },
+        }
+    }
+
+    /// Opens the layout and splits it, returning the RNG that continues after the split.
+    fn split(&self) -> Result<(Split, DraRng)> {
+        let layout = DatasetLayout::open(&self.data_root, &self.class)?;
+        let mut rng = dra::rng::seeded(self.seed);
+        let split = Split::new(&layout, &self.protocol(), self.n_anomaly, &mut rng)?;
+        Ok((split, rng))
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert(a) => convert::run(a),
+        Command::Split(a) => split::run(a),
+        Command::Preview(a) => preview::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Train => not_built("train", 4),
+        Command::Eval => not_built("eval", 4),
+        Command::Predict => not_built("predict", 4),
+        Command::Classify => not_built("classify", 3),
+        Command::Bench => not_built("bench", 5),
+    }
+}
+
+fn not_built(name: &str, issue: u32) -> Result<()> {
+    anyhow::bail!("`dra {name}` is not built yet (tracked in issue #{issue})")
+}

@@ -1,0 +1,81 @@
+//! `dra preview`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::DataArgs;
+use dra::batch::Batcher;
+use dra::preview::{REFERENCE_COLOR, grid, label_color};
+use dra::protocol::Split;
+use dra::rng::DraRng;
+use dra::sampler::{BatchSampler, RefMode, ReferenceSet};
+
+/// Settings of the batch drawn for a preview.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Side of the square network input in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub img_size: u32,
+    /// Images per batch: 2/3 normal slots (half of them pseudo anomalies), 1/3 seen anomalies.
+    #[arg(long, default_value_t = 12)]
+    pub batch_size: usize,
+    /// Size of the reference set of normal images.
+    #[arg(long, default_value_t = 5)]
+    pub n_ref: usize,
+    /// Reference set: `fixed` (drawn once, paper eq. 6) or `resample` (official code).
+    #[arg(long, default_value = "fixed")]
+    pub ref_mode: RefMode,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
+    /// PNG file to write.
+    #[arg(long, default_value = "batch.png")]
+    out: PathBuf,
+}
+
+pub fn run(a: PreviewArgs) -> Result<()> {
+    let (split, mut rng) = a.data.split()?;
+    write_preview(&split, &a.batch, &mut rng, &a.out)?;
+    println!(
+        "wrote {} (blue: reference set, green: normal, orange: pseudo anomaly, red: seen anomaly)",
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Draws the reference set and one batch from `split` and saves them as a grid at `out`.
+pub fn write_preview(split: &Split, b: &BatchArgs, rng: &mut DraRng, out: &Path) -> Result<()> {
+    let mut refs = ReferenceSet::new(b.ref_mode, b.n_ref, split.train_normal.len(), rng)?;
+    let mut sampler = BatchSampler::new(
+        split.train_normal.len(),
+        split.train_anomaly.len(),
+        b.batch_size,
+    )?;
+    let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, b.img_size);
+    let ref_slots = refs.draw(rng);
+    let mut tiles: Vec<_> = batcher
+        .images(&ref_slots, refs.augmented(), rng)?
+        .into_iter()
+        .map(|img| (img, REFERENCE_COLOR))
+        .collect();
+    let slots = sampler.next_batch(rng);
+    let images = batcher.images(&slots, true, rng)?;
+    tiles.extend(
+        images
+            .into_iter()
+            .zip(&slots)
+            .map(|(img, s)| (img, label_color(s.label))),
+    );
+    let columns = (tiles.len() as f64).sqrt().ceil() as usize;
+    grid(&tiles, columns)
+        .save(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! ELPV: `labels.csv` rows `path probability type`. Probability 0 is normal, 1 is a defect
+//! filed under its cell type (mono, poly); 1/3 and 2/3 are dropped.
+
+use std::path::Path;
+
+use super::{Item, Writer, require_file};
+use crate::error::{Error, Result};
+
+pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
+    let labels = require_file(input.join("labels.csv"))?;
+    let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
+    let mut normals = Vec::new();
+    let mut defects = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let bad = || {
+            Error::layout(
+                &labels,
+                format!(
+                    "line {}: expected 'path probability type', got '{line}'",
+                    n + 1
+                ),
+            )
+        };
+        let [path, prob, kind] = fields[..] else {
+            return Err(bad());
+        };
+        let prob: f64 = prob.parse().map_err(|_| bad())?;
+        let image = require_file(input.join(path))?;
+        if prob == 0.0 {
+            normals.push(Item::file(image));
+        } else if prob == 1.0 {
+            defects.push((Item::file(image), kind.to_string()));
+        }
+    }
+    w.normals(normals)?;
+    for (item, kind) in &defects {
+        w.anomaly(item, kind)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Head CT: `labels.csv` rows `id, hemorrhage` (header first) and `head_ct/head_ct/NNN.png`.
+
+use std::path::Path;
+
+use super::{Item, Writer, require_dir, require_file};
+use crate::error::{Error, Result};
+
+pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
+    let labels = require_file(input.join("labels.csv"))?;
+    let images = require_dir(input.join("head_ct").join("head_ct"))?;
+    let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
+    let mut normals = Vec::new();
+    let mut defects = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = || {
+            Error::layout(
+                &labels,
+                format!("line {}: expected 'id, hemorrhage', got '{line}'", n + 1),
+            )
+        };
+        let mut fields = line.split(',').map(str::trim);
+        let (Some(id), Some(label)) = (fields.next(), fields.next()) else {
+            return Err(bad());
+        };
+        let id: u32 = id.parse().map_err(|_| bad())?;
+        let item = Item::file(require_file(images.join(format!("{id:03}.png")))?);
+        match label {
+            "0" => normals.push(item),
+            "1" => defects.push(item),
+            _ => return Err(bad()),
+        }
+    }
+    w.normals(normals)?;
+    for d in &defects {
+        w.anomaly(d, "defect")?;
+    }
+    Ok(())
+}

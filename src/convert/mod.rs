@@ -1,0 +1,183 @@
+//! Converters from public data sets' own layouts to the MVTec layout DRA reads
+//! (`<output>/<name>/{train/good,test/good,test/<defect>,ground_truth/<defect>}`).
+//!
+//! Normal images are split 75/25 into train/test with a seeded shuffle (test count
+//! ⌈n/4⌉, as scikit-learn's `train_test_split(test_size=0.25)`), except where the source
+//! has its own split (Mastcam).
+
+mod aitex;
+mod brainmri;
+mod elpv;
+mod headct;
+mod hyperkvasir;
+mod magnetic_tile;
+mod mastcam;
+mod optical;
+mod sdd;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+pub use writer::{Item, Writer};
+
+/// A supported source data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Converter {
+    Sdd,
+    Aitex,
+    Elpv,
+    Optical,
+    Mastcam,
+    BrainMri,
+    HeadCt,
+    HyperKvasir,
+    MagneticTile,
+}
+
+impl Converter {
+    /// Every converter, in the order `--help` lists them.
+    pub const ALL: [Converter; 9] = [
+        Converter::Sdd,
+        Converter::Aitex,
+        Converter::Elpv,
+        Converter::Optical,
+        Converter::Mastcam,
+        Converter::BrainMri,
+        Converter::HeadCt,
+        Converter::HyperKvasir,
+        Converter::MagneticTile,
+    ];
+
+    /// The converter's name on the command line; also the class folder it writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Converter::Sdd => "sdd",
+            Converter::Aitex => "aitex",
+            Converter::Elpv => "elpv",
+            Converter::Optical => "optical",
+            Converter::Mastcam => "mastcam",
+            Converter::BrainMri => "brainmri",
+            Converter::HeadCt => "headct",
+            Converter::HyperKvasir => "hyperkvasir",
+            Converter::MagneticTile => "magnetic-tile",
+        }
+    }
+
+    /// The input layout the converter expects, for help texts and errors.
+    pub fn expected_input(self) -> &'static str {
+        match self {
+            Converter::Sdd => "kosNN/PartK.jpg with PartK_label.bmp or PartK_label.png",
+            Converter::Aitex => {
+                "NODefect_images/<sub>/*, Defect_images/Defect_images/*, Mask_images/Mask_images/<name>_mask.png"
+            }
+            Converter::Elpv => "labels.csv (path, probability, type) and images/",
+            Converter::Optical => "ClassN/ClassN/{Train,Test}/Label/Labels.txt for N = 1..10",
+            Converter::Mastcam => "train_typical/, test_typical/, test_novel/<class>/",
+            Converter::BrainMri => "no/ (normal) and yes/ (tumour)",
+            Converter::HeadCt => "labels.csv (id, hemorrhage) and head_ct/head_ct/NNN.png",
+            Converter::HyperKvasir => {
+                "upper-gi-tract/{anatomical-landmarks,pathological-findings}/<class>/*"
+            }
+            Converter::MagneticTile => "MT_<Class>/Imgs/*.jpg with *.png masks; MT_Free is normal",
+        }
+    }
+
+    /// Converts `input` into `<output>/<name>`, splitting normals with `seed`.
+    pub fn run(self, input: &Path, output: &Path, seed: u64) -> Result<Summary> {
+        if !input.is_dir() {
+            return Err(Error::layout(
+                input,
+                "input folder does not exist (check --input)",
+            ));
+        }
+        let mut w = Writer::create(output, self.name(), seed)?;
+        match self {
+            Converter::Sdd => sdd::convert(input, &mut w),
+            Converter::Aitex => aitex::convert(input, &mut w),
+            Converter::Elpv => elpv::convert(input, &mut w),
+            Converter::Optical => optical::convert(input, &mut w),
+            Converter::Mastcam => mastcam::convert(input, &mut w),
+            Converter::BrainMri => brainmri::convert(input, &mut w),
+            Converter::HeadCt => headct::convert(input, &mut w),
+            Converter::HyperKvasir => hyperkvasir::convert(input, &mut w),
+            Converter::MagneticTile => magnetic_tile::convert(input, &mut w),
+        }
+        .map_err(|e| match e {
+            Error::Layout { path, message } => Error::layout(
+                path,
+                format!(
+                    "{message} (the {} converter expects {})",
+                    self.name(),
+                    self.expected_input()
+                ),
+            ),
+            other => other,
+        })?;
+        Ok(w.finish())
+    }
+}
+
+impl FromStr for Converter {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Converter::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Converter::ALL.iter().map(|c| c.name()).collect();
+                Error::Setting(format!(
+                    "unknown converter '{s}' (one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// The class folder written, `<output>/<name>`.
+    pub dir: PathBuf,
+    pub train_good: usize,
+    pub test_good: usize,
+    /// Test anomalies per anomaly class.
+    pub anomalies: BTreeMap<String, usize>,
+    pub masks: usize,
+}
+
+/// A required sub-folder of a converter input.
+fn require_dir(path: PathBuf) -> Result<PathBuf> {
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(Error::layout(path, "folder missing"))
+    }
+}
+
+/// A required file of a converter input.
+fn require_file(path: PathBuf) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::layout(path, "file missing"))
+    }
+}
+
+/// The file name of `path` as a string.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The file stem of `path` as a string.
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,73 @@
+//! Image pipeline: decode to RGB, bilinear resize to a square, random rotation, and
+//! normalisation into CHW floats.
+
+use std::path::Path;
+
+use image::{ImageReader, Rgb, RgbImage, imageops::FilterType};
+use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::rng::DraRng;
+
+/// Per-channel mean and standard deviation applied after scaling pixels to [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// torchvision's ImageNet statistics (ResNet18).
+    pub const IMAGENET: Self = Self {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    /// Mean 0.5, std 0.5 per channel, mapping [0, 1] to [-1, 1] (EfficientNet-Lite).
+    pub const HALF: Self = Self {
+        mean: [0.5; 3],
+        std: [0.5; 3],
+    };
+
+    /// Appends `img` as normalised planes R, G, B (CHW order) to `out`.
+    pub fn append_chw(&self, img: &RgbImage, out: &mut Vec<f32>) {
+        for c in 0..3 {
+            let (m, s) = (self.mean[c], self.std[c]);
+            out.extend(img.pixels().map(|p| (p[c] as f32 / 255.0 - m) / s));
+        }
+    }
+}
+
+/// Decodes any supported image (grey, RGBA, 16-bit, …) to 8-bit RGB. The format is taken
+/// from the file's content, so a mislabelled extension still decodes if the data is an image.
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let img = reader.decode().map_err(|source| Error::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// Bilinear resize to `size`×`size` (aspect ratio not kept, as in the reference).
+pub fn resize_square(img: &RgbImage, size: u32) -> RgbImage {
+    if img.width() == size && img.height() == size {
+        return img.clone();
+    }
+    image::imageops::resize(img, size, size, FilterType::Triangle)
+}
+
+/// Rotation about the centre by an angle drawn from U(−180°, 180°), nearest-neighbour,
+/// same canvas, corners black.
+pub fn random_rotation(img: &RgbImage, rng: &mut DraRng) -> RgbImage {
+    let theta = rng.random_range(-std::f32::consts::PI..std::f32::consts::PI);
+    rotate_about_center(
+        img,
+        theta,
+        Interpolation::Nearest,
+        Border::Constant(Rgb([0, 0, 0])),
+    )
+}

@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests: tiny images and data sets in temporary folders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+/// A `w`×`h` RGB image whose pixels depend on their position and `seed`.
+pub fn pattern(w: u32, h: u32, seed: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([
+            ((x * 7 + seed * 31) % 256) as u8,
+            ((y * 5 + seed * 17) % 256) as u8,
+            ((x + y + seed) % 256) as u8,
+        ])
+    })
+}
+
+/// Writes a small pattern PNG at `path`, creating parent folders.
+pub fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    pattern(w, h, seed).save(path).unwrap();
+}
+
+/// Writes a grey mask: zero everywhere except a filled rectangle `(x, y, w, h)`, if any.
+pub fn write_mask(path: &Path, w: u32, h: u32, rect: Option<(u32, u32, u32, u32)>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mask = GrayImage::from_fn(w, h, |x, y| {
+        let on =
+            rect.is_some_and(|(rx, ry, rw, rh)| x >= rx && x < rx + rw && y >= ry && y < ry + rh);
+        Luma([if on { 255 } else { 0 }])
+    });
+    mask.save(path).unwrap();
+}
+
+/// An MVTec-style class `<root>/<class>` with `n_train` + `n_test` normals and the given
+/// anomaly classes, each image an 8×8 PNG.
+pub fn make_layout(
+    root: &Path,
+    class: &str,
+    n_train: usize,
+    n_test: usize,
+    anomalies: &[(&str, usize)],
+) -> PathBuf {
+    let dir = root.join(class);
+    for i in 0..n_train {
+        write_png(&dir.join(format!("train/good/{i:03}.png")), 8, 8, i as u32);
+    }
+    for i in 0..n_test {
+        write_png(
+            &dir.join(format!("test/good/{i:03}.png")),
+            8,
+            8,
+            100 + i as u32,
+        );
+    }
+    for (name, n) in anomalies {
+        for i in 0..*n {
+            write_png(
+                &dir.join(format!("test/{name}/{i:03}.png")),
+                8,
+                8,
+                200 + i as u32,
+            );
+        }
+    }
+    dir
+}
+
+/// `../shared/data/<name>` when present; prints why a test is skipped otherwise.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}

@@ -1,0 +1,206 @@
+//! Protocol splits: exact counts, determinism from the seed, the paper's 1-shot ⊂ 10-shot
+//! rule, hard-protocol exclusions and the errors for impossible requests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use dra::layout::DatasetLayout;
+use dra::protocol::{Protocol, Split};
+use dra::rng::seeded;
+
+fn general(threshold: Option<usize>) -> Protocol {
+    Protocol::General {
+        test_threshold: threshold,
+    }
+}
+
+fn hard(class: &str) -> Protocol {
+    Protocol::Hard {
+        known_class: class.into(),
+    }
+}
+
+fn fixture() -> (tempfile::TempDir, DatasetLayout) {
+    let tmp = tempfile::tempdir().unwrap();
+    common::make_layout(
+        tmp.path(),
+        "tile",
+        20,
+        6,
+        &[("crack", 12), ("hole", 7), ("stain", 4)],
+    );
+    let layout = DatasetLayout::open(tmp.path(), "tile").unwrap();
+    (tmp, layout)
+}
+
+fn paths(samples: &[dra::protocol::Sample]) -> Vec<PathBuf> {
+    samples.iter().map(|s| s.path.clone()).collect()
+}
+
+#[test]
+fn layout_lists_sorted_images_per_class() {
+    let (_tmp, layout) = fixture();
+    assert_eq!(layout.train_good.len(), 20);
+    assert_eq!(layout.test_good.len(), 6);
+    assert_eq!(
+        layout.anomalies.keys().collect::<Vec<_>>(),
+        ["crack", "hole", "stain"]
+    );
+    assert_eq!(layout.n_anomalies(), 23);
+    let mut sorted = layout.train_good.clone();
+    sorted.sort();
+    assert_eq!(sorted, layout.train_good);
+}
+
+#[test]
+fn layout_reads_every_extension_in_any_case_and_ignores_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("c/train/good");
+    for name in [
+        "a.PNG",
+        "b.jpg",
+        "c.JPEG",
+        "d.bmp",
+        "e.Tif",
+        "f.tiff",
+        "notes.txt",
+        "g.npy",
+    ] {
+        common::write_png(&good.join("x.png"), 2, 2, 0);
+        std::fs::rename(good.join("x.png"), good.join(name)).unwrap();
+    }
+    common::write_png(&tmp.path().join("c/test/good/t.png"), 2, 2, 0);
+    let layout = DatasetLayout::open(tmp.path(), "c").unwrap();
+    let names: Vec<_> = layout
+        .train_good
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["a.PNG", "b.jpg", "c.JPEG", "d.bmp", "e.Tif", "f.tiff"]
+    );
+}
+
+#[test]
+fn general_split_counts() {
+    let (_tmp, layout) = fixture();
+    let split = Split::new(&layout, &general(None), 10, &mut seeded(1)).unwrap();
+    assert_eq!(split.train_normal.len(), 20);
+    assert_eq!(split.train_anomaly.len(), 10);
+    assert_eq!(split.test.len(), 6 + 13);
+    assert_eq!(split.n_test_anomalies(), 13);
+    // seen anomalies never appear in the test set
+    let seen: HashSet<_> = paths(&split.train_anomaly).into_iter().collect();
+    assert!(split.test.iter().all(|s| !seen.contains(&s.path)));
+    // test set: normals first, then anomalies sorted by path
+    assert!(split.test[..6].iter().all(|s| !s.is_anomaly()));
+    let anomalies = paths(&split.test[6..]);
+    let mut sorted = anomalies.clone();
+    sorted.sort();
+    assert_eq!(anomalies, sorted);
+}
+
+#[test]
+fn same_seed_same_split_other_seed_other_split() {
+    let (_tmp, layout) = fixture();
+    let a = Split::new(&layout, &general(None), 5, &mut seeded(7)).unwrap();
+    let b = Split::new(&layout, &general(None), 5, &mut seeded(7)).unwrap();
+    let c = Split::new(&layout, &general(None), 5, &mut seeded(8)).unwrap();
+    assert_eq!(paths(&a.train_anomaly), paths(&b.train_anomaly));
+    assert_eq!(paths(&a.test), paths(&b.test));
+    assert_ne!(paths(&a.train_anomaly), paths(&c.train_anomaly));
+}
+
+#[test]
+fn one_shot_is_one_of_the_ten_shots_and_shares_their_test_set() {
+    let (_tmp, layout) = fixture();
+    for seed in 0..20 {
+        let ten = Split::new(&layout, &general(None), 10, &mut seeded(seed)).unwrap();
+        let one = Split::new(&layout, &general(Some(10)), 1, &mut seeded(seed)).unwrap();
+        assert_eq!(one.train_anomaly.len(), 1);
+        assert!(
+            ten.train_anomaly.contains(&one.train_anomaly[0]),
+            "seed {seed}"
+        );
+        assert_eq!(paths(&one.test), paths(&ten.test), "seed {seed}");
+        // without the threshold the 1-shot test set keeps the other nine
+        let plain = Split::new(&layout, &general(None), 1, &mut seeded(seed)).unwrap();
+        assert_eq!(plain.n_test_anomalies(), 22);
+    }
+}
+
+#[test]
+fn hard_protocol_sees_one_class_and_tests_on_all_others() {
+    let (_tmp, layout) = fixture();
+    let split = Split::new(&layout, &hard("hole"), 5, &mut seeded(3)).unwrap();
+    assert_eq!(split.train_anomaly.len(), 5);
+    assert!(split.train_anomaly.iter().all(|s| s.class == "hole"));
+    // every other class in full, and not one hole image (not even the two unused ones)
+    assert_eq!(split.n_test_anomalies(), 12 + 4);
+    assert!(split.test.iter().all(|s| s.class != "hole"));
+    let again = Split::new(&layout, &hard("hole"), 5, &mut seeded(3)).unwrap();
+    assert_eq!(paths(&split.train_anomaly), paths(&again.train_anomaly));
+}
+
+#[test]
+fn impossible_requests_are_clear_errors() {
+    let (_tmp, layout) = fixture();
+    let msg = |p: Protocol, n: usize| {
+        Split::new(&layout, &p, n, &mut seeded(0))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(msg(hard("scratch"), 1).contains("no anomaly class 'scratch'"));
+    assert!(msg(hard("scratch"), 1).contains("crack, hole, stain"));
+    assert!(msg(hard("stain"), 5).contains("only 4 anomalies of the known class"));
+    assert!(msg(general(None), 24).contains("only 23 anomalies"));
+    assert!(msg(general(Some(3)), 5).contains("below --n-anomaly"));
+    assert!(msg(general(Some(23)), 5).contains("leaves no test anomalies"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    common::make_layout(tmp.path(), "sdd", 4, 2, &[("defect", 6)]);
+    let single = DatasetLayout::open(tmp.path(), "sdd").unwrap();
+    let err = Split::new(&single, &hard("defect"), 1, &mut seeded(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 2 anomaly classes"), "{err}");
+
+    common::make_layout(tmp.path(), "clean", 4, 2, &[]);
+    let clean = DatasetLayout::open(tmp.path(), "clean").unwrap();
+    let err = Split::new(&clean, &general(None), 1, &mut seeded(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no anomaly folders"), "{err}");
+}
+
+#[test]
+fn layout_errors_name_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere");
+    let err = DatasetLayout::open(&missing, "x").unwrap_err().to_string();
+    assert!(
+        err.contains("nowhere") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    common::make_layout(tmp.path(), "a", 2, 1, &[]);
+    let err = DatasetLayout::open(tmp.path(), "b")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("class folder not found") && err.contains("classes under the data root: a"),
+        "{err}"
+    );
+
+    std::fs::create_dir_all(tmp.path().join("empty/train/good")).unwrap();
+    let err = DatasetLayout::open(tmp.path(), "empty")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("empty/train/good") && err.contains("no normal training images"),
+        "{err}"
+    );
+}

@@ -1,0 +1,162 @@
+//! Batch sampler proportions, stream coverage, reference-set modes and batch assembly.
+
+mod common;
+
+use std::collections::HashMap;
+
+use dra::batch::Batcher;
+use dra::protocol::Sample;
+use dra::rng::seeded;
+use dra::sampler::{BatchSampler, Label, RefMode, ReferenceSet, Slot};
+use dra::transform::Normalization;
+
+#[test]
+fn batch_of_48_has_32_normal_slots_and_16_seen_anomalies() {
+    let mut sampler = BatchSampler::new(100, 10, 48).unwrap();
+    let mut rng = seeded(0);
+    let mut counts: HashMap<Label, usize> = HashMap::new();
+    let batches = 2000;
+    for _ in 0..batches {
+        let slots = sampler.next_batch(&mut rng);
+        assert_eq!(slots.len(), 48);
+        assert!(slots[..32].iter().all(|s| s.label != Label::Seen));
+        assert!(slots[32..].iter().all(|s| s.label == Label::Seen));
+        for s in slots {
+            *counts.entry(s.label).or_default() += 1;
+        }
+    }
+    assert_eq!(counts[&Label::Seen], 16 * batches);
+    // each normal slot is a pseudo anomaly with p = 1/2: 64,000 slots, sd ≈ 126
+    let pseudo = counts[&Label::Pseudo] as f64 / (32 * batches) as f64;
+    assert!((pseudo - 0.5).abs() < 0.01, "{pseudo}");
+    assert_eq!(
+        counts[&Label::Normal] + counts[&Label::Pseudo],
+        32 * batches
+    );
+}
+
+#[test]
+fn without_seen_anomalies_every_slot_is_normal_or_pseudo() {
+    let mut sampler = BatchSampler::new(7, 0, 9).unwrap();
+    assert_eq!(sampler.normal_slots(), 9);
+    let slots = sampler.next_batch(&mut seeded(1));
+    assert_eq!(slots.len(), 9);
+    assert!(slots.iter().all(|s| s.label != Label::Seen && s.index < 7));
+}
+
+#[test]
+fn streams_visit_every_image_once_per_pass() {
+    // 6 batches × 16 seen slots = 96 = 8 passes over 12 anomalies: each exactly 8 times.
+    let mut sampler = BatchSampler::new(50, 12, 48).unwrap();
+    let mut rng = seeded(4);
+    let mut seen = [0usize; 12];
+    for _ in 0..6 {
+        for s in sampler
+            .next_batch(&mut rng)
+            .into_iter()
+            .filter(|s| s.label == Label::Seen)
+        {
+            seen[s.index] += 1;
+        }
+    }
+    assert_eq!(seen, [8; 12]);
+}
+
+#[test]
+fn sampling_is_deterministic_per_seed() {
+    let draw = |seed| {
+        let mut s = BatchSampler::new(30, 5, 12).unwrap();
+        let mut rng = seeded(seed);
+        (0..5).map(|_| s.next_batch(&mut rng)).collect::<Vec<_>>()
+    };
+    assert_eq!(draw(3), draw(3));
+    assert_ne!(draw(3), draw(4));
+}
+
+#[test]
+fn fixed_reference_set_never_changes_and_resample_does() {
+    let mut rng = seeded(9);
+    let mut fixed = ReferenceSet::new(RefMode::Fixed, 5, 40, &mut rng).unwrap();
+    let first = fixed.draw(&mut rng);
+    assert_eq!(first.len(), 5);
+    assert!(first.iter().all(|s| s.label == Label::Normal));
+    let mut distinct: Vec<_> = first.iter().map(|s| s.index).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5);
+    for _ in 0..10 {
+        assert_eq!(fixed.draw(&mut rng), first);
+    }
+    assert!(!fixed.augmented());
+
+    let mut resample = ReferenceSet::new(RefMode::Resample, 5, 40, &mut rng).unwrap();
+    assert!(resample.augmented());
+    let draws: Vec<_> = (0..200).map(|_| resample.draw(&mut rng)).collect();
+    assert!(draws.windows(2).any(|w| w[0] != w[1]));
+    let pseudo = draws
+        .iter()
+        .flatten()
+        .filter(|s| s.label == Label::Pseudo)
+        .count() as f64
+        / 1000.0;
+    assert!((pseudo - 0.5).abs() < 0.06, "{pseudo}");
+}
+
+#[test]
+fn reference_set_larger_than_normals_is_an_error() {
+    let err = ReferenceSet::new(RefMode::Fixed, 6, 5, &mut seeded(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--n-ref 6"), "{err}");
+    assert!(ReferenceSet::new(RefMode::Fixed, 0, 5, &mut seeded(0)).is_err());
+    assert!("sometimes".parse::<RefMode>().is_err());
+    assert_eq!("resample".parse::<RefMode>().unwrap(), RefMode::Resample);
+}
+
+#[test]
+fn batcher_builds_normalised_nchw_batches_with_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = |name: &str, class: &str, seed| {
+        let path = tmp.path().join(name);
+        common::write_png(&path, 20, 10, seed);
+        Sample {
+            path,
+            class: class.into(),
+        }
+    };
+    let normals = vec![sample("n0.png", "good", 1), sample("n1.png", "good", 2)];
+    let anomalies = vec![sample("a0.png", "crack", 3)];
+    let mut batcher = Batcher::new(&normals, &anomalies, 16);
+    let mut sampler = BatchSampler::new(2, 1, 6).unwrap();
+    let mut rng = seeded(0);
+    let slots = sampler.next_batch(&mut rng);
+    let batch = batcher
+        .batch(&slots, true, &Normalization::IMAGENET, &mut rng)
+        .unwrap();
+    assert_eq!(batch.len(), 6);
+    assert_eq!(batch.img_size, 16);
+    assert_eq!(batch.pixels.len(), 6 * 3 * 16 * 16);
+    assert_eq!(
+        batch.labels,
+        slots.iter().map(|s| s.label).collect::<Vec<_>>()
+    );
+    // without augmentation a normal slot is exactly the resized, normalised image
+    let slot = [Slot {
+        index: 1,
+        label: Label::Normal,
+    }];
+    let plain = batcher
+        .batch(&slot, false, &Normalization::HALF, &mut rng)
+        .unwrap();
+    let img =
+        dra::transform::resize_square(&dra::transform::load_rgb(&normals[1].path).unwrap(), 16);
+    let mut expected = Vec::new();
+    Normalization::HALF.append_chw(&img, &mut expected);
+    assert_eq!(plain.pixels, expected);
+    // with augmentation the same slot is rotated: same size, different pixels
+    let rotated = batcher
+        .batch(&slot, true, &Normalization::HALF, &mut rng)
+        .unwrap();
+    assert_eq!(rotated.pixels.len(), expected.len());
+    assert_ne!(rotated.pixels, expected);
+}
