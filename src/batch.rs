@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
 use crate::cutmix::cutmix;
@@ -44,6 +45,12 @@ impl Batch {
     /// True when the batch holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// The pixels as a `[len, 3, img_size, img_size]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        let shape = [self.len(), 3, self.img_size, self.img_size];
+        Tensor::from_data(TensorData::new(self.pixels.clone(), shape), device)
     }
 }
 

@@ -6,9 +6,12 @@
 //! [`transform`] and [`cutmix`] (augmentation, pseudo anomalies) → [`batch`] (normalised
 //! tensors) → … → [`metrics`] (AUC-ROC, AUC-PR) → [`preview`] (pictures for people).
 
+pub mod backbone;
 pub mod batch;
+pub mod classify;
 pub mod convert;
 pub mod cutmix;
+pub mod device;
 pub mod error;
 pub mod layout;
 pub mod metrics;

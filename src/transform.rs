@@ -71,3 +71,18 @@ pub fn random_rotation(img: &RgbImage, rng: &mut DraRng) -> RgbImage {
         Border::Constant(Rgb([0, 0, 0])),
     )
 }
+
+/// ImageNet evaluation crop: bilinear resize of the shorter side to `resize`, then the
+/// central `crop`×`crop` square (torchvision's `Resize(256)` + `CenterCrop(224)`).
+pub fn resize_shorter_center_crop(img: &RgbImage, resize: u32, crop: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (resize, ((resize as u64 * h as u64) / w as u64) as u32)
+    } else {
+        (((resize as u64 * w as u64) / h as u64) as u32, resize)
+    };
+    let resized = image::imageops::resize(img, nw, nh, FilterType::Triangle);
+    let left = ((nw.saturating_sub(crop)) as f64 / 2.0).round() as u32;
+    let top = ((nh.saturating_sub(crop)) as f64 / 2.0).round() as u32;
+    image::imageops::crop_imm(&resized, left, top, crop.min(nw), crop.min(nh)).to_image()
+}

@@ -182,3 +182,42 @@ fn split_and_preview_on_a_small_data_set() {
     // 5 references + 6 batch images in a 4×3 grid of 32 px tiles with 4 px frames
     assert_eq!(image::image_dimensions(&png).unwrap(), (4 * 40, 3 * 40));
 }
+
+#[test]
+fn classify_prints_top5_json_and_refuses_missing_devices() {
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/parity/images/koala.jpg");
+    if img.is_file() {
+        let out = dra(&["classify", "--json", s(&img)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let top5 = json[0]["top5"].as_array().unwrap();
+        assert_eq!(json[0]["image"], s(&img));
+        assert_eq!(top5.len(), 5);
+        assert_eq!(top5[0]["index"], 105);
+        assert_eq!(top5[0]["name"], "koala");
+        assert!(top5[0]["probability"].as_f64().unwrap() > 0.5);
+    } else {
+        eprintln!("skipped the koala photo: {} is absent", img.display());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let photo = tmp.path().join("p.png");
+    common::write_png(&photo, 40, 30, 1);
+    assert_one_line_error(
+        &dra(&["classify", "--device", "cuda", s(&photo)]),
+        &["no cuda support", "--features cuda"],
+    );
+    assert_one_line_error(
+        &dra(&["classify", "--backbone", "resnet18", s(&photo)]),
+        &["--weights"],
+    );
+    let bad = tmp.path().join("w.pth");
+    std::fs::write(&bad, "not a checkpoint").unwrap();
+    assert_one_line_error(
+        &dra(&["classify", "--weights", s(&bad), s(&photo)]),
+        &["w.pth"],
+    );
+}

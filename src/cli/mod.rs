@@ -1,5 +1,6 @@
 //! Command-line interface: one sub-module per subcommand.
 
+mod classify;
 mod convert;
 mod demo;
 mod preview;
@@ -10,6 +11,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use dra::backbone::{Backbone, BackboneKind, weights};
+use dra::device::DeviceChoice;
 use dra::layout::DatasetLayout;
 use dra::protocol::{Protocol, Split};
 use dra::rng::DraRng;
@@ -44,8 +47,8 @@ enum Command {
     Eval,
     /// Score images with a saved model (not built yet).
     Predict,
-    /// Top-5 ImageNet classes of images, to check backbone weights (not built yet).
-    Classify,
+    /// Top-5 ImageNet classes of images, to check that backbone weights loaded right.
+    Classify(classify::ClassifyArgs),
     /// Run a grid of experiments into result tables (not built yet).
     Bench,
 }
@@ -95,6 +98,39 @@ impl DataArgs {
     }
 }
 
+/// Arguments that choose and load a backbone.
+#[derive(Debug, Clone, Args)]
+pub struct BackboneArgs {
+    /// Backbone: efficientnet-lite0 (ImageNet weights bundled), efficientnet-lite0-head
+    /// (its 1280-channel map), or resnet18 (the paper's; needs --weights).
+    #[arg(long, default_value = "efficientnet-lite0")]
+    backbone: BackboneKind,
+    /// Weights file (.pth, .pt or .safetensors with PyTorch names), e.g. torchvision's
+    /// resnet18-f37072fd.pth. Default: the bundled EfficientNet-Lite0 weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Compute device: cpu, or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+impl BackboneArgs {
+    /// The backbone with its weights loaded, on `device`.
+    fn load(&self, device: &burn::tensor::Device) -> Result<Backbone> {
+        let path = match (&self.weights, self.backbone.bundled_weights()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(bundled)) => bundled,
+            (None, None) => anyhow::bail!(
+                "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
+                self.backbone
+            ),
+        };
+        let mut net = Backbone::new(self.backbone, device);
+        weights::load(&mut net, &path)?;
+        Ok(net)
+    }
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -105,7 +141,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train => not_built("train", 4),
         Command::Eval => not_built("eval", 4),
         Command::Predict => not_built("predict", 4),
-        Command::Classify => not_built("classify", 3),
+        Command::Classify(a) => classify::run(a),
         Command::Bench => not_built("bench", 5),
     }
 }

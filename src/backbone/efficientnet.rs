@@ -1,0 +1,149 @@
+//! EfficientNet-Lite0: MBConv blocks with ReLU6, no squeeze-excitation, TensorFlow "SAME"
+//! padding and BatchNorm ε = 1e-3, with the state-dict names of the `efficientnet-lite0`
+//! PyTorch weights (`_conv_stem`, `_blocks.N._depthwise_conv`, …; loaded with the leading
+//! underscores removed).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// Channels after the last MBConv block (stride 32).
+pub const BLOCKS_CHANNELS: usize = 320;
+/// Channels after the 1×1 head convolution (stride 32).
+pub const HEAD_CHANNELS: usize = 1280;
+
+/// (repeats, kernel, stride, expansion, input channels, output channels) per stage.
+const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false)
+        .init(device)
+}
+
+fn bn(c: usize, device: &Device) -> BatchNorm {
+    // TensorFlow momentum 0.99 is PyTorch/burn momentum 0.01
+    BatchNormConfig::new(c)
+        .with_epsilon(1e-3)
+        .with_momentum(0.01)
+        .init(device)
+}
+
+/// Mobile inverted bottleneck: 1×1 expansion, depthwise k×k, 1×1 projection, with a
+/// residual connection when the shape is kept.
+#[derive(Module, Debug)]
+pub struct MBConv {
+    expand_conv: Option<Conv2d>,
+    bn0: Option<BatchNorm>,
+    depthwise_conv: Conv2d,
+    bn1: BatchNorm,
+    project_conv: Conv2d,
+    bn2: BatchNorm,
+    skip: bool,
+}
+
+impl MBConv {
+    fn new(
+        k: usize,
+        stride: usize,
+        expand: usize,
+        cin: usize,
+        cout: usize,
+        device: &Device,
+    ) -> Self {
+        let mid = cin * expand;
+        MBConv {
+            expand_conv: (expand != 1).then(|| conv(cin, mid, 1, 1, 1, device)),
+            bn0: (expand != 1).then(|| bn(mid, device)),
+            depthwise_conv: conv(mid, mid, k, stride, mid, device),
+            bn1: bn(mid, device),
+            project_conv: conv(mid, cout, 1, 1, 1, device),
+            bn2: bn(cout, device),
+            skip: stride == 1 && cin == cout,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
+            x = relu6(bn.forward(conv.forward(x)));
+        }
+        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = self.bn2.forward(self.project_conv.forward(x));
+        if self.skip { x + input } else { x }
+    }
+}
+
+/// EfficientNet-Lite0 (ImageNet classifier; DRA uses a stride-32 feature map).
+#[derive(Module, Debug)]
+pub struct EfficientNetLite0 {
+    conv_stem: Conv2d,
+    bn0: BatchNorm,
+    blocks: Vec<MBConv>,
+    conv_head: Conv2d,
+    bn1: BatchNorm,
+    fc: Linear,
+}
+
+impl EfficientNetLite0 {
+    /// A randomly initialised network (load weights to make it useful).
+    pub fn new(device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        for (repeats, k, stride, expand, cin, cout) in STAGES {
+            blocks.push(MBConv::new(k, stride, expand, cin, cout, device));
+            for _ in 1..repeats {
+                blocks.push(MBConv::new(k, 1, expand, cout, cout, device));
+            }
+        }
+        EfficientNetLite0 {
+            conv_stem: conv(3, 32, 3, 2, 1, device),
+            bn0: bn(32, device),
+            blocks,
+            conv_head: conv(BLOCKS_CHANNELS, HEAD_CHANNELS, 1, 1, 1, device),
+            bn1: bn(HEAD_CHANNELS, device),
+            fc: LinearConfig::new(HEAD_CHANNELS, 1000).init(device),
+        }
+    }
+
+    /// The output of the last MBConv block, `[N, 320, S/32, S/32]`.
+    pub fn block_features(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(x)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// The head convolution applied to block features, `[N, 1280, S/32, S/32]`.
+    pub fn head_features(&self, blocks: Tensor<4>) -> Tensor<4> {
+        relu6(self.bn1.forward(self.conv_head.forward(blocks)))
+    }
+
+    /// ImageNet logits from head features: global average pool, then `fc`.
+    pub fn classify(&self, head: Tensor<4>) -> Tensor<2> {
+        let [n, c, _, _] = head.dims();
+        self.fc.forward(head.mean_dims(&[2, 3]).reshape([n, c]))
+    }
+}

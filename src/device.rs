@@ -1,0 +1,61 @@
+//! Device choice: `cpu` (burn's pure-Rust `flex` backend), `cuda` and `wgpu` when the build
+//! has their cargo features.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A compute device named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda,
+    Wgpu,
+}
+
+impl DeviceChoice {
+    /// The burn device, or an error naming the cargo feature the build lacks.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "cuda")]
+            DeviceChoice::Cuda => Ok(Device::cuda(0)),
+            #[cfg(feature = "wgpu")]
+            DeviceChoice::Wgpu => Ok(Device::wgpu(Default::default())),
+            #[allow(unreachable_patterns)]
+            other => Err(Error::Setting(format!(
+                "this build has no {other} support: rebuild with `cargo build --release --features {other}`"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Wgpu => "wgpu",
+        })
+    }
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            "wgpu" => Ok(DeviceChoice::Wgpu),
+            _ => Err(Error::Setting(format!(
+                "unknown device '{s}' (cpu, cuda or wgpu)"
+            ))),
+        }
+    }
+}
