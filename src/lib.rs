@@ -4,21 +4,32 @@
 //! [`convert`] (public data sets → MVTec layout) → [`layout`] (the folders of one class) →
 //! [`protocol`] (seen anomalies and test set) → [`sampler`] (batch slots, reference set) →
 //! [`transform`] and [`cutmix`] (augmentation, pseudo anomalies) → [`batch`] (normalised
-//! tensors) → … → [`metrics`] (AUC-ROC, AUC-PR) → [`preview`] (pictures for people).
+//! tensors) → [`backbone`] → [`heads`] and [`model`] (DRA) → [`loss`] and [`train`] →
+//! [`evaluate`] (scores) → [`metrics`] (AUC-ROC, AUC-PR) → [`report`] and [`plot`] (the run
+//! directory); [`run`] ties a whole run together, [`config`] holds its settings.
 
 pub mod backbone;
 pub mod batch;
 pub mod classify;
+pub mod config;
 pub mod convert;
 pub mod cutmix;
 pub mod device;
 pub mod error;
+pub mod evaluate;
+pub mod heads;
 pub mod layout;
+pub mod loss;
 pub mod metrics;
+pub mod model;
+pub mod plot;
 pub mod preview;
 pub mod protocol;
+pub mod report;
 pub mod rng;
+pub mod run;
 pub mod sampler;
+pub mod train;
 pub mod transform;
 
 pub use error::{Error, Result};

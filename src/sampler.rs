@@ -185,6 +185,28 @@ impl ReferenceSet {
         })
     }
 
+    /// A fixed set of the given normal-image indices (a saved run's reference set).
+    pub fn fixed(indices: Vec<usize>, n_normal: usize) -> Result<Self> {
+        if indices.is_empty() || indices.iter().any(|&i| i >= n_normal) {
+            return Err(Error::Setting(format!(
+                "reference indices {indices:?} do not fit {n_normal} normal images"
+            )));
+        }
+        let n_ref = indices.len();
+        Ok(ReferenceSet {
+            mode: RefMode::Fixed,
+            n_normal,
+            fixed: indices,
+            stream: Stream::new(n_normal),
+            n_ref,
+        })
+    }
+
+    /// The indices of a fixed set (empty when resampled).
+    pub fn fixed_indices(&self) -> &[usize] {
+        &self.fixed
+    }
+
     /// The mode this set was built with.
     pub fn mode(&self) -> RefMode {
         self.mode

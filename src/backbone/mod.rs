@@ -73,12 +73,9 @@ impl BackboneKind {
 
     /// Side of the feature map for a square input of `img_size`, or an error if it is empty.
     pub fn feature_size(self, img_size: usize) -> Result<usize> {
-        let size = match self {
-            // 7×7/2 conv (pad 3), 3×3/2 max-pool (pad 1), then three stride-2 stages
-            BackboneKind::Resnet18 => (0..5).fold(img_size, |s, _| (s + 1) / 2),
-            // TensorFlow SAME padding: ⌈s/2⌉ at each of the five stride-2 layers
-            _ => (0..5).fold(img_size, |s, _| s.div_ceil(2)),
-        };
+        // five stride-2 layers, each giving ⌈s/2⌉ (ResNet's padded 7×7 conv and 3×3 max-pool
+        // as much as EfficientNet's TensorFlow-SAME convolutions)
+        let size = (0..5).fold(img_size, |s, _| s.div_ceil(2));
         if size == 0 {
             return Err(Error::Setting(format!(
                 "--img-size {img_size} gives an empty feature map"

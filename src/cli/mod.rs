@@ -5,6 +5,7 @@ mod convert;
 mod demo;
 mod preview;
 mod split;
+mod train;
 
 use std::path::PathBuf;
 
@@ -41,12 +42,12 @@ enum Command {
     Preview(preview::PreviewArgs),
     /// Run the built-in demo on the bundled ELPV subset (no files needed from elsewhere).
     Demo(demo::DemoArgs),
-    /// Train a DRA model (not built yet).
-    Train,
-    /// Re-evaluate a saved model (not built yet).
-    Eval,
-    /// Score images with a saved model (not built yet).
-    Predict,
+    /// Train a DRA model, evaluate it on the test split and write a run directory.
+    Train(Box<train::TrainArgs>),
+    /// Re-evaluate a saved run on its test split.
+    Eval(train::EvalArgs),
+    /// Print the anomaly score and per-head scores of images with a saved run.
+    Predict(train::PredictArgs),
     /// Top-5 ImageNet classes of images, to check that backbone weights loaded right.
     Classify(classify::ClassifyArgs),
     /// Run a grid of experiments into result tables (not built yet).
@@ -138,9 +139,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Split(a) => split::run(a),
         Command::Preview(a) => preview::run(a),
         Command::Demo(a) => demo::run(a),
-        Command::Train => not_built("train", 4),
-        Command::Eval => not_built("eval", 4),
-        Command::Predict => not_built("predict", 4),
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => train::eval(a),
+        Command::Predict(a) => train::predict(a),
         Command::Classify(a) => classify::run(a),
         Command::Bench => not_built("bench", 5),
     }
