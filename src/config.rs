@@ -144,6 +144,15 @@ impl TrainConfig {
         if self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("--lr must be positive and --weight-decay not negative".into());
         }
-        Ok(())
+        match (&self.weights, self.backbone.bundled_weights()) {
+            (None, None) => bad(format!(
+                "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
+                self.backbone
+            )),
+            (Some(path), _) if !path.is_file() => {
+                Err(Error::layout(path, "weights file not found (check --weights)"))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -132,6 +132,11 @@ impl fmt::Display for HeadSet {
 pub struct HeadScores(Vec<(Head, Tensor<1>)>);
 
 impl HeadScores {
+    /// Scores per head (in paper order).
+    pub fn new(scores: Vec<(Head, Tensor<1>)>) -> Self {
+        HeadScores(scores)
+    }
+
     /// The enabled heads and their scores, in paper order.
     pub fn iter(&self) -> impl Iterator<Item = (Head, Tensor<1>)> + '_ {
         self.0.iter().map(|(h, t)| (*h, t.clone()))

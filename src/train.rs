@@ -38,16 +38,8 @@ pub struct EpochLog {
 
 /// The backbone of `config` with its weights (given or bundled), on `device`.
 pub fn load_backbone(config: &TrainConfig, device: &Device) -> Result<Backbone> {
-    let path = match (&config.weights, config.backbone.bundled_weights()) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
-        (None, None) => {
-            return Err(Error::Setting(format!(
-                "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
-                config.backbone
-            )));
-        }
-    };
+    config.validate()?;
+    let path = config.weights.clone().or(config.backbone.bundled_weights()).expect("validated");
     let mut backbone = Backbone::new(config.backbone, device);
     weights::load(&mut backbone, &path)?;
     Ok(backbone)

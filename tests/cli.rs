@@ -120,7 +120,7 @@ fn unknown_converter_input_layout() {
 
 #[test]
 fn unbuilt_commands_say_so() {
-    assert_one_line_error(&dra(&["train"]), &["not built yet"]);
+    assert_one_line_error(&dra(&["bench"]), &["not built yet"]);
 }
 
 #[test]
@@ -219,5 +219,112 @@ fn classify_prints_top5_json_and_refuses_missing_devices() {
     assert_one_line_error(
         &dra(&["classify", "--weights", s(&bad), s(&photo)]),
         &["w.pth"],
+    );
+}
+
+#[test]
+fn train_refuses_bad_settings_before_touching_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::make_layout(tmp.path(), "c", 6, 3, &[("crack", 4)]);
+    let out = tmp.path().join("run");
+    let base = [
+        "train",
+        "--data-root",
+        s(tmp.path()),
+        "--class",
+        "c",
+        "--out",
+        s(&out),
+    ];
+    let with = |extra: &[&str]| {
+        let n: &[&str] = if extra.contains(&"--n-anomaly") { &[] } else { &["--n-anomaly", "2"] };
+        dra(&[&base[..], n, extra].concat())
+    };
+    assert_one_line_error(&with(&["--topk", "1.5"]), &["--topk 1.5"]);
+    assert_one_line_error(&with(&["--n-ref", "7"]), &["--n-ref 7"]);
+    assert_one_line_error(&with(&["--n-anomaly", "9"]), &["fewer than --n-anomaly 9"]);
+    assert_one_line_error(
+        &with(&["--img-size", "2", "--n-scales", "3"]),
+        &["empty image"],
+    );
+    assert_one_line_error(
+        &with(&["--known-class", "crack"]),
+        &["at least 2 anomaly classes"],
+    );
+    assert_one_line_error(&with(&["--backbone", "resnet18"]), &["--weights"]);
+    assert!(!out.exists(), "nothing may be written for a refused run");
+    std::fs::create_dir_all(&out).unwrap();
+    assert_one_line_error(
+        &with(&["--epochs", "1"]),
+        &["already exists", "--overwrite"],
+    );
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "epochz = 3\n").unwrap();
+    assert_one_line_error(
+        &dra(&["train", "--config", s(&cfg), "--out", s(&out)]),
+        &["bad.toml", "epochz"],
+    );
+}
+
+#[test]
+fn train_reads_a_toml_config_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::make_layout(tmp.path(), "c", 6, 3, &[("crack", 4), ("hole", 3)]);
+    let cfg = tmp.path().join("run.toml");
+    let toml = format!(
+        "data_root = {:?}\nclass = \"c\"\nn_anomaly = 2\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\nheads = \"seen,pseudo\"\ncriterion = \"focal\"\n",
+        s(tmp.path())
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let out = tmp.path().join("run");
+    let res = dra(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&out),
+        "--n-anomaly",
+        "3",
+        "--seed",
+        "5",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let text = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        text.contains("AUC-ROC") && text.contains("scores.png"),
+        "{text}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let settings = &record["settings"];
+    assert_eq!(settings["n_anomaly"], 3); // the flag wins over the file
+    assert_eq!(settings["img_size"], 32); // the file wins over the default
+    assert_eq!(settings["seed"], 5);
+    assert_eq!(settings["heads"], "seen,pseudo");
+    assert_eq!(settings["criterion"], "focal");
+    assert_eq!(record["derived"]["top_k"], serde_json::json!([1]));
+    assert_eq!(record["derived"]["normal_slots"], 4);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in ["auc_roc", "auc_pr", "heads", "classes"] {
+        assert!(!metrics[key].is_null(), "{key} missing from metrics.json");
+    }
+    assert!(metrics["heads"]["seen"]["auc_roc"].is_number());
+    assert!(metrics["classes"]["hole"].is_number());
+    // predict prints the scores of given images; eval rewrites the same metrics
+    let img = tmp.path().join("c/test/good/000.png");
+    let p = dra(&["predict", "--model", s(&out), "--json", s(&img)]);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    assert!(rows[0]["score"].is_number() && rows[0]["heads"]["pseudo"].is_number());
+    let e = dra(&["eval", "--model", s(&out)]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    assert_one_line_error(
+        &dra(&["eval", "--model", s(tmp.path())]),
+        &["not a run directory"],
     );
 }

@@ -253,7 +253,9 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
 pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = a.config()?;
     cfg.validate()?;
-    run::prepare(&cfg)?; // every data check before the run directory is touched
+    // every check of data and weights before the run directory is touched
+    run::prepare(&cfg)?;
+    dra::train::load_backbone(&cfg, &cfg.device.device()?)?;
     create_run_dir(&a.out, a.overwrite)?;
     let mut bars = Bars::new(cfg.epochs, cfg.steps_per_epoch);
     let metrics = run::train_and_evaluate(&cfg, &a.out, &mut bars)?;

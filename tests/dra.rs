@@ -1,0 +1,373 @@
+//! DRA's own pieces against hand-computed values: top-K MIL, head routing, the losses, the
+//! learning-rate schedule, global gradient clipping, the anomaly score, the pyramid; and
+//! whole runs: bit-identical scores for one seed, and learning on real data.
+
+mod common;
+
+use burn::module::Module;
+use burn::nn::LinearConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use dra::backbone::{Backbone, BackboneKind};
+use dra::config::TrainConfig;
+use dra::heads::{top_k, top_k_mean};
+use dra::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
+use dra::model::{Dra, Head, HeadScores, HeadSet, ModelConfig, pyramid_level};
+use dra::rng::seeded;
+use dra::sampler::Label;
+use dra::train::clip_global_norm;
+
+fn t1(v: &[f32]) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Device::flex())
+}
+
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_scalar::<f32>()
+}
+
+fn close(a: f32, b: f32) {
+    assert!((a - b).abs() < 1e-5, "{a} != {b}");
+}
+
+#[test]
+fn top_k_rule_and_mean_of_the_largest_cells() {
+    assert_eq!(top_k(14, 14, 0.1), 19); // 448² input
+    assert_eq!(top_k(7, 7, 0.1), 4); // 224²
+    assert_eq!(top_k(2, 2, 0.1), 1); // never below one cell
+    assert_eq!(top_k(4, 4, 1.0), 16);
+    let map = Tensor::<4>::from_data(
+        TensorData::new((0..32).map(|v| v as f32).collect::<Vec<_>>(), [2, 1, 4, 4]),
+        &Device::flex(),
+    );
+    let v: Vec<f32> = top_k_mean(map.clone(), 0.25)
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(v, vec![13.5, 29.5]); // mean of {12..15} and {28..31}
+    let v: Vec<f32> = top_k_mean(map, 0.1).into_data().try_to_vec().unwrap();
+    assert_eq!(v, vec![15.0, 31.0]); // K = ⌊1.6⌋ = 1
+}
+
+#[test]
+fn heads_are_routed_as_the_reference_code() {
+    use Label::*;
+    let labels = [Normal, Seen, Pseudo, Normal, Seen];
+    assert_eq!(
+        routing(Head::Seen, &labels),
+        (vec![0, 1, 3, 4], vec![0.0, 1.0, 0.0, 1.0])
+    );
+    assert_eq!(
+        routing(Head::Pseudo, &labels),
+        (vec![0, 2, 3], vec![0.0, 1.0, 0.0])
+    );
+    assert_eq!(
+        routing(Head::Residual, &labels),
+        (vec![0, 1, 2, 3, 4], vec![0.0, 1.0, 1.0, 0.0, 1.0])
+    );
+    assert_eq!(
+        routing(Head::Normal, &labels),
+        (vec![0, 1, 2, 3, 4], vec![1.0, 0.0, 0.0, 1.0, 0.0])
+    );
+}
+
+#[test]
+fn losses_equal_hand_computed_values() {
+    let s = t1(&[0.5, 2.0, 6.0]);
+    let t = t1(&[0.0, 1.0, 1.0]);
+    // deviation, μ 0, σ 1: (|0.5| + max(0, 5 − 2) + max(0, 5 − 6)) / 3
+    close(
+        scalar(deviation(s.clone(), t.clone(), 0.0, 1.0)),
+        (0.5 + 3.0 + 0.0) / 3.0,
+    );
+    // μ 1, σ 2: z = −0.25, 0.5, 2.5
+    close(
+        scalar(deviation(s.clone(), t.clone(), 1.0, 2.0)),
+        (0.25 + 4.5 + 2.5) / 3.0,
+    );
+    // dweighted, μ 0, σ 1: ½·0.5², ½·(5 − 2)², ½·0
+    close(
+        scalar(dweighted(s.clone(), t.clone(), 0.0, 1.0)),
+        (0.125 + 4.5 + 0.0) / 3.0,
+    );
+    // BCE and focal (α 1, γ 2) on logits 0.5 (t 0) and 2.0 (t 1); values from Python's math
+    let mut rng = seeded(0);
+    close(
+        scalar(Criterion::Bce.loss(t1(&[0.5, 2.0]), &[0.0, 1.0], &mut rng)),
+        0.5505025,
+    );
+    close(
+        scalar(Criterion::Focal.loss(t1(&[0.5, 2.0]), &[0.0, 1.0], &mut rng)),
+        0.18960758,
+    );
+}
+
+#[test]
+fn deviation_reference_is_a_seeded_standard_normal_sample() {
+    let (mu, sigma) = reference_statistics(5000, &mut seeded(1));
+    assert!(
+        mu.abs() < 0.05 && (sigma - 1.0).abs() < 0.05,
+        "{mu} {sigma}"
+    );
+    assert_eq!(reference_statistics(5000, &mut seeded(1)), (mu, sigma));
+    // the criterion draws its reference from the generator it is given
+    let (s, t) = (t1(&[0.3, 4.0]), [0.0, 1.0]);
+    let mut rng = seeded(9);
+    let (mu, sigma) = reference_statistics(5000, &mut rng.clone());
+    close(
+        scalar(Criterion::Deviation.loss(s.clone(), &t, &mut rng)),
+        scalar(deviation(s.clone(), t1(&t), mu, sigma)),
+    );
+    // dweighted draws a reference of the batch's size
+    let mut rng = seeded(9);
+    let (mu, sigma) = reference_statistics(2, &mut rng.clone());
+    close(
+        scalar(Criterion::Dweighted.loss(s.clone(), &t, &mut rng)),
+        scalar(dweighted(s, t1(&t), mu, sigma)),
+    );
+}
+
+#[test]
+fn learning_rate_drops_at_epochs_9_19_29() {
+    let cfg = TrainConfig::default();
+    let lrs: Vec<f64> = (0..30).map(|e| cfg.lr_at(e)).collect();
+    for (e, lr) in lrs.iter().enumerate() {
+        let expected = match e {
+            0..=8 => 2e-4,
+            9..=18 => 2e-5,
+            19..=28 => 2e-6,
+            _ => 2e-7,
+        };
+        assert!((lr - expected).abs() < 1e-18, "epoch {e}: {lr}");
+    }
+}
+
+#[test]
+fn global_gradient_norm_is_clipped_to_one() {
+    let device = Device::flex().autodiff();
+    let linear = LinearConfig::new(2, 1).init(&device);
+    // d(sum(w·x + b))/dw = x = (3, 4), /db = 1: global norm √26
+    let x = Tensor::<2>::from_data([[3.0f32, 4.0]], &device);
+    let loss = linear.forward(x).sum();
+    let mut grads = GradientsParams::from_grads(loss.backward(), &linear);
+    let norm = clip_global_norm(&linear, &mut grads, 1.0);
+    assert!((norm - 26f64.sqrt()).abs() < 1e-5);
+    let scale = 1.0 / (26f32.sqrt() + 1e-6);
+    let w: Vec<f32> = grads
+        .get::<2>(linear.weight.id)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let b: Vec<f32> = grads
+        .get::<1>(linear.bias.as_ref().unwrap().id)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    close(w[0], 3.0 * scale);
+    close(w[1], 4.0 * scale);
+    close(b[0], scale);
+    // below the limit nothing changes
+    let loss = linear
+        .forward(Tensor::<2>::from_data([[0.1f32, 0.1]], &device))
+        .sum()
+        .mul_scalar(0.1);
+    let mut grads = GradientsParams::from_grads(loss.backward(), &linear);
+    clip_global_norm(&linear, &mut grads, 1.0);
+    let b: Vec<f32> = grads
+        .get::<1>(linear.bias.as_ref().unwrap().id)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    close(b[0], 0.1);
+    let _ = linear.valid();
+}
+
+#[test]
+fn anomaly_score_is_minus_normal_plus_the_others() {
+    let scores = HeadScores::new(vec![
+        (Head::Seen, t1(&[1.0, 0.0])),
+        (Head::Pseudo, t1(&[2.0, 0.5])),
+        (Head::Residual, t1(&[3.0, 0.25])),
+        (Head::Normal, t1(&[0.5, 4.0])),
+    ]);
+    let v: Vec<f32> = scores.anomaly_score().into_data().try_to_vec().unwrap();
+    assert_eq!(v, vec![1.0 + 2.0 + 3.0 - 0.5, 0.5 + 0.25 - 4.0]);
+    let only_seen = HeadScores::new(vec![(Head::Seen, t1(&[1.5]))]);
+    assert_eq!(scalar(only_seen.anomaly_score()), 1.5);
+}
+
+#[test]
+fn pyramid_takes_every_second_pixel_from_the_first() {
+    let x = Tensor::<4>::from_data(
+        TensorData::new((0..16).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 4, 4]),
+        &Device::flex(),
+    );
+    let v: Vec<f32> = pyramid_level(x.clone(), 1)
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(v, vec![0.0, 2.0, 8.0, 10.0]);
+    assert_eq!(pyramid_level(x, 0).dims(), [1, 1, 4, 4]);
+}
+
+#[test]
+fn head_subsets_score_without_crashing() {
+    let device = Device::flex();
+    let x = Tensor::<4>::zeros([3, 3, 64, 64], &device);
+    let refs = Tensor::<4>::ones([2, 3, 64, 64], &device);
+    for heads in [
+        "seen",
+        "seen,pseudo",
+        "seen,pseudo,residual",
+        "seen,pseudo,normal",
+        "residual",
+        "seen,pseudo,residual,normal",
+    ] {
+        let cfg = ModelConfig {
+            backbone: BackboneKind::EfficientnetLite0,
+            heads: heads.parse::<HeadSet>().unwrap(),
+            n_scales: 2,
+            topk: 0.1,
+        };
+        let model = Dra::new(&cfg, Backbone::new(cfg.backbone, &device), &device);
+        let scores = model.forward(Some(refs.clone()), x.clone());
+        assert_eq!(scores.iter().count(), cfg.heads.heads().len(), "{heads}");
+        assert_eq!(scores.anomaly_score().dims(), [3], "{heads}");
+        let maps = model.reference_maps(refs.clone());
+        assert_eq!(model.score(x.clone(), &maps).anomaly_score().dims(), [3]);
+    }
+    assert!("seen,wrong".parse::<HeadSet>().is_err());
+    assert!("".parse::<HeadSet>().is_err());
+    assert_eq!(
+        "normal,seen".parse::<HeadSet>().unwrap().to_string(),
+        "seen,normal"
+    );
+}
+
+/// Small, fast settings on the ELPV subset bundled in the repository.
+fn demo_config(data_root: &std::path::Path) -> TrainConfig {
+    TrainConfig {
+        data_root: data_root.to_path_buf(),
+        class: "elpv".into(),
+        img_size: 64,
+        batch_size: 12,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..TrainConfig::default()
+    }
+}
+
+fn bundled_elpv() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
+    dra::convert::Converter::Elpv
+        .run(&demo, data.path(), 42)
+        .unwrap();
+    data
+}
+
+#[test]
+fn same_seed_gives_bit_identical_scores() {
+    let data = bundled_elpv();
+    let cfg = demo_config(data.path());
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let out = tempfile::tempdir().unwrap();
+            dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+            for f in [
+                "config.json",
+                "metrics.json",
+                "model.safetensors",
+                "train_log.csv",
+                "scores.png",
+                "roc.svg",
+                "pr.png",
+            ] {
+                assert!(out.path().join(f).is_file(), "{f} missing");
+            }
+            std::fs::read_to_string(out.path().join("scores.csv")).unwrap()
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0].lines().count(), 1 + 75);
+    let other = tempfile::tempdir().unwrap();
+    dra::run::train_and_evaluate(&TrainConfig { seed: 7, ..cfg }, other.path(), &mut ()).unwrap();
+    assert_ne!(
+        std::fs::read_to_string(other.path().join("scores.csv")).unwrap(),
+        runs[0]
+    );
+}
+
+#[test]
+fn a_saved_run_evaluates_and_predicts_the_same_scores() {
+    let data = bundled_elpv();
+    let cfg = demo_config(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let trained = dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+    let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    let again = dra::run::evaluate_run(out.path(), &mut ()).unwrap();
+    assert_eq!(trained, again);
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("scores.csv")).unwrap(),
+        scores
+    );
+    // predict on the first test image gives its row of scores.csv
+    let row: Vec<&str> = scores.lines().nth(1).unwrap().split(',').collect();
+    let predicted = dra::run::predict(out.path(), &[row[0].into()]).unwrap();
+    assert_eq!(predicted[0].score.to_string(), row[3]);
+}
+
+#[test]
+fn learns_on_real_kolektorsdd_pieces() {
+    let Some(input) = common::shared_data("kolektorsdd") else {
+        return;
+    };
+    let converted = tempfile::tempdir().unwrap();
+    let summary = dra::convert::Converter::Sdd
+        .run(&input, converted.path(), 42)
+        .unwrap();
+    // a small class: 80 normal training pieces, 30 normal test pieces, every defect piece
+    let root = tempfile::tempdir().unwrap();
+    let class = root.path().join("sdd");
+    let take = |from: &str, to: &str, n: usize| {
+        std::fs::create_dir_all(class.join(to)).unwrap();
+        for f in dra::layout::list_images(&summary.dir.join(from))
+            .unwrap()
+            .into_iter()
+            .take(n)
+        {
+            std::fs::copy(&f, class.join(to).join(f.file_name().unwrap())).unwrap();
+        }
+    };
+    take("train/good", "train/good", 80);
+    take("test/good", "test/good", 30);
+    take("test/defect", "test/defect", usize::MAX);
+    let cfg = TrainConfig {
+        data_root: root.path().to_path_buf(),
+        class: "sdd".into(),
+        img_size: 128,
+        batch_size: 16,
+        epochs: 3,
+        steps_per_epoch: 6,
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let metrics = dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+    let log = std::fs::read_to_string(out.path().join("train_log.csv")).unwrap();
+    let losses: Vec<f32> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    eprintln!(
+        "epoch losses {losses:?}, AUC-ROC {:.4}, AUC-PR {:.4}",
+        metrics.auc_roc, metrics.auc_pr
+    );
+    assert!(
+        losses[2] < losses[0],
+        "training loss did not fall: {losses:?}"
+    );
+    assert!(metrics.auc_roc > 0.5, "AUC-ROC {}", metrics.auc_roc);
+}
