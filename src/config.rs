@@ -23,7 +23,8 @@ pub struct TrainConfig {
     pub class: String,
     /// Seen (labelled) anomalies in training.
     pub n_anomaly: usize,
-    /// Hard protocol: the one anomaly class seen in training.
+    /// Hard protocol: the one anomaly class seen in training (an empty name, useful in
+    /// grids, means the general protocol).
     pub known_class: Option<String>,
     /// General protocol: index of the first test anomaly in the shuffled list.
     pub test_threshold: Option<usize>,
@@ -91,10 +92,10 @@ impl TrainConfig {
     /// The protocol these settings describe.
     pub fn protocol(&self) -> Protocol {
         match &self.known_class {
-            Some(known_class) => Protocol::Hard {
+            Some(known_class) if !known_class.is_empty() => Protocol::Hard {
                 known_class: known_class.clone(),
             },
-            None => Protocol::General {
+            _ => Protocol::General {
                 test_threshold: self.test_threshold,
             },
         }
@@ -149,9 +150,10 @@ impl TrainConfig {
                 "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
                 self.backbone
             )),
-            (Some(path), _) if !path.is_file() => {
-                Err(Error::layout(path, "weights file not found (check --weights)"))
-            }
+            (Some(path), _) if !path.is_file() => Err(Error::layout(
+                path,
+                "weights file not found (check --weights)",
+            )),
             _ => Ok(()),
         }
     }

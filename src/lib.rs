@@ -10,6 +10,7 @@
 
 pub mod backbone;
 pub mod batch;
+pub mod bench;
 pub mod classify;
 pub mod config;
 pub mod convert;
@@ -18,6 +19,7 @@ pub mod device;
 pub mod error;
 pub mod evaluate;
 pub mod heads;
+pub mod knn;
 pub mod layout;
 pub mod loss;
 pub mod metrics;

@@ -39,7 +39,11 @@ pub struct EpochLog {
 /// The backbone of `config` with its weights (given or bundled), on `device`.
 pub fn load_backbone(config: &TrainConfig, device: &Device) -> Result<Backbone> {
     config.validate()?;
-    let path = config.weights.clone().or(config.backbone.bundled_weights()).expect("validated");
+    let path = config
+        .weights
+        .clone()
+        .or(config.backbone.bundled_weights())
+        .expect("validated");
     let mut backbone = Backbone::new(config.backbone, device);
     weights::load(&mut backbone, &path)?;
     Ok(backbone)

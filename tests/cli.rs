@@ -119,11 +119,6 @@ fn unknown_converter_input_layout() {
 }
 
 #[test]
-fn unbuilt_commands_say_so() {
-    assert_one_line_error(&dra(&["bench"]), &["not built yet"]);
-}
-
-#[test]
 fn split_and_preview_on_a_small_data_set() {
     let tmp = tempfile::tempdir().unwrap();
     common::make_layout(tmp.path(), "c", 8, 3, &[("crack", 4), ("hole", 3)]);
@@ -237,7 +232,11 @@ fn train_refuses_bad_settings_before_touching_the_run_directory() {
         s(&out),
     ];
     let with = |extra: &[&str]| {
-        let n: &[&str] = if extra.contains(&"--n-anomaly") { &[] } else { &["--n-anomaly", "2"] };
+        let n: &[&str] = if extra.contains(&"--n-anomaly") {
+            &[]
+        } else {
+            &["--n-anomaly", "2"]
+        };
         dra(&[&base[..], n, extra].concat())
     };
     assert_one_line_error(&with(&["--topk", "1.5"]), &["--topk 1.5"]);

@@ -1,0 +1,105 @@
+//! Experiment grids: cells, aggregation over seeds, tables, the kNN baseline and resuming.
+
+use dra::bench::{CellResult, Grid, aggregate, csv, markdown, run_grid};
+use dra::report::Auc;
+
+fn grid(text: &str) -> Grid {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("g.toml");
+    std::fs::write(&path, text).unwrap();
+    Grid::read(&path).unwrap()
+}
+
+#[test]
+fn cells_are_every_combination_over_the_base() {
+    let g = grid(
+        "name = \"t\"\n[base]\ndata_root = \"d\"\nclass = \"c\"\nimg_size = 64\n[grid]\nn_anomaly = [10, 1]\ncriterion = [\"deviation\", \"dweighted\"]\nseed = [0, 1, 2]\n",
+    );
+    let cells = g.cells().unwrap();
+    assert_eq!(cells.len(), 12);
+    // keys vary in name order: criterion, n_anomaly, seed
+    assert_eq!(cells[0].id, "criterion-deviation_n_anomaly-10_seed-0");
+    assert_eq!(cells[11].id, "criterion-dweighted_n_anomaly-1_seed-2");
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.config.img_size == 64 && c.config.class == "c")
+    );
+    assert!(cells[0].config.data_root.ends_with("d"));
+    let bad = grid("name = \"t\"\n[grid]\nepochz = [1]\n");
+    assert!(bad.cells().unwrap_err().to_string().contains("epochz"));
+}
+
+fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellResult {
+    CellResult {
+        values: values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        dra: Auc {
+            auc_roc: roc,
+            auc_pr: pr,
+        },
+        knn: knn.map(|k| Auc {
+            auc_roc: k,
+            auc_pr: k,
+        }),
+        seconds: 10.0,
+    }
+}
+
+#[test]
+fn seeds_aggregate_to_mean_and_population_std() {
+    let results = [
+        result(&[("n_anomaly", "10"), ("seed", "0")], 0.90, 0.80, Some(0.7)),
+        result(&[("n_anomaly", "10"), ("seed", "1")], 0.94, 0.84, Some(0.7)),
+        result(&[("n_anomaly", "1"), ("seed", "0")], 0.60, 0.50, None),
+    ];
+    let rows = aggregate(&results);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].seeds, 2);
+    assert!((rows[0].auc_roc.mean - 0.92).abs() < 1e-12);
+    assert!((rows[0].auc_roc.std - 0.02).abs() < 1e-12); // √(((0.02)² + (0.02)²) / 2)
+    assert!((rows[0].knn_auc_roc.unwrap().mean - 0.7).abs() < 1e-12);
+    assert!(rows[1].knn_auc_roc.is_none());
+    let md = markdown("T", &rows);
+    assert!(md.contains("| n_anomaly | seeds | DRA AUC-ROC |"), "{md}");
+    assert!(
+        md.contains("| 10 | 2 | 0.920±0.020 | 0.820±0.020 | 0.700±0.000 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | 1 | 0.600±0.000 | 0.500±0.000 | – | – |"),
+        "{md}"
+    );
+    assert!(csv(&rows).starts_with("n_anomaly,seeds,auc_roc,auc_roc_std"));
+}
+
+#[test]
+fn a_grid_runs_with_the_knn_baseline_and_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
+    dra::convert::Converter::Elpv
+        .run(&demo, data.path(), 42)
+        .unwrap();
+    let text = format!(
+        "name = \"tiny\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [0, 1]\n",
+        data.path().to_str().unwrap()
+    );
+    let g = grid(&text);
+    let out = tempfile::tempdir().unwrap();
+    let mut resumed = Vec::new();
+    let first = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
+    assert_eq!(resumed, [false, false]);
+    assert!(first.iter().all(|r| r.knn.is_some()));
+    // kNN does not depend on training: equal for equal splits, and a real AUC
+    let knn = first[0].knn.unwrap();
+    assert!((0.0..=1.0).contains(&knn.auc_roc));
+    // an interrupted cell (no result.json) is run again, a finished one is read back
+    std::fs::remove_file(out.path().join("seed-1/result.json")).unwrap();
+    resumed.clear();
+    let second = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
+    assert_eq!(resumed, [true, false]);
+    assert_eq!(first[0].dra, second[0].dra);
+    assert_eq!(first[1].dra, second[1].dra); // same seed, same scores
+}
