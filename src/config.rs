@@ -49,6 +49,8 @@ pub struct TrainConfig {
     /// Global gradient-norm clip.
     pub clip_norm: f64,
     pub seed: u64,
+    /// Leave out images that cannot be decoded (listed in `config.json`) instead of stopping.
+    pub skip_bad_images: bool,
 }
 
 impl Default for TrainConfig {
@@ -77,6 +79,7 @@ impl Default for TrainConfig {
             lr_step: 10,
             clip_norm: 1.0,
             seed: 42,
+            skip_bad_images: false,
         }
     }
 }

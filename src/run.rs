@@ -19,7 +19,7 @@ use crate::protocol::{Sample, Split};
 use crate::report::{self, Metrics};
 use crate::rng::{DraRng, seeded};
 use crate::sampler::{BatchSampler, RefMode, ReferenceSet};
-use crate::train::{StepReport, fit};
+use crate::train::{StepReport, Trainer};
 
 /// Settings derived from the configuration and the data, recorded for the reader.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,8 @@ pub struct Derived {
     /// Fixed reference set: indices into the sorted normal training images, and their paths.
     pub reference: Vec<usize>,
     pub reference_paths: Vec<PathBuf>,
+    /// Images left out because they cannot be decoded (`skip_bad_images`).
+    pub skipped_images: Vec<PathBuf>,
 }
 
 /// `config.json`: every setting and what follows from it.
@@ -63,7 +65,8 @@ pub fn prepare(config: &TrainConfig) -> Result<Prepared> {
     config.validate()?;
     let layout = DatasetLayout::open(&config.data_root, &config.class)?;
     let mut rng = seeded(config.seed);
-    let split = Split::new(&layout, &config.protocol(), config.n_anomaly, &mut rng)?;
+    let mut split = Split::new(&layout, &config.protocol(), config.n_anomaly, &mut rng)?;
+    let skipped_images = check_images(&mut split, config.skip_bad_images)?;
     let references = ReferenceSet::new(
         config.ref_mode,
         config.n_ref,
@@ -103,6 +106,7 @@ pub fn prepare(config: &TrainConfig) -> Result<Prepared> {
             .iter()
             .map(|&i| split.train_normal[i].path.clone())
             .collect(),
+        skipped_images,
     };
     Ok(Prepared {
         split,
@@ -110,6 +114,40 @@ pub fn prepare(config: &TrainConfig) -> Result<Prepared> {
         rng,
         derived,
     })
+}
+
+/// Decodes every image of `split`. An unreadable one is an error naming it, or with `skip`
+/// is removed from the split; returns the removed paths.
+fn check_images(split: &mut Split, skip: bool) -> Result<Vec<PathBuf>> {
+    let mut bad = Vec::new();
+    let mut keep = |samples: &mut Vec<Sample>| -> Result<()> {
+        let mut kept = Vec::with_capacity(samples.len());
+        for s in samples.drain(..) {
+            match crate::transform::load_rgb(&s.path) {
+                Ok(_) => kept.push(s),
+                Err(e) if skip => {
+                    eprintln!("skipping {}: {e}", s.path.display());
+                    bad.push(s.path);
+                }
+                Err(e) => {
+                    return Err(Error::Setting(format!(
+                        "{e} (fix or remove it, or pass --skip-bad-images to leave such files out)"
+                    )));
+                }
+            }
+        }
+        *samples = kept;
+        Ok(())
+    };
+    keep(&mut split.train_normal)?;
+    keep(&mut split.train_anomaly)?;
+    keep(&mut split.test)?;
+    if split.train_normal.is_empty() {
+        return Err(Error::Setting(
+            "no readable normal training image is left".into(),
+        ));
+    }
+    Ok(bad)
 }
 
 /// Callbacks of a run, for progress display.
@@ -123,46 +161,140 @@ pub trait Progress {
 /// No progress display.
 impl Progress for () {}
 
-/// Trains, evaluates and writes the run directory `out`, which must exist and be writable.
-pub fn train_and_evaluate(
+/// How a training run starts and how far it goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Continue from the run directory's checkpoint instead of starting afresh.
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation (the checkpoint stays for a resume).
+    pub stop_after: Option<usize>,
+}
+
+/// How a training run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Trained to the last epoch and evaluated.
+    Finished(Metrics),
+    /// Stopped by [`RunOptions::stop_after`] after this many epochs in all.
+    Stopped { epochs_done: usize },
+}
+
+/// The checkpoint folder of a run directory.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Trains (checkpointing after every epoch), evaluates and writes the run directory `out`,
+/// which must exist and be writable.
+pub fn train_run(
     config: &TrainConfig,
     out: &Path,
+    options: RunOptions,
     progress: &mut impl Progress,
-) -> Result<Metrics> {
-    let mut p = prepare(config)?;
-    report::write_json(
-        &out.join("config.json"),
-        &RunRecord {
-            settings: config.clone(),
-            derived: p.derived.clone(),
-        },
-    )?;
+) -> Result<Outcome> {
+    let p = prepare(config)?;
+    let mut trainer = if options.resume {
+        Trainer::resume(config, &checkpoint_dir(out))?
+    } else {
+        check_memory(config)?;
+        report::write_json(
+            &out.join("config.json"),
+            &RunRecord {
+                settings: config.clone(),
+                derived: p.derived.clone(),
+            },
+        )?;
+        Trainer::new(config, &p.split, p.references, p.rng)?
+    };
     let mut batcher = Batcher::new(
         &p.split.train_normal,
         &p.split.train_anomaly,
         config.img_size as u32,
     );
-    let (model, logs) = fit(
-        config,
-        &p.split,
-        &mut p.references,
-        &mut batcher,
-        &mut p.rng,
-        |r| progress.step(r),
-    )?;
-    report::write_train_log(out, &logs)?;
-    let model = model.valid();
+    let mut this_run = 0;
+    while !trainer.finished(config) {
+        if options.stop_after == Some(this_run) {
+            return Ok(Outcome::Stopped {
+                epochs_done: trainer.state.epoch,
+            });
+        }
+        trainer.run_epoch(config, &mut batcher, |r| progress.step(r))?;
+        trainer.save_checkpoint(&checkpoint_dir(out))?;
+        report::write_train_log(out, &trainer.state.logs)?;
+        this_run += 1;
+    }
+    let model = trainer.model.valid();
     save_model(&model, &out.join("model.safetensors"))?;
+    let st = &mut trainer.state;
     let scored = score_samples(
         &model,
         config,
         &p.split.test,
-        &mut p.references,
+        &mut st.references,
         &mut batcher,
-        &mut p.rng,
+        &mut st.rng,
         |d, t| progress.evaluated(d, t),
     )?;
-    report::write_evaluation(out, &scored, &title(config))
+    Ok(Outcome::Finished(report::write_evaluation(
+        out,
+        &scored,
+        &title(config),
+    )?))
+}
+
+/// Trains from scratch to the last epoch, evaluates and writes the run directory `out`.
+pub fn train_and_evaluate(
+    config: &TrainConfig,
+    out: &Path,
+    progress: &mut impl Progress,
+) -> Result<Metrics> {
+    match train_run(config, out, RunOptions::default(), progress)? {
+        Outcome::Finished(m) => Ok(m),
+        Outcome::Stopped { .. } => unreachable!("no stop requested"),
+    }
+}
+
+/// Rough peak memory of a training step in bytes: a base plus activation bytes per input
+/// pixel (measured with `benches/backbones.rs`) over the batch, references and scales.
+pub fn training_memory_estimate(config: &TrainConfig) -> u64 {
+    let per_pixel: u64 = match config.backbone {
+        crate::backbone::BackboneKind::Resnet18 => 700,
+        _ => 1200,
+    };
+    let pixels: u64 = (0..config.n_scales)
+        .map(|s| (config.img_size.div_ceil(1 << s) as u64).pow(2))
+        .sum();
+    (400 << 20) + per_pixel * pixels * (config.batch_size + config.n_ref) as u64
+}
+
+/// Memory the system can still give (Linux `MemAvailable`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses settings whose training step would not fit in memory, before allocating it.
+pub fn check_memory(config: &TrainConfig) -> Result<()> {
+    let need = training_memory_estimate(config);
+    match available_memory() {
+        Some(have) if need > have => Err(Error::Setting(format!(
+            "--batch-size {} at --img-size {} needs about {:.1} GiB to train, more than the {:.1} GiB available: \
+             lower --batch-size or --img-size",
+            config.batch_size,
+            config.img_size,
+            need as f64 / (1u64 << 30) as f64,
+            have as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn title(config: &TrainConfig) -> String {
@@ -179,8 +311,8 @@ fn save_model(model: &Dra, path: &Path) -> Result<()> {
         .map_err(|e| Error::layout(path, format!("cannot write the model: {e}")))
 }
 
-/// Reads `config.json` and the model of a run directory onto the configured device.
-pub fn load_run(dir: &Path) -> Result<(RunRecord, Dra)> {
+/// Reads `config.json` of a run directory.
+pub fn read_record(dir: &Path) -> Result<RunRecord> {
     let record_path = dir.join("config.json");
     let text = std::fs::read_to_string(&record_path).map_err(|e| {
         Error::layout(
@@ -188,8 +320,13 @@ pub fn load_run(dir: &Path) -> Result<(RunRecord, Dra)> {
             format!("not a run directory ({e}): train one with `dra train`"),
         )
     })?;
-    let record: RunRecord = serde_json::from_str(&text)
-        .map_err(|e| Error::layout(&record_path, format!("invalid run record: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::layout(&record_path, format!("invalid run record: {e}")))
+}
+
+/// Reads `config.json` and the model of a run directory onto the configured device.
+pub fn load_run(dir: &Path) -> Result<(RunRecord, Dra)> {
+    let record = read_record(dir)?;
     let device = record.settings.device.device()?;
     let backbone = Backbone::new(record.settings.backbone, &device);
     let mut model = Dra::new(&record.settings.model(), backbone, &device);

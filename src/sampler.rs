@@ -35,7 +35,7 @@ pub struct Slot {
 }
 
 /// An endless stream of indices `0..len`, reshuffled each time it is used up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Stream {
     len: usize,
     order: Vec<usize>,
@@ -74,8 +74,9 @@ fn normal_or_pseudo(index: usize, n_normal: usize, rng: &mut DraRng) -> Slot {
     }
 }
 
-/// Draws the slots of training batches.
-#[derive(Debug, Clone)]
+/// Draws the slots of training batches. Its position (the streams' remaining orders) is
+/// saved in checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchSampler {
     n_normal: usize,
     normals: Stream,
@@ -155,7 +156,7 @@ impl FromStr for RefMode {
 }
 
 /// The reference images prepended to each batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceSet {
     mode: RefMode,
     n_normal: usize,

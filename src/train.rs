@@ -1,11 +1,15 @@
 //! Training: Adam with coupled L2 weight decay, the reference StepLR schedule, global
 //! gradient-norm clipping, and the sampler / augmentation / reference set of the data layer.
 
+use std::path::Path;
+
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, weights};
 use crate::batch::Batcher;
@@ -28,7 +32,7 @@ pub struct StepReport {
 }
 
 /// Mean losses of one epoch.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
     pub lr: f64,
@@ -98,63 +102,120 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     total
 }
 
-/// Trains a fresh DRA model on `split`, calling `on_step` after every step.
-/// Returns the trained model (on the autodiff device) and the per-epoch losses.
-pub fn fit(
-    config: &TrainConfig,
-    split: &Split,
-    references: &mut ReferenceSet,
-    batcher: &mut Batcher,
-    rng: &mut DraRng,
-    mut on_step: impl FnMut(&StepReport),
-) -> Result<(Dra, Vec<EpochLog>)> {
-    let device = config.device.device()?.autodiff();
-    device.seed(rng.next_u64());
-    let backbone = load_backbone(config, &device)?;
-    let mut model = Dra::new(&config.model(), backbone, &device);
-    let norm = config.backbone.normalization();
-    let mut sampler = BatchSampler::new(
-        split.train_normal.len(),
-        split.train_anomaly.len(),
-        config.batch_size,
-    )?;
-    let mut optim = AdamConfig::new()
+/// Where training stands between epochs: everything needed to continue exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs finished.
+    pub epoch: usize,
+    pub sampler: BatchSampler,
+    pub references: ReferenceSet,
+    pub rng: DraRng,
+    pub logs: Vec<EpochLog>,
+}
+
+/// A model being trained, its optimiser and its [`TrainState`].
+pub struct Trainer {
+    pub model: Dra,
+    optim: ModuleOptimizer,
+    device: Device,
+    pub state: TrainState,
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
-        .init();
-    let mut logs = Vec::new();
-    for epoch in 0..config.epochs {
+        .init()
+}
+
+/// Files of a checkpoint inside its folder.
+const STATE: &str = "state.json";
+const MODEL: &str = "model.bpk";
+const OPTIMIZER: &str = "optimizer.bpk";
+
+impl Trainer {
+    /// A fresh model (pretrained backbone, new heads) for `split`; `rng` continues from the
+    /// split and the reference set.
+    pub fn new(
+        config: &TrainConfig,
+        split: &Split,
+        references: ReferenceSet,
+        mut rng: DraRng,
+    ) -> Result<Self> {
+        let device = config.device.device()?.autodiff();
+        device.seed(rng.next_u64());
+        let backbone = load_backbone(config, &device)?;
+        let model = Dra::new(&config.model(), backbone, &device);
+        let sampler = BatchSampler::new(
+            split.train_normal.len(),
+            split.train_anomaly.len(),
+            config.batch_size,
+        )?;
+        Ok(Trainer {
+            model,
+            optim: optimizer(config),
+            device,
+            state: TrainState {
+                epoch: 0,
+                sampler,
+                references,
+                rng,
+                logs: Vec::new(),
+            },
+        })
+    }
+
+    /// True when every epoch has run.
+    pub fn finished(&self, config: &TrainConfig) -> bool {
+        self.state.epoch >= config.epochs
+    }
+
+    /// Runs the next epoch, calling `on_step` after every step.
+    pub fn run_epoch(
+        &mut self,
+        config: &TrainConfig,
+        batcher: &mut Batcher,
+        mut on_step: impl FnMut(&StepReport),
+    ) -> Result<()> {
+        let epoch = self.state.epoch;
+        let device = self.device.clone();
+        let norm = config.backbone.normalization();
         let lr = config.lr_at(epoch);
+        let st = &mut self.state;
         let mut sums: Vec<(Head, f32)> = Vec::new();
         let mut total = 0.0;
         for step in 0..config.steps_per_epoch {
-            let refs = if model.needs_reference() {
-                let slots = references.draw(rng);
+            let refs = if self.model.needs_reference() {
+                let slots = st.references.draw(&mut st.rng);
                 Some(
                     batcher
-                        .batch(&slots, references.augmented(), &norm, rng)?
+                        .batch(&slots, st.references.augmented(), &norm, &mut st.rng)?
                         .to_tensor(&device),
                 )
             } else {
                 None
             };
-            let slots = sampler.next_batch(rng);
-            let batch = batcher.batch(&slots, true, &norm, rng)?;
-            let scores = model.forward(refs, batch.to_tensor(&device));
-            let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, rng);
+            let slots = st.sampler.next_batch(&mut st.rng);
+            let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
+            let scores = self.model.forward(refs, batch.to_tensor(&device));
+            let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, &mut st.rng);
             let heads: Vec<(Head, f32)> = parts
                 .iter()
                 .map(|(h, l)| (*h, l.clone().into_scalar::<f32>()))
                 .collect();
             if let Some((head, _)) = heads.iter().find(|(_, v)| !v.is_finite()) {
+                let kept = match epoch {
+                    0 => "no epoch had finished".to_string(),
+                    e => format!("the checkpoint after epoch {e} is kept"),
+                };
                 return Err(Error::Setting(format!(
-                    "the {head} head's loss is not finite at epoch {epoch}, step {step}: lower --lr"
+                    "the {head} head's loss is not finite at epoch {epoch}, step {step} (try a lower --lr); {kept}"
                 )));
             }
-            let loss_value: f32 = loss.clone().into_scalar::<f32>();
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            clip_global_norm(&model, &mut grads, config.clip_norm);
-            model = optim.step(lr, model, grads);
+            let loss_value = loss.clone().into_scalar::<f32>();
+            let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            clip_global_norm(&self.model, &mut grads, config.clip_norm);
+            self.model = self.optim.step(lr, self.model.clone(), grads);
             total += loss_value;
             for (h, v) in &heads {
                 match sums.iter_mut().find(|(k, _)| k == h) {
@@ -171,12 +232,82 @@ pub fn fit(
             });
         }
         let n = config.steps_per_epoch as f32;
-        logs.push(EpochLog {
+        st.logs.push(EpochLog {
             epoch,
             lr,
             loss: total / n,
             heads: sums.into_iter().map(|(h, s)| (h, s / n)).collect(),
         });
+        st.epoch += 1;
+        Ok(())
     }
-    Ok((model, logs))
+
+    /// Writes the checkpoint folder `dir` atomically: into `dir.tmp`, then renamed over `dir`.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        let old = dir.with_extension("old");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut store = BurnpackStore::from_file(tmp.join(MODEL))
+            .auto_extension(false)
+            .overwrite(true);
+        // `valid()` syncs the BatchNorm running statistics, which a snapshot of the autodiff
+        // module would read stale
+        self.model
+            .valid()
+            .save_into(&mut store)
+            .map_err(|e| Error::layout(tmp.join(MODEL), e.to_string()))?;
+        self.optim
+            .save(tmp.join(OPTIMIZER))
+            .map_err(|e| Error::layout(tmp.join(OPTIMIZER), e.to_string()))?;
+        crate::report::write_json(&tmp.join(STATE), &self.state)?;
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// Continues from the checkpoint folder `dir` (or the `dir.old` a crash between the two
+    /// renames of [`Trainer::save_checkpoint`] may leave).
+    pub fn resume(config: &TrainConfig, dir: &Path) -> Result<Self> {
+        let dir = if dir.join(STATE).is_file() {
+            dir.to_path_buf()
+        } else {
+            dir.with_extension("old")
+        };
+        let state_path = dir.join(STATE);
+        let text = std::fs::read_to_string(&state_path).map_err(|e| {
+            Error::layout(&state_path, format!("no checkpoint to resume from ({e})"))
+        })?;
+        let state: TrainState = serde_json::from_str(&text)
+            .map_err(|e| Error::layout(&state_path, format!("invalid checkpoint: {e}")))?;
+        let device = config.device.device()?.autodiff();
+        let mut model = Dra::new(
+            &config.model(),
+            Backbone::new(config.backbone, &device),
+            &device,
+        );
+        let mut store = BurnpackStore::from_file(dir.join(MODEL)).auto_extension(false);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| Error::layout(dir.join(MODEL), format!("cannot read: {e}")))?;
+        if !result.missing.is_empty() || !result.errors.is_empty() {
+            return Err(Error::layout(
+                dir.join(MODEL),
+                "does not match the run's config.json",
+            ));
+        }
+        let optim = optimizer(config)
+            .load(dir.join(OPTIMIZER))
+            .map_err(|e| Error::layout(dir.join(OPTIMIZER), format!("cannot read: {e}")))?;
+        Ok(Trainer {
+            model,
+            optim,
+            device,
+            state,
+        })
+    }
 }

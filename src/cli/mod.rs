@@ -26,7 +26,7 @@ use dra::rng::DraRng;
 /// <root>/<class>/train/good, test/good, test/<defect>; `dra convert` makes it from
 /// public data sets' own layouts.
 #[derive(Debug, Parser)]
-#[command(name = "dra", version, about, long_about)]
+#[command(name = "dra", version, about, long_about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

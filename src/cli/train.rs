@@ -22,12 +22,22 @@ pub struct TrainArgs {
     /// TOML file with any of the settings below (snake_case keys); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run directory to create: config.json, model, metrics.json, scores.csv, plots.
-    #[arg(long)]
-    out: PathBuf,
+    /// Run directory to create: config.json, checkpoint/, model, metrics.json, scores.csv, plots.
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
     /// Replace an existing run directory.
     #[arg(long)]
     overwrite: bool,
+    /// Continue an interrupted run from its last checkpoint, with its own settings; the end
+    /// result equals that of an uninterrupted run.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "overwrite", "config"])]
+    resume: Option<PathBuf>,
+    /// Stop after this many epochs in this invocation; `--resume` continues later.
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// Leave out images that cannot be decoded (listed in config.json) instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
     /// Data root in MVTec layout.
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -99,6 +109,22 @@ macro_rules! override_fields {
     };
 }
 
+/// The settings flags, for `override_fields!` and the `--resume` check.
+macro_rules! setting_fields {
+    ($mac:ident, $($pre:tt)*) => {
+        $mac!(
+            $($pre)* data_root, class, n_anomaly, backbone, device, criterion, epochs, steps_per_epoch,
+            batch_size, img_size, n_scales, topk, n_ref, ref_mode, heads, lr, weight_decay, seed
+        )
+    };
+}
+
+macro_rules! any_some {
+    ($args:ident, $($field:ident),*) => {
+        false $( || $args.$field.is_some() )*
+    };
+}
+
 impl TrainArgs {
     /// Defaults ← `--config` file ← flags.
     pub fn config(&self) -> Result<TrainConfig> {
@@ -106,28 +132,8 @@ impl TrainArgs {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None => TrainConfig::default(),
         };
-        override_fields!(
-            cfg,
-            self,
-            data_root,
-            class,
-            n_anomaly,
-            backbone,
-            device,
-            criterion,
-            epochs,
-            steps_per_epoch,
-            batch_size,
-            img_size,
-            n_scales,
-            topk,
-            n_ref,
-            ref_mode,
-            heads,
-            lr,
-            weight_decay,
-            seed
-        );
+        setting_fields!(override_fields, cfg, self,);
+        cfg.skip_bad_images |= self.skip_bad_images;
         if self.known_class.is_some() {
             cfg.known_class = self.known_class.clone();
         }
@@ -143,6 +149,16 @@ impl TrainArgs {
             );
         }
         Ok(cfg)
+    }
+
+    /// True when any settings flag is given.
+    fn any_setting(&self) -> bool {
+        let s = self;
+        setting_fields!(any_some, s,)
+            || s.known_class.is_some()
+            || s.test_threshold.is_some()
+            || s.weights.is_some()
+            || s.skip_bad_images
     }
 }
 
@@ -251,15 +267,38 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let cfg = a.config()?;
-    cfg.validate()?;
-    // every check of data and weights before the run directory is touched
-    run::prepare(&cfg)?;
-    dra::train::load_backbone(&cfg, &cfg.device.device()?)?;
-    create_run_dir(&a.out, a.overwrite)?;
+    let options = run::RunOptions {
+        resume: a.resume.is_some(),
+        stop_after: a.stop_after,
+    };
+    let (cfg, out) = match &a.resume {
+        Some(dir) => {
+            if a.any_setting() {
+                anyhow::bail!(
+                    "--resume continues with the run's own settings (its config.json): drop the other settings flags"
+                );
+            }
+            (run::read_record(dir)?.settings, dir.clone())
+        }
+        None => (a.config()?, a.out.clone().expect("clap requires --out")),
+    };
+    if !options.resume {
+        // every check of data, weights and memory before the run directory is touched
+        cfg.validate()?;
+        run::prepare(&cfg)?;
+        dra::train::load_backbone(&cfg, &cfg.device.device()?)?;
+        run::check_memory(&cfg)?;
+        create_run_dir(&out, a.overwrite)?;
+    }
     let mut bars = Bars::new(cfg.epochs, cfg.steps_per_epoch);
-    let metrics = run::train_and_evaluate(&cfg, &a.out, &mut bars)?;
-    print_metrics(&a.out, &metrics);
+    match run::train_run(&cfg, &out, options, &mut bars)? {
+        run::Outcome::Finished(metrics) => print_metrics(&out, &metrics),
+        run::Outcome::Stopped { epochs_done } => println!(
+            "stopped after epoch {epochs_done} of {}; continue with: dra train --resume {}",
+            cfg.epochs,
+            out.display()
+        ),
+    }
     Ok(())
 }
 
