@@ -9,7 +9,6 @@
 //!
 //! Each case runs in its own process so that peak memory is per case.
 
-use std::process::Command;
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
@@ -17,30 +16,18 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use dra::backbone::{Backbone, BackboneKind};
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{case_args, child, fmt, me, peak_rss_mib, python_with_torch, steps};
+
 const BATCH: usize = 8;
 const SIZE: usize = 448;
 const BACKBONES: [BackboneKind; 2] = [BackboneKind::Resnet18, BackboneKind::EfficientnetLite0];
 
-fn steps() -> usize {
-    std::env::var("DRA_BENCH_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
-}
-
-/// Peak resident set size of this process in MiB (Linux).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// Runs one case and prints `images/s peak-MiB`.
 fn run_case(kind: BackboneKind, train: bool) {
-    let steps = steps();
+    let steps = steps(3);
     let base = Device::flex();
     let device = if train { base.autodiff() } else { base };
     device.seed(0);
@@ -68,48 +55,15 @@ fn run_case(kind: BackboneKind, train: bool) {
     println!("{} {}", (steps * BATCH) as f64 / elapsed, peak_rss_mib());
 }
 
-/// Runs a case in a child process (`program args…`) and parses `images/s peak-MiB`.
-fn child(program: &str, args: &[String]) -> Option<(f64, f64)> {
-    let out = Command::new(program).args(args).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
-    Some((it.next()??, it.next()??))
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if let [flag, name, mode] = &args[..]
-        && flag == "--case"
-    {
-        return run_case(name.parse().expect("backbone"), mode == "train");
+    if let Some(case) = case_args() {
+        return run_case(case[0].parse().expect("backbone"), case[1] == "train");
     }
-    let python = std::env::var("DRA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python_with_torch();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/backbones.py");
-    let has_torch = Command::new(&python)
-        .args(["-c", "import torch, torchvision"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_torch {
-        eprintln!(
-            "no torch + torchvision in {python}: PyTorch columns left empty (set DRA_BENCH_PYTHON)"
-        );
-    }
-    let me = std::env::current_exe().expect("bench binary");
-    let me = me.to_str().expect("utf-8 path");
     println!(
-        "batch {BATCH}, {SIZE}×{SIZE}, {} timed steps after one warm-up; {} threads",
-        steps(),
-        rayon_threads()
+        "batch {BATCH}, {SIZE}×{SIZE}, {} timed steps after one warm-up",
+        steps(3)
     );
     println!();
     println!(
@@ -123,16 +77,11 @@ fn main() {
                 kind.name().to_string(),
                 mode.to_string(),
             ];
-            let ours = child(me, &case);
-            let theirs = if has_torch {
-                let mut a = vec![script.to_string()];
-                a.extend(case.iter().cloned());
-                child(&python, &a)
-            } else {
-                None
-            };
-            let fmt =
-                |v: Option<f64>, digits: usize| v.map_or("–".into(), |v| format!("{v:.digits$}"));
+            let ours = child(&me(), &case);
+            let theirs = python
+                .as_ref()
+                .and_then(|p| child(p, &[vec![script.to_string()], case.clone()].concat()));
+            let get = |v: &Option<Vec<f64>>, i: usize| v.as_ref().and_then(|v| v.get(i).copied());
             let workload = if mode == "train" {
                 "train step (fwd+bwd+Adam)"
             } else {
@@ -140,16 +89,12 @@ fn main() {
             };
             println!(
                 "| {kind} | {workload} | {} | {} | {} | {} | {} |",
-                fmt(ours.map(|o| o.0), 2),
-                fmt(theirs.map(|t| t.0), 2),
-                fmt(ours.zip(theirs).map(|(o, t)| o.0 / t.0), 2),
-                fmt(ours.map(|o| o.1), 0),
-                fmt(theirs.map(|t| t.1), 0),
+                fmt(get(&ours, 0), 2),
+                fmt(get(&theirs, 0), 2),
+                fmt(get(&ours, 0).zip(get(&theirs, 0)).map(|(o, t)| o / t), 2),
+                fmt(get(&ours, 1), 0),
+                fmt(get(&theirs, 1), 0),
             );
         }
     }
-}
-
-fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
