@@ -13,7 +13,7 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::evaluate::{Scored, score_samples};
 use crate::heads::top_k;
-use crate::layout::{DatasetLayout, NORMAL_CLASS};
+use crate::layout::DatasetLayout;
 use crate::model::Dra;
 use crate::protocol::{Sample, Split};
 use crate::report::{self, Metrics};
@@ -368,8 +368,13 @@ fn saved_references(record: &RunRecord, split: &Split, rng: &mut DraRng) -> Resu
     }
 }
 
-/// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
-pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
+/// Scores `samples` (default: the run's test split) with a saved run's model against its
+/// reference set.
+fn score_saved(
+    dir: &Path,
+    samples: Option<Vec<Sample>>,
+    progress: &mut impl Progress,
+) -> Result<(RunRecord, Vec<Scored>)> {
     let (record, model) = load_run(dir)?;
     let config = &record.settings;
     let mut p = prepare(config)?;
@@ -379,47 +384,36 @@ pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics>
         &p.split.train_anomaly,
         config.img_size as u32,
     );
+    let samples = samples.unwrap_or_else(|| p.split.test.clone());
     let scored = score_samples(
-        &model,
-        config,
-        &p.split.test,
-        &mut references,
-        &mut batcher,
-        &mut p.rng,
-        |d, t| progress.evaluated(d, t),
-    )?;
-    report::write_evaluation(dir, &scored, &title(config))
-}
-
-/// Scores images with a saved run's model (against its reference set).
-pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Vec<Scored>> {
-    let (record, model) = load_run(dir)?;
-    let config = &record.settings;
-    let mut p = prepare(config)?;
-    let mut references = saved_references(&record, &p.split, &mut p.rng)?;
-    let mut batcher = Batcher::new(
-        &p.split.train_normal,
-        &p.split.train_anomaly,
-        config.img_size as u32,
-    );
-    let samples: Vec<Sample> = images
-        .iter()
-        .map(|p| Sample {
-            path: p.clone(),
-            class: NORMAL_CLASS.into(),
-        })
-        .collect();
-    let mut scored = score_samples(
         &model,
         config,
         &samples,
         &mut references,
         &mut batcher,
         &mut p.rng,
-        |_, _| {},
+        |d, t| progress.evaluated(d, t),
     )?;
+    Ok((record, scored))
+}
+
+/// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
+pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
+    let (record, scored) = score_saved(dir, None, progress)?;
+    report::write_evaluation(dir, &scored, &title(&record.settings))
+}
+
+/// Scores images with a saved run's model (against its reference set).
+pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Vec<Scored>> {
+    let samples = images
+        .iter()
+        .map(|p| Sample {
+            path: p.clone(),
+            class: String::new(),
+        })
+        .collect();
+    let (_, mut scored) = score_saved(dir, Some(samples), &mut ())?;
     for s in &mut scored {
-        s.class = String::new();
         s.anomaly = false;
     }
     Ok(scored)

@@ -3,19 +3,10 @@
 
 mod common;
 
+use common::{dra, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn dra(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dra"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Output;
 
 /// Asserts a failed run whose stderr is one `error:` line mentioning every `needle`.
 fn assert_one_line_error(out: &Output, needles: &[&str]) {

@@ -3,22 +3,13 @@
 
 mod common;
 
+use common::{dra, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use dra::config::TrainConfig;
 use dra::run::{Outcome, RunOptions, train_run};
-
-fn dra(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dra"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

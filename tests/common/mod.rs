@@ -79,3 +79,16 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Runs the `dra` binary with `args`.
+pub fn dra(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dra"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A path as `&str`, for command lines.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
