@@ -91,28 +91,21 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `scores.csv`: path, label (0 normal / 1 anomaly), class, score, then one column per head.
-pub fn scores_csv(scored: &[Scored]) -> String {
-    let heads: Vec<Head> = scored
-        .first()
-        .map(|s| s.heads.iter().map(|(h, _)| *h).collect())
-        .unwrap_or_default();
-    let mut out = String::from("path,label,class,score");
-    for h in &heads {
+/// A CSV table: the `leading` columns, then one column per head; each row gives its
+/// leading fields (already joined) and its head values.
+fn csv_with_heads<'a>(
+    leading: &str,
+    rows: impl Iterator<Item = (String, &'a [(Head, f32)])>,
+) -> String {
+    let mut rows = rows.peekable();
+    let mut out = String::from(leading);
+    for (h, _) in rows.peek().map_or(&[][..], |(_, heads)| heads) {
         write!(out, ",{h}").unwrap();
     }
     out.push('\n');
-    for s in scored {
-        write!(
-            out,
-            "{},{},{},{}",
-            csv_field(&s.path.to_string_lossy()),
-            u8::from(s.anomaly),
-            csv_field(&s.class),
-            s.score
-        )
-        .unwrap();
-        for (_, v) in &s.heads {
+    for (fields, heads) in rows {
+        out += &fields;
+        for (_, v) in heads {
             write!(out, ",{v}").unwrap();
         }
         out.push('\n');
@@ -120,25 +113,30 @@ pub fn scores_csv(scored: &[Scored]) -> String {
     out
 }
 
+/// `scores.csv`: path, label (0 normal / 1 anomaly), class, score, then one column per head.
+pub fn scores_csv(scored: &[Scored]) -> String {
+    csv_with_heads(
+        "path,label,class,score",
+        scored.iter().map(|s| {
+            let fields = format!(
+                "{},{},{},{}",
+                csv_field(&s.path.to_string_lossy()),
+                u8::from(s.anomaly),
+                csv_field(&s.class),
+                s.score
+            );
+            (fields, &s.heads[..])
+        }),
+    )
+}
+
 /// `train_log.csv`: epoch, lr, mean loss, then each head's mean loss.
 pub fn train_log_csv(logs: &[EpochLog]) -> String {
-    let heads: Vec<Head> = logs
-        .first()
-        .map(|l| l.heads.iter().map(|(h, _)| *h).collect())
-        .unwrap_or_default();
-    let mut out = String::from("epoch,lr,loss");
-    for h in &heads {
-        write!(out, ",{h}").unwrap();
-    }
-    out.push('\n');
-    for l in logs {
-        write!(out, "{},{},{}", l.epoch, l.lr, l.loss).unwrap();
-        for (_, v) in &l.heads {
-            write!(out, ",{v}").unwrap();
-        }
-        out.push('\n');
-    }
-    out
+    csv_with_heads(
+        "epoch,lr,loss",
+        logs.iter()
+            .map(|l| (format!("{},{},{}", l.epoch, l.lr, l.loss), &l.heads[..])),
+    )
 }
 
 /// Writes metrics, scores and plots of an evaluation into `dir`; returns the metrics.

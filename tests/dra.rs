@@ -25,6 +25,19 @@ fn scalar(t: Tensor<1>) -> f32 {
     t.into_scalar::<f32>()
 }
 
+/// 0, 1, 2, … in a tensor of `shape`.
+fn counting(shape: [usize; 4]) -> Tensor<4> {
+    let n = shape.iter().product::<usize>();
+    Tensor::from_data(
+        TensorData::new((0..n).map(|v| v as f32).collect::<Vec<_>>(), shape),
+        &Device::flex(),
+    )
+}
+
+fn values(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().try_to_vec().unwrap()
+}
+
 fn close(a: f32, b: f32) {
     assert!((a - b).abs() < 1e-5, "{a} != {b}");
 }
@@ -35,16 +48,10 @@ fn top_k_rule_and_mean_of_the_largest_cells() {
     assert_eq!(top_k(7, 7, 0.1), 4); // 224²
     assert_eq!(top_k(2, 2, 0.1), 1); // never below one cell
     assert_eq!(top_k(4, 4, 1.0), 16);
-    let map = Tensor::<4>::from_data(
-        TensorData::new((0..32).map(|v| v as f32).collect::<Vec<_>>(), [2, 1, 4, 4]),
-        &Device::flex(),
-    );
-    let v: Vec<f32> = top_k_mean(map.clone(), 0.25)
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let map = counting([2, 1, 4, 4]);
+    let v = values(top_k_mean(map.clone(), 0.25));
     assert_eq!(v, vec![13.5, 29.5]); // mean of {12..15} and {28..31}
-    let v: Vec<f32> = top_k_mean(map, 0.1).into_data().try_to_vec().unwrap();
+    let v = values(top_k_mean(map, 0.1));
     assert_eq!(v, vec![15.0, 31.0]); // K = ⌊1.6⌋ = 1
 }
 
@@ -200,10 +207,7 @@ fn anomaly_score_is_minus_normal_plus_the_others() {
 
 #[test]
 fn pyramid_takes_every_second_pixel_from_the_first() {
-    let x = Tensor::<4>::from_data(
-        TensorData::new((0..16).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 4, 4]),
-        &Device::flex(),
-    );
+    let x = counting([1, 1, 4, 4]);
     let v: Vec<f32> = pyramid_level(x.clone(), 1)
         .into_data()
         .try_to_vec()
