@@ -1,7 +1,8 @@
 //! Experiment grids (`dra bench`): every combination of the listed settings is a cell, one
 //! training run each; cells that differ only in `seed` are aggregated to mean ± std. Each
 //! row also carries the unsupervised kNN baseline on the same test split. A finished cell
-//! (its `result.json` written last) is not run again, so an interrupted grid resumes.
+//! (its `result.json` written last) is not run again and an interrupted one continues from
+//! its last epoch checkpoint, so an interrupted grid resumes.
 //!
 //! ```toml
 //! name = "SDD, general protocol"
@@ -28,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::knn::knn_scores;
 use crate::metrics::{auc_roc, average_precision};
 use crate::report::{Auc, write_json};
-use crate::run::{Progress, prepare, train_and_evaluate};
+use crate::run::{Progress, prepare, resumable, train_and_evaluate};
 use crate::train::load_backbone;
 
 /// A grid file.
@@ -71,7 +72,8 @@ pub struct CellResult {
     pub values: Settings,
     pub dra: Auc,
     pub knn: Option<Auc>,
-    /// Wall time of training and evaluation.
+    /// Wall time of training and evaluation in the invocation that finished the cell (a
+    /// resumed cell counts only its last part).
     pub seconds: f64,
 }
 
@@ -247,12 +249,14 @@ pub fn run_grid(
             continue;
         }
         on_cell(i, cells.len(), cell, false);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?; // an interrupted cell
+        // an interrupted cell continues from its last epoch; anything else there is stale
+        let resume = resumable(&cell.config, &dir);
+        if dir.exists() && !resume {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let start = Instant::now();
-        let metrics = train_and_evaluate(&cell.config, &dir, progress)?;
+        let metrics = train_and_evaluate(&cell.config, &dir, resume, progress)?;
         let seconds = start.elapsed().as_secs_f64();
         let knn = if grid.knn {
             let key = knn_key(&cell.config);

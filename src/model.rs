@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::{Backbone, BackboneKind};
 use crate::error::{Error, Result};
 use crate::heads::{NormalHead, PlainHead, ResidualHead};
+use crate::rng::materialise;
 
 /// One of the four heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -210,9 +211,15 @@ pub fn pyramid_level(x: Tensor<4>, s: usize) -> Tensor<4> {
 impl Dra {
     /// A model with freshly initialised heads around `backbone`.
     pub fn new(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
+        let _guard = crate::rng::weight_init_lock();
+        Self::draw(config, backbone, device)
+    }
+
+    /// [`Dra::new`] for a caller that holds [`crate::rng::weight_init_lock`].
+    pub(crate) fn draw(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
         let c = config.backbone.channels();
         let on = |h: Head| config.heads.contains(h);
-        Dra {
+        let model = Dra {
             backbone,
             seen: on(Head::Seen).then(|| PlainHead::new(c, device)),
             pseudo: on(Head::Pseudo).then(|| PlainHead::new(c, device)),
@@ -220,7 +227,13 @@ impl Dra {
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
-        }
+        };
+        // the heads' weights, drawn in the order of their first use in `forward`
+        materialise(&model.seen);
+        materialise(&model.pseudo);
+        materialise(&model.residual);
+        materialise(&model.normal);
+        model
     }
 
     /// True when the residual head, and so a reference set, is used.

@@ -179,6 +179,13 @@ pub enum Outcome {
     Stopped { epochs_done: usize },
 }
 
+/// Whether `out` holds an interrupted run of exactly `config`: its record has the same
+/// settings and an epoch checkpoint is there to continue from.
+pub fn resumable(config: &TrainConfig, out: &Path) -> bool {
+    read_record(out).is_ok_and(|r| r.settings == *config)
+        && Trainer::has_checkpoint(&checkpoint_dir(out))
+}
+
 /// The checkpoint folder of a run directory.
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
@@ -246,9 +253,14 @@ pub fn train_run(
 pub fn train_and_evaluate(
     config: &TrainConfig,
     out: &Path,
+    resume: bool,
     progress: &mut impl Progress,
 ) -> Result<Metrics> {
-    match train_run(config, out, RunOptions::default(), progress)? {
+    let options = RunOptions {
+        resume,
+        stop_after: None,
+    };
+    match train_run(config, out, options, progress)? {
         Outcome::Finished(m) => Ok(m),
         Outcome::Stopped { .. } => unreachable!("no stop requested"),
     }

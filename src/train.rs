@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::loss::dra_loss;
 use crate::model::{Dra, Head};
 use crate::protocol::Split;
-use crate::rng::DraRng;
+use crate::rng::{DraRng, weight_init_lock};
 use crate::sampler::{BatchSampler, ReferenceSet};
 
 /// What one optimisation step did.
@@ -42,15 +42,20 @@ pub struct EpochLog {
 
 /// The backbone of `config` with its weights (given or bundled), on `device`.
 pub fn load_backbone(config: &TrainConfig, device: &Device) -> Result<Backbone> {
+    let mut backbone = Backbone::new(config.backbone, device);
+    load_weights(config, &mut backbone)?;
+    Ok(backbone)
+}
+
+/// Loads the weights of `config` (given or bundled) into `backbone`.
+fn load_weights(config: &TrainConfig, backbone: &mut Backbone) -> Result<()> {
     config.validate()?;
     let path = config
         .weights
         .clone()
         .or(config.backbone.bundled_weights())
         .expect("validated");
-    let mut backbone = Backbone::new(config.backbone, device);
-    weights::load(&mut backbone, &path)?;
-    Ok(backbone)
+    weights::load(backbone, &path)
 }
 
 /// Collects the gradient of every float parameter.
@@ -143,9 +148,13 @@ impl Trainer {
         mut rng: DraRng,
     ) -> Result<Self> {
         let device = config.device.device()?.autodiff();
-        device.seed(rng.next_u64());
-        let backbone = load_backbone(config, &device)?;
-        let model = Dra::new(&config.model(), backbone, &device);
+        let model = {
+            let _guard = weight_init_lock(); // the seed and the draws it governs, together
+            device.seed(rng.next_u64());
+            let mut backbone = Backbone::draw(config.backbone, &device);
+            load_weights(config, &mut backbone)?;
+            Dra::draw(&config.model(), backbone, &device)
+        };
         let sampler = BatchSampler::new(
             split.train_normal.len(),
             split.train_anomaly.len(),
@@ -272,6 +281,11 @@ impl Trainer {
 
     /// Continues from the checkpoint folder `dir` (or the `dir.old` a crash between the two
     /// renames of [`Trainer::save_checkpoint`] may leave).
+    /// Whether `dir` (or the previous checkpoint beside it) holds a checkpoint to resume.
+    pub fn has_checkpoint(dir: &Path) -> bool {
+        dir.join(STATE).is_file() || dir.with_extension("old").join(STATE).is_file()
+    }
+
     pub fn resume(config: &TrainConfig, dir: &Path) -> Result<Self> {
         let dir = if dir.join(STATE).is_file() {
             dir.to_path_buf()

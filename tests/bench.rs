@@ -103,3 +103,45 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     assert_eq!(first[0].dra, second[0].dra);
     assert_eq!(first[1].dra, second[1].dra); // same seed, same scores
 }
+
+#[test]
+fn an_interrupted_cell_continues_from_its_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
+    dra::convert::Converter::Elpv
+        .run(&demo, data.path(), 42)
+        .unwrap();
+    let text = format!(
+        "name = \"tiny\"\nknn = false\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 2\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [3]\n",
+        data.path().to_str().unwrap()
+    );
+    let g = grid(&text);
+    let whole = tempfile::tempdir().unwrap();
+    let straight = run_grid(&g, whole.path(), &mut (), |_, _, _, _| {}).unwrap();
+    // the same cell stopped after its first epoch, as a killed `dra bench` leaves it
+    let cut = tempfile::tempdir().unwrap();
+    let cell = &g.cells().unwrap()[0];
+    let dir = cut.path().join(&cell.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = dra::run::RunOptions {
+        resume: false,
+        stop_after: Some(1),
+    };
+    dra::run::train_run(&cell.config, &dir, options, &mut ()).unwrap();
+    let log_after_one = std::fs::read_to_string(dir.join("train_log.csv")).unwrap();
+    assert_eq!(log_after_one.lines().count(), 2, "{log_after_one}");
+    let resumed = run_grid(&g, cut.path(), &mut (), |_, _, _, _| {}).unwrap();
+    // it went on from epoch 2 (the first epoch's log line is kept) and ended where an
+    // uninterrupted run ends, to the byte
+    let read =
+        |root: &std::path::Path, f: &str| std::fs::read(root.join(&cell.id).join(f)).unwrap();
+    assert_eq!(
+        read(cut.path(), "train_log.csv"),
+        read(whole.path(), "train_log.csv")
+    );
+    assert_eq!(
+        read(cut.path(), "scores.csv"),
+        read(whole.path(), "scores.csv")
+    );
+    assert_eq!(straight[0].dra, resumed[0].dra);
+}

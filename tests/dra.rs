@@ -279,7 +279,7 @@ fn same_seed_gives_bit_identical_scores() {
     let runs: Vec<String> = (0..2)
         .map(|_| {
             let out = tempfile::tempdir().unwrap();
-            dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+            dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
             for f in [
                 "config.json",
                 "metrics.json",
@@ -297,7 +297,13 @@ fn same_seed_gives_bit_identical_scores() {
     assert_eq!(runs[0], runs[1]);
     assert_eq!(runs[0].lines().count(), 1 + 75);
     let other = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(&TrainConfig { seed: 7, ..cfg }, other.path(), &mut ()).unwrap();
+    dra::run::train_and_evaluate(
+        &TrainConfig { seed: 7, ..cfg },
+        other.path(),
+        false,
+        &mut (),
+    )
+    .unwrap();
     assert_ne!(
         std::fs::read_to_string(other.path().join("scores.csv")).unwrap(),
         runs[0]
@@ -309,7 +315,7 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     let data = bundled_elpv();
     let cfg = demo_config(data.path());
     let out = tempfile::tempdir().unwrap();
-    let trained = dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+    let trained = dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     let again = dra::run::evaluate_run(out.path(), &mut ()).unwrap();
     assert_eq!(trained, again);
@@ -358,7 +364,7 @@ fn learns_on_real_kolektorsdd_pieces() {
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let metrics = dra::run::train_and_evaluate(&cfg, out.path(), &mut ()).unwrap();
+    let metrics = dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
     let log = std::fs::read_to_string(out.path().join("train_log.csv")).unwrap();
     let losses: Vec<f32> = log
         .lines()

@@ -37,7 +37,7 @@ fn a_resumed_run_ends_with_the_uninterrupted_scores() {
         .unwrap();
     let cfg = tiny(data.path(), "elpv");
     let whole = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(&cfg, whole.path(), &mut ()).unwrap();
+    dra::run::train_and_evaluate(&cfg, whole.path(), false, &mut ()).unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     let stop = |n| RunOptions {

@@ -127,6 +127,15 @@ pub enum Backbone {
 impl Backbone {
     /// A randomly initialised network of `kind`.
     pub fn new(kind: BackboneKind, device: &Device) -> Self {
+        let _guard = crate::rng::weight_init_lock();
+        let backbone = Self::draw(kind, device);
+        crate::rng::materialise(&backbone);
+        backbone
+    }
+
+    /// [`Backbone::new`] for a caller that holds [`crate::rng::weight_init_lock`]; the
+    /// weights are drawn lazily.
+    pub(crate) fn draw(kind: BackboneKind, device: &Device) -> Self {
         match kind {
             BackboneKind::Resnet18 => Backbone::Resnet18(ResNet18::new(device)),
             BackboneKind::EfficientnetLite0 => {

@@ -84,7 +84,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         cfg.backbone, cfg.img_size, cfg.epochs, cfg.steps_per_epoch, cfg.batch_size
     );
     let mut bars = Bars::new(cfg.epochs, cfg.steps_per_epoch);
-    let metrics = dra::run::train_and_evaluate(&cfg, &run_dir, &mut bars)?;
+    let metrics = dra::run::train_and_evaluate(&cfg, &run_dir, false, &mut bars)?;
     print_metrics(&run_dir, &metrics);
     Ok(())
 }
