@@ -28,7 +28,7 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::knn::knn_scores;
 use crate::metrics::{auc_roc, average_precision};
-use crate::report::{Auc, write_json};
+use crate::report::{Auc, Metrics, write_json};
 use crate::run::{Progress, prepare, resumable, train_and_evaluate};
 use crate::train::load_backbone;
 
@@ -72,6 +72,9 @@ pub struct CellResult {
     pub values: Settings,
     pub dra: Auc,
     pub knn: Option<Auc>,
+    /// AUC-ROC of each head's score alone (the normal head negated), by head name.
+    #[serde(default)]
+    pub heads: BTreeMap<String, f64>,
     /// Wall time of training and evaluation in the invocation that finished the cell (a
     /// resumed cell counts only its last part).
     pub seconds: f64,
@@ -102,6 +105,8 @@ pub struct Row {
     pub auc_pr: MeanStd,
     pub knn_auc_roc: Option<MeanStd>,
     pub knn_auc_pr: Option<MeanStd>,
+    /// Per-head AUC-ROC, where every cell of the row has it.
+    pub heads: BTreeMap<String, MeanStd>,
     /// Mean wall time of a run.
     pub seconds: f64,
 }
@@ -243,9 +248,13 @@ pub fn run_grid(
         let done = dir.join("result.json");
         if let Ok(text) = std::fs::read_to_string(&done) {
             on_cell(i, cells.len(), cell, true);
-            results.push(
-                serde_json::from_str(&text).map_err(|e| Error::layout(&done, e.to_string()))?,
-            );
+            let mut result: CellResult =
+                serde_json::from_str(&text).map_err(|e| Error::layout(&done, e.to_string()))?;
+            if result.heads.is_empty() {
+                // written before cells kept their heads: the cell's metrics.json has them
+                result.heads = saved_heads(&dir).unwrap_or_default();
+            }
+            results.push(result);
             continue;
         }
         on_cell(i, cells.len(), cell, false);
@@ -276,6 +285,7 @@ pub fn run_grid(
                 auc_pr: metrics.auc_pr,
             },
             knn,
+            heads: head_aucs(&metrics),
             seconds,
         };
         let tmp = dir.join("result.json.tmp");
@@ -284,6 +294,21 @@ pub fn run_grid(
         results.push(result);
     }
     Ok(results)
+}
+
+fn head_aucs(metrics: &Metrics) -> BTreeMap<String, f64> {
+    metrics
+        .heads
+        .iter()
+        .map(|(h, auc)| (h.clone(), auc.auc_roc))
+        .collect()
+}
+
+/// The per-head AUC-ROC of a finished run's `metrics.json`.
+fn saved_heads(dir: &Path) -> Option<BTreeMap<String, f64>> {
+    let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
+    let metrics: Metrics = serde_json::from_str(&text).ok()?;
+    Some(head_aucs(&metrics))
 }
 
 /// Groups results that differ only in `seed` into rows, in first-seen order.
@@ -315,6 +340,11 @@ pub fn aggregate(results: &[CellResult]) -> Vec<Row> {
                 auc_pr: stat(&|r| Some(r.dra.auc_pr)).expect("present"),
                 knn_auc_roc: stat(&|r| r.knn.map(|k| k.auc_roc)),
                 knn_auc_pr: stat(&|r| r.knn.map(|k| k.auc_pr)),
+                heads: g[0]
+                    .heads
+                    .keys()
+                    .filter_map(|h| Some((h.clone(), stat(&|r| r.heads.get(h).copied())?)))
+                    .collect(),
                 seconds: g.iter().map(|r| r.seconds).sum::<f64>() / g.len() as f64,
             }
         })
@@ -325,57 +355,90 @@ fn pm(m: Option<MeanStd>) -> String {
     m.map_or("–".into(), |m| format!("{:.3}±{:.3}", m.mean, m.std))
 }
 
-/// The rows as a Markdown table.
-pub fn markdown(name: &str, rows: &[Row]) -> String {
-    let keys: Vec<&str> = rows
-        .first()
+/// The setting names of the rows' first column(s).
+fn keys(rows: &[Row]) -> Vec<&str> {
+    rows.first()
         .map(|r| r.values.iter().map(|(k, _)| k.as_str()).collect())
-        .unwrap_or_default();
-    let mut out = format!("### {name}\n\n|");
-    for k in &keys {
+        .unwrap_or_default()
+}
+
+/// A Markdown table: the rows' settings, then `columns` filled by `cells`.
+fn md_table(rows: &[Row], columns: &[&str], cells: impl Fn(&Row) -> Vec<String>) -> String {
+    let keys = keys(rows);
+    let mut out = String::from("|");
+    for k in keys.iter().chain(columns) {
         write!(out, " {k} |").unwrap();
     }
-    out += " seeds | DRA AUC-ROC | DRA AUC-PR | kNN AUC-ROC | kNN AUC-PR | s/run |\n|";
-    out += &"---|".repeat(keys.len() + 6);
+    out += "\n|";
+    out += &"---|".repeat(keys.len() + columns.len());
     out.push('\n');
     for r in rows {
         out.push('|');
-        for (_, v) in &r.values {
+        for v in r.values.iter().map(|(_, v)| v.clone()).chain(cells(r)) {
             write!(out, " {v} |").unwrap();
         }
-        writeln!(
-            out,
-            " {} | {} | {} | {} | {} | {:.0} |",
-            r.seeds,
+        out.push('\n');
+    }
+    out
+}
+
+/// The rows as Markdown: the main table, then each head's AUC-ROC where the cells have it.
+pub fn markdown(name: &str, rows: &[Row]) -> String {
+    let columns = [
+        "seeds",
+        "DRA AUC-ROC",
+        "DRA AUC-PR",
+        "kNN AUC-ROC",
+        "kNN AUC-PR",
+        "s/run",
+    ];
+    let mut out = format!("### {name}\n\n");
+    out += &md_table(rows, &columns, |r| {
+        vec![
+            r.seeds.to_string(),
             pm(Some(r.auc_roc)),
             pm(Some(r.auc_pr)),
             pm(r.knn_auc_roc),
             pm(r.knn_auc_pr),
-            r.seconds
-        )
-        .unwrap();
+            format!("{:.0}", r.seconds),
+        ]
+    });
+    let heads: Vec<&str> = rows
+        .first()
+        .map(|r| r.heads.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    if !heads.is_empty() {
+        out += "\nAUC-ROC of each head's score alone:\n\n";
+        out += &md_table(rows, &heads, |r| {
+            heads.iter().map(|h| pm(r.heads.get(*h).copied())).collect()
+        });
     }
     out
 }
 
 /// The rows as CSV (means and standard deviations in separate columns).
 pub fn csv(rows: &[Row]) -> String {
-    let keys: Vec<&str> = rows
+    let keys = keys(rows);
+    let heads: Vec<&String> = rows
         .first()
-        .map(|r| r.values.iter().map(|(k, _)| k.as_str()).collect())
+        .map(|r| r.heads.keys().collect())
         .unwrap_or_default();
     let mut out = keys.join(",");
     if !keys.is_empty() {
         out.push(',');
     }
-    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,seconds\n";
+    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,seconds";
+    for h in &heads {
+        write!(out, ",{h}_auc_roc,{h}_auc_roc_std").unwrap();
+    }
+    out.push('\n');
     for r in rows {
         for (_, v) in &r.values {
             write!(out, "{v},").unwrap();
         }
         let opt =
             |m: Option<MeanStd>| m.map_or(",".to_string(), |m| format!("{},{}", m.mean, m.std));
-        writeln!(
+        write!(
             out,
             "{},{},{},{},{},{},{},{:.1}",
             r.seeds,
@@ -388,6 +451,10 @@ pub fn csv(rows: &[Row]) -> String {
             r.seconds
         )
         .unwrap();
+        for h in &heads {
+            write!(out, ",{}", opt(r.heads.get(*h).copied())).unwrap();
+        }
+        out.push('\n');
     }
     out
 }

@@ -31,6 +31,11 @@ fn cells_are_every_combination_over_the_base() {
 }
 
 fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellResult {
+    // each head a fixed step below the whole score
+    let heads = [("residual", 0.1), ("seen", 0.2)]
+        .iter()
+        .map(|(h, d)| (h.to_string(), roc - d))
+        .collect();
     CellResult {
         values: values
             .iter()
@@ -44,6 +49,7 @@ fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellR
             auc_roc: k,
             auc_pr: k,
         }),
+        heads,
         seconds: 10.0,
     }
 }
@@ -72,7 +78,24 @@ fn seeds_aggregate_to_mean_and_population_std() {
         md.contains("| 1 | 1 | 0.600±0.000 | 0.500±0.000 | – | – |"),
         "{md}"
     );
-    assert!(csv(&rows).starts_with("n_anomaly,seeds,auc_roc,auc_roc_std"));
+    assert!((rows[0].heads["seen"].mean - 0.72).abs() < 1e-12);
+    assert!((rows[0].heads["seen"].std - 0.02).abs() < 1e-12);
+    assert!(md.contains("| n_anomaly | residual | seen |"), "{md}");
+    assert!(md.contains("| 10 | 0.820±0.020 | 0.720±0.020 |"), "{md}");
+    let table = csv(&rows);
+    assert!(
+        table.starts_with("n_anomaly,seeds,auc_roc,auc_roc_std"),
+        "{table}"
+    );
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.ends_with(
+            ",seconds,residual_auc_roc,residual_auc_roc_std,seen_auc_roc,seen_auc_roc_std"
+        ),
+        "{header}"
+    );
+    let line = table.lines().nth(2).unwrap();
+    assert_eq!(line.split(',').count(), header.split(',').count(), "{line}");
 }
 
 #[test]
@@ -95,12 +118,29 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     // kNN does not depend on training: equal for equal splits, and a real AUC
     let knn = first[0].knn.unwrap();
     assert!((0.0..=1.0).contains(&knn.auc_roc));
+    // each head's AUC-ROC is the one the cell's metrics.json reports
+    let metrics: dra::report::Metrics = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("seed-0/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = first[0].heads.keys().map(String::as_str).collect();
+    assert_eq!(names, ["normal", "pseudo", "residual", "seen"]);
+    for (h, auc) in &first[0].heads {
+        assert_eq!(*auc, metrics.heads[h].auc_roc);
+    }
+    // a result.json written before cells kept their heads gets them from metrics.json
+    let done = out.path().join("seed-0/result.json");
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("heads");
+    std::fs::write(&done, old.to_string()).unwrap();
     // an interrupted cell (no result.json) is run again, a finished one is read back
     std::fs::remove_file(out.path().join("seed-1/result.json")).unwrap();
     resumed.clear();
     let second = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
     assert_eq!(resumed, [true, false]);
     assert_eq!(first[0].dra, second[0].dra);
+    assert_eq!(first[0].heads, second[0].heads);
     assert_eq!(first[1].dra, second[1].dra); // same seed, same scores
 }
 
