@@ -15,6 +15,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::backbone::kernels::conv::conv2d;
+
 /// Width of the normal head's hidden layer.
 pub const NORMAL_HIDDEN: usize = 256;
 
@@ -46,7 +48,7 @@ impl PlainHead {
 
     /// Scores `[N, C, h, w]` → `[N]`.
     pub fn forward(&self, features: Tensor<4>, topk: f64) -> Tensor<1> {
-        top_k_mean(self.scoring.forward(features).abs(), topk)
+        top_k_mean(conv2d(&self.scoring, features).abs(), topk)
     }
 }
 
@@ -73,7 +75,7 @@ impl ResidualHead {
     /// Scores the residual `reference − features` (reference `[1, C, h, w]`) → `[N]`.
     pub fn forward(&self, features: Tensor<4>, reference: Tensor<4>, topk: f64) -> Tensor<1> {
         let residual = reference - features;
-        let x = relu(self.bn.forward(self.conv.forward(residual)));
+        let x = relu(self.bn.forward(conv2d(&self.conv, residual)));
         self.plain.forward(x, topk)
     }
 }

@@ -161,6 +161,122 @@ fn eval_batchnorm_is_the_running_statistics_formula() {
 }
 
 #[test]
+fn training_batchnorm_kernel_matches_burns_layer() {
+    // the fused kernel against burn's BatchNorm: output, gradients of x, γ and β, and the
+    // running statistics; one channel sits far from zero (mean 50, spread 1), where a naive
+    // E[x²] − E[x]² would cancel
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let offset = Tensor::<4>::from_data(
+        TensorData::new(vec![0f32, 50.0, -3.0], [1, 3, 1, 1]),
+        &device,
+    );
+    let x = Tensor::<4>::random(
+        [4, 3, 5, 7],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    ) + offset;
+    let w = Tensor::<4>::random(
+        [4, 3, 5, 7],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    // a fresh layer per run: clones share their running statistics
+    let layer = || burn::nn::BatchNorm {
+        gamma: burn::module::Param::from_tensor(Tensor::from_data([2.0f32, 0.5, -1.0], &device)),
+        beta: burn::module::Param::from_tensor(Tensor::from_data([0.1f32, 1.0, -0.5], &device)),
+        ..burn::nn::BatchNormConfig::new(3)
+            .with_momentum(0.3)
+            .init(&device)
+    };
+    let run = |apply: &dyn Fn(&burn::nn::BatchNorm, Tensor<4>) -> Tensor<4>| {
+        let bn = layer();
+        let x = x.clone().detach().require_grad();
+        let y = apply(&bn, x.clone());
+        let grads = (y.clone() * w.clone()).sum().backward();
+        [
+            values(y),
+            values(x.grad(&grads).unwrap()),
+            values(bn.gamma.grad(&grads).unwrap()),
+            values(bn.beta.grad(&grads).unwrap()),
+            values(bn.running_mean.value_sync()),
+            values(bn.running_var.value_sync()),
+        ]
+    };
+    let burn_layer = run(&|bn, x| bn.forward(x));
+    let kernel = run(&|bn, x| dra::backbone::norm::batch_norm(bn, x));
+    let names = [
+        "output",
+        "x grad",
+        "γ grad",
+        "β grad",
+        "running mean",
+        "running var",
+    ];
+    for ((name, a), b) in names.iter().zip(&burn_layer).zip(&kernel) {
+        let err = relative_l2(b, a);
+        assert!(err < 1e-5, "{name}: relative L2 {err}");
+    }
+    // the running mean moved by momentum · batch mean from its initial 0
+    assert!((kernel[4][1] - 0.3 * 50.0).abs() < 0.3, "{:?}", kernel[4]);
+}
+
+#[test]
+fn convolution_kernel_matches_burns_layer() {
+    // output and gradients of x, weight and bias through the kernel's weight gradient
+    // against burn's layer, over the geometries the backbones and heads use (and dilation)
+    use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let cases = [
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9),
+        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9),
+        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10),
+        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12),
+        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6),
+        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7),
+        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8),
+    ];
+    for (channels, kernel, stride, dilation, padding, size) in cases {
+        let case = format!("{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?}");
+        let conv = burn::nn::conv::Conv2dConfig::new(channels, kernel)
+            .with_stride(stride)
+            .with_dilation(dilation)
+            .with_padding(padding)
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [2, channels[0], size, size + 1],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |apply: &dyn Fn(&burn::nn::conv::Conv2d, Tensor<4>) -> Tensor<4>| {
+            let conv = conv.clone();
+            let x = x.clone().detach().require_grad();
+            let y = apply(&conv, x.clone());
+            let w = Tensor::<4>::ones(y.shape(), &device).cumsum(3).sin();
+            let grads = (y.clone() * w).sum().backward();
+            [
+                values(y),
+                values(x.grad(&grads).unwrap()),
+                values(conv.weight.grad(&grads).unwrap()),
+                values(conv.bias.as_ref().unwrap().grad(&grads).unwrap()),
+            ]
+        };
+        let burn_layer = run(&|conv, x| conv.forward(x));
+        let kernel = run(&|conv, x| dra::backbone::kernels::conv::conv2d(conv, x));
+        for ((name, a), b) in ["output", "x grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(&burn_layer)
+            .zip(&kernel)
+        {
+            assert_eq!(a.len(), b.len(), "{case}: {name}");
+            let err = relative_l2(b, a);
+            assert!(err < 1e-5, "{case}: {name} relative L2 {err}");
+        }
+    }
+}
+
+#[test]
 fn resnet18_layer4_matches_pytorch_in_train_mode() {
     let Some(path) = parity_file("resnet18_random.safetensors") else {
         return;

@@ -8,6 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::kernels::conv::conv2d;
 use super::norm::batch_norm;
 
 /// Channels after the last MBConv block (stride 32).
@@ -95,10 +96,10 @@ impl MBConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(batch_norm(bn, conv.forward(x)));
+            x = relu6(batch_norm(bn, conv2d(conv, x)));
         }
-        x = relu6(batch_norm(&self.bn1, self.depthwise_conv.forward(x)));
-        x = batch_norm(&self.bn2, self.project_conv.forward(x));
+        x = relu6(batch_norm(&self.bn1, conv2d(&self.depthwise_conv, x)));
+        x = batch_norm(&self.bn2, conv2d(&self.project_conv, x));
         if self.skip { x + input } else { x }
     }
 }
@@ -136,7 +137,7 @@ impl EfficientNetLite0 {
 
     /// The output of the last MBConv block, `[N, 320, S/32, S/32]`.
     pub fn block_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = relu6(batch_norm(&self.bn0, self.conv_stem.forward(x)));
+        let mut x = relu6(batch_norm(&self.bn0, conv2d(&self.conv_stem, x)));
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -145,7 +146,7 @@ impl EfficientNetLite0 {
 
     /// The head convolution applied to block features, `[N, 1280, S/32, S/32]`.
     pub fn head_features(&self, blocks: Tensor<4>) -> Tensor<4> {
-        relu6(batch_norm(&self.bn1, self.conv_head.forward(blocks)))
+        relu6(batch_norm(&self.bn1, conv2d(&self.conv_head, blocks)))
     }
 
     /// ImageNet logits from head features: global average pool, then `fc`.

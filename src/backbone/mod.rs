@@ -7,6 +7,7 @@
 //! | `efficientnet-lite0-head` | EfficientNet-Lite0 | after the 1×1 head conv, 1280 channels |
 
 pub mod efficientnet;
+pub mod kernels;
 pub mod norm;
 pub mod resnet;
 pub mod weights;

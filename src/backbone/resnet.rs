@@ -8,6 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::kernels::conv::conv2d;
 use super::norm::batch_norm;
 
 /// Channels of the layer4 feature map.
@@ -60,11 +61,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         relu(out + identity)
     }
 }
@@ -112,7 +113,7 @@ impl ResNet18 {
 
     /// The layer4 feature map, `[N, 512, S/32, S/32]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let x = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
         let mut x = self.maxpool.forward(x);
         for block in self
             .layer1

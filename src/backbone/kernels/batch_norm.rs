@@ -1,0 +1,324 @@
+//! BatchNorm on batch statistics as one fused CPU kernel, forward and backward, added to
+//! burn's `flex` backend through a backend extension. burn composes this operation from
+//! generic tensor operations: forward, two transposed copies of the map and about six
+//! element-wise passes; backward, two more copies and about eight passes. Here the forward
+//! reads the map once for the statistics and once to write the output, and the backward reads
+//! it (with its gradient) once for the per-channel sums and once to write the input gradient.
+//! Timings are in `docs/PERFORMANCE.md`; `tests/backbone.rs` checks both against burn's.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    AutodiffBackend, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension,
+};
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use super::{tensor, values};
+
+/// The fused operation and its gradient, for the backends that have them.
+#[backend_extension(Autodiff, Flex)]
+pub trait BatchNormKernel: Backend {
+    /// BatchNorm of `x` (`[batch, channels, ...]`) on its own statistics: the output, the
+    /// batch mean and the biased batch variance (both `[channels]`).
+    fn batch_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients of `x`, `gamma` and `beta` given the output's gradient and the statistics
+    /// the forward returned.
+    fn batch_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// [`BatchNormKernel::batch_norm_fused`] on tensors of a `flex` device (see
+/// [`available`](super::available)).
+pub fn batch_norm_fused(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let (output, mean, variance) = Dispatch::batch_norm_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(output),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
+}
+
+/// `[batch, channels, rest]` of a map, `rest` being the product of its spatial sizes.
+fn dims(x: &FlexTensor) -> (usize, usize, usize) {
+    let shape = x.shape();
+    let (n, c) = (shape[0], shape[1]);
+    (n, c, shape.num_elements() / (n * c).max(1))
+}
+
+/// Two sums per channel, of `f(ch, a[i], b[i]).0` and `.1` over the channel's elements: f32
+/// lanes within a row (one image's plane of one channel, `rest` values), f64 across rows.
+fn channel_sums(
+    a: &[f32],
+    b: &[f32],
+    (n, c, rest): (usize, usize, usize),
+    f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync,
+) -> Vec<(f64, f64)> {
+    const L: usize = 16;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut t0, mut t1) = (0f64, 0f64);
+            for img in 0..n {
+                let at = (img * c + ch) * rest;
+                let (ra, rb) = (&a[at..at + rest], &b[at..at + rest]);
+                let (mut l0, mut l1) = ([0f32; L], [0f32; L]);
+                let (ca, cb) = (ra.chunks_exact(L), rb.chunks_exact(L));
+                let (ta, tb) = (ca.remainder(), cb.remainder());
+                for (xa, xb) in ca.zip(cb) {
+                    for l in 0..L {
+                        let (u, v) = f(ch, xa[l], xb[l]);
+                        l0[l] += u;
+                        l1[l] += v;
+                    }
+                }
+                for (&x, &y) in ta.iter().zip(tb) {
+                    let (u, v) = f(ch, x, y);
+                    l0[0] += u;
+                    l1[0] += v;
+                }
+                t0 += l0.iter().map(|&v| v as f64).sum::<f64>();
+                t1 += l1.iter().map(|&v| v as f64).sum::<f64>();
+            }
+            (t0, t1)
+        })
+        .collect()
+}
+
+/// `out[i] = f(ch, out[i], b[i])` over every row, rows in parallel.
+fn map_rows(
+    out: &mut [f32],
+    b: &[f32],
+    (_, c, rest): (usize, usize, usize),
+    f: impl Fn(usize, f32, f32) -> f32 + Sync,
+) {
+    let rest = rest.max(1);
+    out.par_chunks_mut(rest)
+        .zip(b.par_chunks(rest))
+        .enumerate()
+        .for_each(|(row, (o, rb))| {
+            let ch = row % c;
+            for (o, &y) in o.iter_mut().zip(rb) {
+                *o = f(ch, *o, y);
+            }
+        });
+}
+
+/// A contiguous f32 buffer of `t`'s values to overwrite: its own storage where nothing else
+/// holds it, a copy otherwise.
+fn writable(t: FlexTensor) -> FlexTensor {
+    let mut t = t.to_contiguous();
+    if t.try_storage_mut::<f32>().is_some() {
+        t
+    } else {
+        tensor(values(&t), t.shape())
+    }
+}
+
+impl BatchNormKernel for Flex {
+    fn batch_norm_fused(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if x.dtype() != DType::F32 {
+            let r = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
+            return (r.output, r.mean, r.variance);
+        }
+        let x = x.to_contiguous();
+        let d = dims(&x);
+        let (n, c, rest) = d;
+        let xs = x.storage::<f32>();
+        let count = (n * rest) as f64;
+        // sums around the channel's first value, which keeps E[x²] − E[x]² from cancelling
+        // when a channel's mean is large against its spread
+        let first: Vec<f32> = (0..c).map(|ch| xs[ch * rest]).collect();
+        let sums = channel_sums(xs, xs, d, |ch, v, _| {
+            let u = v - first[ch];
+            (u, u * u)
+        });
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| first[ch] as f64 + sums[ch].0 / count)
+            .collect();
+        let var: Vec<f64> = sums
+            .iter()
+            .map(|&(s1, s2)| (s2 / count - (s1 / count).powi(2)).max(0.0))
+            .collect();
+        let (g, b) = (values(&gamma), values(&beta));
+        let scale: Vec<f32> = (0..c)
+            .map(|ch| (g[ch] as f64 / (var[ch] + epsilon).sqrt()) as f32)
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|ch| (b[ch] as f64 - mean[ch] * scale[ch] as f64) as f32)
+            .collect();
+        let mut out = vec![0f32; xs.len()];
+        map_rows(&mut out, xs, d, |ch, _, v| v * scale[ch] + shift[ch]);
+        let per_channel =
+            |v: Vec<f64>| tensor(v.into_iter().map(|v| v as f32).collect(), [c].into());
+        (tensor(out, x.shape()), per_channel(mean), per_channel(var))
+    }
+
+    fn batch_norm_fused_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if x.dtype() != DType::F32 {
+            let r = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
+                x, gamma, mean, variance, epsilon, grad,
+            );
+            return (r.x_grad, r.gamma_grad, r.beta_grad);
+        }
+        let x = x.to_contiguous();
+        let d = dims(&x);
+        let (n, c, rest) = d;
+        let xs = x.storage::<f32>();
+        // the output's gradient is consumed here: its buffer becomes the input's gradient
+        let mut dx = writable(grad);
+        let dy = dx.storage_mut::<f32>();
+        let (g, m, v) = (values(&gamma), values(&mean), values(&variance));
+        let count = (n * rest) as f64;
+        let inv_std: Vec<f64> = v
+            .iter()
+            .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+            .collect();
+        // Σ dy and Σ dy·(x − mean) per channel
+        let sums = channel_sums(dy, xs, d, |ch, g, x| (g, g * (x - m[ch])));
+        // dx = γ/σ · (dy − mean(dy) − (x − mean) · Σ dy·(x − mean) / (σ² · count))
+        let k: Vec<f32> = (0..c)
+            .map(|ch| (g[ch] as f64 * inv_std[ch]) as f32)
+            .collect();
+        let a: Vec<f32> = sums.iter().map(|s| (s.0 / count) as f32).collect();
+        let b: Vec<f32> = (0..c)
+            .map(|ch| (sums[ch].1 * inv_std[ch] * inv_std[ch] / count) as f32)
+            .collect();
+        map_rows(dy, xs, d, |ch, g, x| {
+            k[ch] * (g - a[ch] - (x - m[ch]) * b[ch])
+        });
+        let gamma_grad = (0..c).map(|ch| (sums[ch].1 * inv_std[ch]) as f32).collect();
+        let beta_grad = sums.iter().map(|s| s.0 as f32).collect();
+        (
+            dx,
+            tensor(gamma_grad, [c].into()),
+            tensor(beta_grad, [c].into()),
+        )
+    }
+}
+
+/// The backward step of the fused operation in the autodiff graph.
+#[derive(Debug)]
+struct FusedBackward;
+
+impl<B: BatchNormKernel> Backward<B, 3> for FusedBackward {
+    /// The input and γ (checkpointed), the batch statistics and ε.
+    type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, gamma, mean, variance, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
+        let (dx, dgamma, dbeta) =
+            B::batch_norm_fused_backward(x, gamma, mean, variance, epsilon, grad);
+        for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<B: BatchNormKernel, C: CheckpointStrategy> BatchNormKernel for Autodiff<B, C> {
+    fn batch_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let stats = |mean, variance| (Self::from_inner(mean), Self::from_inner(variance));
+        match FusedBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (output, mean, variance) = B::batch_norm_fused(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = (
+                    x_state,
+                    gamma_state,
+                    mean.clone(),
+                    variance.clone(),
+                    epsilon,
+                );
+                let (mean, variance) = stats(mean, variance);
+                (prep.finish(state, output), mean, variance)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = B::batch_norm_fused(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let (mean, variance) = stats(mean, variance);
+                (prep.finish(output), mean, variance)
+            }
+        }
+    }
+
+    fn batch_norm_fused_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _mean: FloatTensor<Self>,
+        _variance: FloatTensor<Self>,
+        _epsilon: f64,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        panic!("the gradient of the fused BatchNorm is not itself differentiable")
+    }
+}
