@@ -273,42 +273,30 @@ impl<B: BatchNormKernel, C: CheckpointStrategy> BatchNormKernel for Autodiff<B, 
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let stats = |mean, variance| (Self::from_inner(mean), Self::from_inner(variance));
-        match FusedBackward
+        let mut kind = FusedBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
-                let (output, mean, variance) = B::batch_norm_fused(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
-                let state = (
-                    x_state,
-                    gamma_state,
-                    mean.clone(),
-                    variance.clone(),
-                    epsilon,
-                );
-                let (mean, variance) = stats(mean, variance);
-                (prep.finish(state, output), mean, variance)
+            .stateful();
+        // a tracked operation checkpoints its inputs before they are consumed
+        let checkpoints = match &mut kind {
+            OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&gamma))),
+            OpsKind::UnTracked(_) => None,
+        };
+        let (output, mean, variance) = B::batch_norm_fused(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            epsilon,
+        );
+        let output = match kind {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = checkpoints.expect("taken above for a tracked operation");
+                let state = (x, gamma, mean.clone(), variance.clone(), epsilon);
+                prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => {
-                let (output, mean, variance) = B::batch_norm_fused(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                );
-                let (mean, variance) = stats(mean, variance);
-                (prep.finish(output), mean, variance)
-            }
-        }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        (output, Self::from_inner(mean), Self::from_inner(variance))
     }
 
     fn batch_norm_fused_backward(

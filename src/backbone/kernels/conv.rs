@@ -283,33 +283,28 @@ impl<B: ConvKernel, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> FloatTensor<Self> {
-        match ConvBackward
+        let mut kind = ConvBackward
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    (stride, padding, dilation),
-                );
-                let y = B::conv2d_gemm(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    stride,
-                    padding,
-                    dilation,
-                );
-                prep.finish(state, y)
+            .stateful();
+        // a tracked operation checkpoints its inputs before they are consumed
+        let checkpoints = match &mut kind {
+            OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&weight))),
+            OpsKind::UnTracked(_) => None,
+        };
+        let y = B::conv2d_gemm(
+            x.into_primitive(),
+            weight.into_primitive(),
+            stride,
+            padding,
+            dilation,
+        );
+        match kind {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = checkpoints.expect("taken above for a tracked operation");
+                prep.finish((x, weight, (stride, padding, dilation)), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_gemm(
-                x.into_primitive(),
-                weight.into_primitive(),
-                stride,
-                padding,
-                dilation,
-            )),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 
