@@ -362,6 +362,13 @@ fn keys(rows: &[Row]) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The heads whose AUC-ROC the rows carry (those of the first row).
+fn head_names(rows: &[Row]) -> Vec<&str> {
+    rows.first()
+        .map(|r| r.heads.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// A Markdown table: the rows' settings, then `columns` filled by `cells`.
 fn md_table(rows: &[Row], columns: &[&str], cells: impl Fn(&Row) -> Vec<String>) -> String {
     let keys = keys(rows);
@@ -403,10 +410,7 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
             format!("{:.0}", r.seconds),
         ]
     });
-    let heads: Vec<&str> = rows
-        .first()
-        .map(|r| r.heads.keys().map(String::as_str).collect())
-        .unwrap_or_default();
+    let heads = head_names(rows);
     if !heads.is_empty() {
         out += "\nAUC-ROC of each head's score alone:\n\n";
         out += &md_table(rows, &heads, |r| {
@@ -419,10 +423,7 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
 /// The rows as CSV (means and standard deviations in separate columns).
 pub fn csv(rows: &[Row]) -> String {
     let keys = keys(rows);
-    let heads: Vec<&String> = rows
-        .first()
-        .map(|r| r.heads.keys().collect())
-        .unwrap_or_default();
+    let heads = head_names(rows);
     let mut out = keys.join(",");
     if !keys.is_empty() {
         out.push(',');

@@ -9,10 +9,10 @@ use super::kernels::{self, batch_norm as kernel};
 
 /// `bn(x)`. Training (an autodiff device and a trainable layer) uses batch statistics and
 /// updates the running ones as burn's layer does (`running = (1 − momentum) · running +
-/// momentum · batch`, biased variance), through the fused kernel on `flex`. Inference computes `x · s + t` with
-/// `s = γ / √(var + ε)` and `t = β − mean · s`: two passes over the map instead of the four
-/// (subtract, divide, multiply, add) of burn's generic inference path, the same values up
-/// to rounding (measured in `docs/PERFORMANCE.md`).
+/// momentum · batch`, biased variance), through the fused kernel on `flex`. Inference
+/// computes `x · s + t` with `s = γ / √(var + ε)` and `t = β − mean · s`: two passes over
+/// the map instead of the four (subtract, divide, multiply, add) of burn's generic inference
+/// path, the same values up to rounding (measured in `docs/PERFORMANCE.md`).
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     if device.is_autodiff() && bn.training.is_enabled() {
