@@ -27,6 +27,7 @@ const BACKBONES: [BackboneKind; 2] = [BackboneKind::Resnet18, BackboneKind::Effi
 
 /// Runs one case and prints `images/s peak-MiB`.
 fn run_case(kind: BackboneKind, train: bool) {
+    dra::device::reuse_freed_memory();
     let steps = steps(3);
     let base = Device::flex();
     let device = if train { base.autodiff() } else { base };

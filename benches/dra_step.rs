@@ -44,6 +44,7 @@ fn labels(batch: usize) -> Vec<Label> {
 }
 
 fn run_case(kind: BackboneKind, train: bool, img: usize, batch: usize) {
+    dra::device::reuse_freed_memory();
     let steps = steps(1);
     let base = Device::flex();
     let device = if train { base.autodiff() } else { base };

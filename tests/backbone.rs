@@ -223,13 +223,15 @@ fn training_batchnorm_kernel_matches_burns_layer() {
 
 #[test]
 fn convolution_kernel_matches_burns_layer() {
-    // output and gradients of x, weight and bias through the kernel's weight gradient
-    // against burn's layer, over the geometries the backbones and heads use (and dilation)
+    // output and gradients of x, weight and bias through the kernel against burn's layer,
+    // over the geometries the backbones and heads use (and dilation); the 40 × 41 map spans
+    // four tiles of the forward pass, the last one shorter
     use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
     let device = Device::flex().autodiff();
     device.seed(3);
     let cases = [
         ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40),
         ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9),
         ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10),
         ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12),
@@ -273,6 +275,76 @@ fn convolution_kernel_matches_burns_layer() {
             let err = relative_l2(b, a);
             assert!(err < 1e-5, "{case}: {name} relative L2 {err}");
         }
+    }
+}
+
+#[test]
+fn inference_convolution_kernel_matches_burns_layer() {
+    // without autodiff, one image: a single tile (one job, the product itself in parallel)
+    // and a map of several tiles
+    let device = Device::flex();
+    device.seed(4);
+    for (size, kernel, stride) in [(12, 3, 1), (50, 3, 1), (50, 1, 1), (50, 7, 2)] {
+        let conv = burn::nn::conv::Conv2dConfig::new([4, 5], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(
+                kernel / 2,
+                kernel / 2,
+                kernel / 2,
+                kernel / 2,
+            ))
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [1, 4, size, size + 3],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let expected = values(conv.forward(x.clone()));
+        let got = values(dra::backbone::kernels::conv::conv2d(&conv, x));
+        assert_eq!(got.len(), expected.len());
+        let err = relative_l2(&got, &expected);
+        assert!(
+            err < 1e-5,
+            "{size} {kernel}×{kernel} s{stride}: relative L2 {err}"
+        );
+    }
+}
+
+#[test]
+fn inference_max_pool_kernel_matches_burns_layer() {
+    // ResNet's 3×3 / 2 with padding 1, on odd and even sizes, and other windows; all values
+    // negative somewhere, so a zero in place of the −∞ padding would show
+    use burn::nn::PaddingConfig2d::{Explicit, Valid};
+    let device = Device::flex();
+    device.seed(5);
+    let cases = [
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [11, 12]),
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [112, 113]),
+        ([2, 2], [2, 2], Valid, [9, 10]),
+        ([3, 2], [1, 2], Explicit(1, 0, 1, 0), [7, 8]),
+    ];
+    for (kernel, stride, padding, [h, w]) in cases {
+        let pool = burn::nn::pool::MaxPool2dConfig::new(kernel)
+            .with_strides(stride)
+            .with_padding(padding.clone())
+            .init();
+        let x = Tensor::<4>::random(
+            [2, 3, h, w],
+            burn::tensor::Distribution::Normal(-1.0, 1.0),
+            &device,
+        );
+        let expected = pool.forward(x.clone());
+        let got = dra::backbone::kernels::pool::max_pool2d(&pool, x);
+        assert_eq!(
+            got.dims(),
+            expected.dims(),
+            "{kernel:?} {stride:?} {padding:?}"
+        );
+        assert_eq!(
+            values(got),
+            values(expected),
+            "{kernel:?} {stride:?} {padding:?}"
+        );
     }
 }
 

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::kernels::conv::conv2d;
+use super::kernels::pool::max_pool2d;
 use super::norm::batch_norm;
 
 /// Channels of the layer4 feature map.
@@ -114,7 +115,7 @@ impl ResNet18 {
     /// The layer4 feature map, `[N, 512, S/32, S/32]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
         let x = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
-        let mut x = self.maxpool.forward(x);
+        let mut x = max_pool2d(&self.maxpool, x);
         for block in self
             .layer1
             .iter()

@@ -1,10 +1,11 @@
-//! A 2-D convolution (one group, symmetric padding) whose weight gradient is an im2col copy
-//! and one matrix product per image: `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]`
-//! over the image's output pixels `p`, the copy reading the NCHW map row by row. burn derives
-//! the weight gradient as a convolution of the input by the output gradient, whose matrix
-//! products are only 9 (3×3) or 1 (1×1) columns wide. The forward pass and the input
-//! gradient are burn's own (a forward pass through the same copy and product measured no
-//! faster than burn's, `docs/PERFORMANCE.md`).
+//! A 2-D convolution (one group, symmetric padding) as im2col copies and matrix products.
+//! Forward: per tile of about 512 output pixels of one image, the tile's patch matrix is
+//! copied from the NCHW map row by row and multiplied by the weight straight into the NCHW
+//! output (burn copies the whole map to NHWC on one thread first and scatters each tile's
+//! product afterwards). Weight gradient: `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]`
+//! over each image's output pixels `p`; burn derives it as a convolution of the input by the
+//! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide. The
+//! input gradient is burn's own.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -15,12 +16,12 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use rayon::prelude::*;
+use std::ops::Range;
 
-use super::tensor;
+use super::{symmetric_padding, tensor};
 
 /// Stride, padding (each side) and dilation, per spatial axis.
 type Geometry = ([usize; 2], [usize; 2], [usize; 2]);
@@ -52,14 +53,12 @@ pub trait ConvKernel: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `conv.forward(x)`, through [`ConvKernel`] when training on `flex` with one group and
-/// symmetric padding, through burn's layer otherwise.
+/// `conv.forward(x)`, through [`ConvKernel`] on `flex` with one group and symmetric
+/// padding, through burn's layer otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    let padding = symmetric_padding(conv);
-    let Some(padding) =
-        padding.filter(|_| device.is_autodiff() && super::available(&device) && conv.groups == 1)
-    else {
+    let padding = symmetric_padding(&conv.padding, conv.kernel_size, conv.stride, conv.dilation);
+    let Some(padding) = padding.filter(|_| super::available(&device) && conv.groups == 1) else {
         return conv.forward(x);
     };
     let y = Tensor::from_dispatch(Dispatch::conv2d_gemm(
@@ -78,67 +77,52 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// The padding of each side per axis, where the two sides are equal for any input size.
-fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    let [kh, kw] = conv.kernel_size;
-    let [dh, dw] = conv.dilation;
-    match conv.padding {
-        PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            Some([top, left])
-        }
-        // "same" pads (k − 1)·d in total, evenly for odd kernels at stride 1
-        PaddingConfig2d::Same if conv.stride == [1, 1] && kh % 2 == 1 && kw % 2 == 1 => {
-            Some([(kh - 1) * dh / 2, (kw - 1) * dw / 2])
-        }
-        PaddingConfig2d::Same if [kh, kw] == [1, 1] => Some([0, 0]),
-        _ => None,
-    }
+/// One image (`[ci, h, w]`) seen as its patch matrix `[ci·kh·kw, ho·wo]` (im2col), whose
+/// rows are filled a range of output rows at a time.
+struct Patches<'a> {
+    x: &'a [f32],
+    input: [usize; 2],
+    kernel: [usize; 2],
+    output: [usize; 2],
+    geometry: Geometry,
 }
 
-/// Fills `col` (`[ci·kh·kw, ho·wo]`) with the patches of one image `x` (`[ci, h, w]`).
-#[allow(clippy::too_many_arguments)]
-fn im2col(
-    x: &[f32],
-    col: &mut [f32],
-    [h, w]: [usize; 2],
-    [kh, kw]: [usize; 2],
-    [ho, wo]: [usize; 2],
-    (stride, padding, dilation): Geometry,
-) {
-    col.par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(row, out)| {
-            let (ci, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
-            let plane = &x[ci * h * w..(ci + 1) * h * w];
-            // output columns ox whose input column ox·s + j·d − p lies inside the image
-            let shift = j * dilation[1];
-            let first = padding[1].saturating_sub(shift).div_ceil(stride[1]).min(wo);
-            let end = if w + padding[1] > shift {
-                ((w + padding[1] - shift - 1) / stride[1] + 1).min(wo)
+impl Patches<'_> {
+    /// Fills `out` with patch-matrix row `row` (channel, kernel row, kernel column) over the
+    /// output rows `oys`, `wo` values per output row.
+    fn fill_row(&self, row: usize, oys: Range<usize>, out: &mut [f32]) {
+        let ([h, w], [kh, kw], [_, wo]) = (self.input, self.kernel, self.output);
+        let (stride, padding, dilation) = self.geometry;
+        let (ci, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &self.x[ci * h * w..(ci + 1) * h * w];
+        // output columns ox whose input column ox·s + j·d − p lies inside the image
+        let shift = j * dilation[1];
+        let first = padding[1].saturating_sub(shift).div_ceil(stride[1]).min(wo);
+        let end = if w + padding[1] > shift {
+            ((w + padding[1] - shift - 1) / stride[1] + 1).min(wo)
+        } else {
+            0
+        }
+        .max(first);
+        for (oy, out) in oys.zip(out.chunks_exact_mut(wo)) {
+            let iy = (oy * stride[0] + i * dilation[0]) as isize - padding[0] as isize;
+            if iy < 0 || iy >= h as isize {
+                out.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+            out[..first].fill(0.0);
+            out[end..].fill(0.0);
+            let ix0 = first * stride[1] + shift - padding[1];
+            if stride[1] == 1 {
+                out[first..end].copy_from_slice(&src[ix0..ix0 + end - first]);
             } else {
-                0
-            }
-            .max(first);
-            for (oy, out) in out.chunks_exact_mut(wo).enumerate() {
-                let iy = (oy * stride[0] + i * dilation[0]) as isize - padding[0] as isize;
-                if iy < 0 || iy >= h as isize {
-                    out.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                out[..first].fill(0.0);
-                out[end..].fill(0.0);
-                let ix0 = first * stride[1] + shift - padding[1];
-                if stride[1] == 1 {
-                    out[first..end].copy_from_slice(&src[ix0..ix0 + end - first]);
-                } else {
-                    for (k, o) in out[first..end].iter_mut().enumerate() {
-                        *o = src[ix0 + k * stride[1]];
-                    }
+                for (k, o) in out[first..end].iter_mut().enumerate() {
+                    *o = src[ix0 + k * stride[1]];
                 }
             }
-        });
+        }
+    }
 }
 
 /// `dst[m × n] = (dst +) lhs[m × k] · rhs[k × n]`, each matrix given by its row and column
@@ -157,6 +141,7 @@ unsafe fn matmul(
     [lhs_rs, lhs_cs]: [usize; 2],
     rhs: *const f32,
     [rhs_rs, rhs_cs]: [usize; 2],
+    parallelism: gemm::Parallelism,
 ) {
     // SAFETY: as the caller promised
     unsafe {
@@ -179,10 +164,14 @@ unsafe fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         )
     }
 }
+
+/// Output pixels per tile of the forward pass, whose patch matrix stays in cache between
+/// the copy and the product.
+const TILE_PIXELS: usize = 512;
 
 impl ConvKernel for Flex {
     fn conv2d_gemm(
@@ -192,7 +181,76 @@ impl ConvKernel for Flex {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> FlexTensor {
-        <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options((stride, padding, dilation)))
+        let geometry = (stride, padding, dilation);
+        if x.dtype() != DType::F32 {
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options(geometry));
+        }
+        let [n, ci, h, w] = x.shape().dims();
+        let [co, _, kh, kw] = weight.shape().dims();
+        let size = |input: usize, k: usize, a: usize| {
+            (input + 2 * padding[a] - dilation[a] * (k - 1) - 1) / stride[a] + 1
+        };
+        let [ho, wo] = [size(h, kh, 0), size(w, kw, 1)];
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
+        let (rows, pixels) = (ci * kh * kw, ho * wo);
+        let tile_rows = (TILE_PIXELS / wo).clamp(1, ho);
+        let tiles = ho.div_ceil(tile_rows);
+        // a 1×1 convolution at stride 1 is its own patch matrix
+        let pointwise = [kh, kw] == [1, 1] && stride == [1, 1] && padding == [0, 0];
+        let mut y = vec![0f32; n * co * pixels];
+        let y_addr = y.as_mut_ptr() as usize;
+        // y[img][co][tile] = patchesᵀ[tile × rows] · weightᵀ[rows × co], written in place
+        let run = |col: &mut Vec<f32>, job: usize, parallelism| {
+            let (img, tile) = (job / tiles, job % tiles);
+            let oys = tile * tile_rows..((tile + 1) * tile_rows).min(ho);
+            let (first, m) = (oys.start * wo, oys.len() * wo);
+            let image = &xs[img * ci * h * w..(img + 1) * ci * h * w];
+            let (lhs, lhs_cs) = if pointwise {
+                (image[first..].as_ptr(), h * w)
+            } else {
+                let patches = Patches {
+                    x: image,
+                    input: [h, w],
+                    kernel: [kh, kw],
+                    output: [ho, wo],
+                    geometry,
+                };
+                col.resize(rows * m, 0.0);
+                for (row, out) in col.chunks_exact_mut(m).enumerate() {
+                    patches.fill_row(row, oys.clone(), out);
+                }
+                (col.as_ptr(), m)
+            };
+            let dst = (y_addr as *mut f32).wrapping_add(img * co * pixels + first);
+            // SAFETY: `dst` with these strides spans this job's tile of `y`, which no other
+            // job writes; `lhs` and the weight hold the other two matrices.
+            unsafe {
+                matmul(
+                    [m, co, rows],
+                    dst,
+                    [1, pixels],
+                    false,
+                    lhs,
+                    [1, lhs_cs],
+                    ws.as_ptr(),
+                    [1, rows],
+                    parallelism,
+                );
+            }
+        };
+        let jobs = n * tiles;
+        if jobs >= rayon::current_num_threads() {
+            (0..jobs)
+                .into_par_iter()
+                .for_each_init(Vec::new, |col, job| run(col, job, gemm::Parallelism::None));
+        } else {
+            let mut col = Vec::new();
+            for job in 0..jobs {
+                run(&mut col, job, gemm::Parallelism::Rayon(0));
+            }
+        }
+        tensor(y, Shape::new([n, co, ho, wo]))
     }
 
     fn conv2d_gemm_weight_grad(
@@ -221,8 +279,16 @@ impl ConvKernel for Flex {
         let mut dw = vec![0f32; co * rows];
         let mut col = vec![0f32; rows * pixels];
         for img in 0..n {
-            let image = &xs[img * ci * h * w..(img + 1) * ci * h * w];
-            im2col(image, &mut col, [h, w], [kh, kw], [ho, wo], geometry);
+            let patches = Patches {
+                x: &xs[img * ci * h * w..(img + 1) * ci * h * w],
+                input: [h, w],
+                kernel: [kh, kw],
+                output: [ho, wo],
+                geometry,
+            };
+            col.par_chunks_mut(pixels)
+                .enumerate()
+                .for_each(|(row, out)| patches.fill_row(row, 0..ho, out));
             let dy_img = &dy[img * co * pixels..(img + 1) * co * pixels];
             // dw[co × rows] (+)= dy_img[co × pixels] · colᵀ[pixels × rows]
             // SAFETY: the three buffers hold these matrices and `dw` is a buffer of its own.
@@ -236,6 +302,7 @@ impl ConvKernel for Flex {
                     [pixels, 1],
                     col.as_ptr(),
                     [1, pixels],
+                    gemm::Parallelism::Rayon(0),
                 );
             }
         }

@@ -1,13 +1,16 @@
 //! CPU kernels that burn's `flex` backend lacks, added through burn's backend extensions:
-//! BatchNorm on batch statistics fused into one operation, and a convolution whose weight
-//! gradient is one matrix product per image. The backbones use them when training on `flex`
-//! and burn's own operations everywhere else.
+//! BatchNorm on batch statistics fused into one operation, a convolution as tiled im2col
+//! copies and matrix products written in place (forward, weight gradient), and max pooling
+//! without indices. The backbones use them on `flex` (the BatchNorm when training, the
+//! pooling at inference) and burn's own operations everywhere else.
 
 pub mod batch_norm;
 pub mod conv;
+pub mod pool;
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
+use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
@@ -27,4 +30,26 @@ fn values(x: &FlexTensor) -> Vec<f32> {
 /// An f32 tensor of `shape` holding `values`.
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The padding of each side per axis of a window (`kernel`, `stride`, `dilation`), where the
+/// two sides are equal for any input size.
+fn symmetric_padding(
+    padding: &PaddingConfig2d,
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    [dh, dw]: [usize; 2],
+) -> Option<[usize; 2]> {
+    match *padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        // "same" pads (k − 1)·d in total, evenly for odd kernels at stride 1
+        PaddingConfig2d::Same if stride == [1, 1] && kh % 2 == 1 && kw % 2 == 1 => {
+            Some([(kh - 1) * dh / 2, (kw - 1) * dw / 2])
+        }
+        PaddingConfig2d::Same if [kh, kw] == [1, 1] => Some([0, 0]),
+        _ => None,
+    }
 }
