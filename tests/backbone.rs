@@ -140,24 +140,40 @@ fn eval_batchnorm_is_the_running_statistics_formula() {
         burn::module::RunningState::new(Tensor::from_data([4.0f32, 0.25, 1.0], &device));
     bn.gamma = burn::module::Param::from_tensor(Tensor::from_data([2.0f32, 1.0, -1.0], &device));
     bn.beta = burn::module::Param::from_tensor(Tensor::from_data([0.0f32, 1.0, 0.5], &device));
+    // two images, so that the channel of each plane matters
     let x = Tensor::<4>::from_data(
-        TensorData::new(vec![2.5f32, -0.5, 3.0], [1, 3, 1, 1]),
+        TensorData::new(vec![2.5f32, -0.5, 3.0, 2.5, -0.5, 3.0], [2, 3, 1, 1]),
         &device,
     );
-    let expected = [
+    let one = [
         (2.5 - 0.5) / (4.0f32 + 1e-5).sqrt() * 2.0,
         (-0.5 + 1.0) / (0.25f32 + 1e-5).sqrt() + 1.0,
         -(3.0 - 2.0) / (1.0f32 + 1e-5).sqrt() + 0.5,
     ];
-    // burn's layer and the backbones' folded scale-and-shift give the same values
-    for y in [
-        values(bn.forward(x.clone())),
-        values(dra::backbone::norm::batch_norm(&bn, x)),
-    ] {
+    let expected = [one, one].concat();
+    let close = |y: Vec<f32>, expected: &[f32]| {
+        assert_eq!(y.len(), expected.len());
         for (a, b) in y.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{y:?} vs {expected:?}");
         }
-    }
+    };
+    // burn's layer and the backbones' folded scale-and-shift (the kernel's single pass on
+    // flex) give the same values
+    close(values(bn.forward(x.clone())), &expected);
+    close(
+        values(dra::backbone::norm::batch_norm(&bn, x.clone())),
+        &expected,
+    );
+    // fused with ReLU, and with a residual added before the ReLU (one sum per sign)
+    let relu = |v: f32| v.max(0.0);
+    let relu_only: Vec<f32> = expected.iter().map(|&v| relu(v)).collect();
+    let y = dra::backbone::norm::batch_norm_relu(&bn, x.clone(), None);
+    close(values(y), &relu_only);
+    let r = [0.5f32, -3.0, 1.0, -2.0, 0.5, 0.25];
+    let with_residual: Vec<f32> = expected.iter().zip(r).map(|(&v, r)| relu(v + r)).collect();
+    let residual = Tensor::<4>::from_data(TensorData::new(r.to_vec(), [2, 3, 1, 1]), &device);
+    let y = dra::backbone::norm::batch_norm_relu(&bn, x, Some(residual));
+    close(values(y), &with_residual);
 }
 
 #[test]

@@ -6,11 +6,10 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use super::kernels::conv::conv2d;
 use super::kernels::pool::max_pool2d;
-use super::norm::batch_norm;
+use super::norm::{batch_norm, batch_norm_relu};
 
 /// Channels of the layer4 feature map.
 pub const FEATURE_CHANNELS: usize = 512;
@@ -65,9 +64,8 @@ impl BasicBlock {
             Some(d) => batch_norm(&d.bn, conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
-        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
-        relu(out + identity)
+        let out = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x), None);
+        batch_norm_relu(&self.bn2, conv2d(&self.conv2, out), Some(identity))
     }
 }
 
@@ -114,7 +112,7 @@ impl ResNet18 {
 
     /// The layer4 feature map, `[N, 512, S/32, S/32]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x), None);
         let mut x = max_pool2d(&self.maxpool, x);
         for block in self
             .layer1

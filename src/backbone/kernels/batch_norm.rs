@@ -20,7 +20,7 @@ use burn::backend::{
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{tensor, values};
+use super::{contiguous, tensor, values};
 
 /// The fused operation and its gradient, for the backends that have them.
 #[backend_extension(Autodiff, Flex)]
@@ -44,6 +44,23 @@ pub trait BatchNormKernel: Backend {
         epsilon: f64,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// BatchNorm at inference, `x · scale + shift` per channel (`scale`, `shift`:
+    /// `[channels]`), then ReLU where asked.
+    fn batch_norm_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// `relu(x · scale + shift + residual)`: BatchNorm at inference closing a residual block.
+    fn batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// [`BatchNormKernel::batch_norm_fused`] on tensors of a `flex` device (see
@@ -65,6 +82,48 @@ pub fn batch_norm_fused(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(variance),
     )
+}
+
+/// [`BatchNormKernel::batch_norm_affine`] (without `residual`) or
+/// [`BatchNormKernel::batch_norm_add_relu`] (with it, `relu` then set) on tensors of a
+/// `flex` device.
+pub fn batch_norm_affine(
+    x: Tensor<4>,
+    scale: Tensor<1>,
+    shift: Tensor<1>,
+    residual: Option<Tensor<4>>,
+    relu: bool,
+) -> Tensor<4> {
+    let (x, scale, shift) = (
+        x.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+    );
+    Tensor::from_dispatch(match residual {
+        Some(r) if relu => Dispatch::batch_norm_add_relu(x, scale, shift, r.into_dispatch()),
+        Some(_) => panic!("a residual is added only before a ReLU"),
+        None => Dispatch::batch_norm_affine(x, scale, shift, relu),
+    })
+}
+
+/// The two inference operations from a backend's own operations: one pass each.
+fn affine_composite<B: Backend>(
+    x: FloatTensor<B>,
+    scale: FloatTensor<B>,
+    shift: FloatTensor<B>,
+    residual: Option<FloatTensor<B>>,
+    relu: bool,
+) -> FloatTensor<B> {
+    let per_channel = |t: FloatTensor<B>| {
+        let c = t.shape().num_elements();
+        B::float_reshape(t, Shape::new([1, c, 1, 1]))
+    };
+    let y = B::float_add(B::float_mul(x, per_channel(scale)), per_channel(shift));
+    let y = match residual {
+        Some(r) => B::float_add(y, r),
+        None => y,
+    };
+    if relu { B::relu(y) } else { y }
 }
 
 /// `[batch, channels, rest]` of a map, `rest` being the product of its spatial sizes.
@@ -113,29 +172,31 @@ fn channel_sums(
         .collect()
 }
 
-/// `out[i] = f(ch, out[i], b[i])` over every row, rows in parallel.
+/// `out[i] = f(ch, out[i], b[i])` over every row (`b[i]` = 0 without `b`), rows in parallel.
 fn map_rows(
     out: &mut [f32],
-    b: &[f32],
+    b: Option<&[f32]>,
     (_, c, rest): (usize, usize, usize),
     f: impl Fn(usize, f32, f32) -> f32 + Sync,
 ) {
     let rest = rest.max(1);
-    out.par_chunks_mut(rest)
-        .zip(b.par_chunks(rest))
-        .enumerate()
-        .for_each(|(row, (o, rb))| {
-            let ch = row % c;
-            for (o, &y) in o.iter_mut().zip(rb) {
-                *o = f(ch, *o, y);
+    out.par_chunks_mut(rest).enumerate().for_each(|(row, o)| {
+        let ch = row % c;
+        match b {
+            Some(b) => {
+                for (o, &y) in o.iter_mut().zip(&b[row * rest..(row + 1) * rest]) {
+                    *o = f(ch, *o, y);
+                }
             }
-        });
+            None => o.iter_mut().for_each(|o| *o = f(ch, *o, 0.0)),
+        }
+    });
 }
 
 /// A contiguous f32 buffer of `t`'s values to overwrite: its own storage where nothing else
 /// holds it, a copy otherwise.
 fn writable(t: FlexTensor) -> FlexTensor {
-    let mut t = t.to_contiguous();
+    let mut t = contiguous(t);
     if t.try_storage_mut::<f32>().is_some() {
         t
     } else {
@@ -181,7 +242,7 @@ impl BatchNormKernel for Flex {
             .map(|ch| (b[ch] as f64 - mean[ch] * scale[ch] as f64) as f32)
             .collect();
         let mut out = vec![0f32; xs.len()];
-        map_rows(&mut out, xs, d, |ch, _, v| v * scale[ch] + shift[ch]);
+        map_rows(&mut out, Some(xs), d, |ch, _, v| v * scale[ch] + shift[ch]);
         let per_channel =
             |v: Vec<f64>| tensor(v.into_iter().map(|v| v as f32).collect(), [c].into());
         (tensor(out, x.shape()), per_channel(mean), per_channel(var))
@@ -224,7 +285,7 @@ impl BatchNormKernel for Flex {
         let b: Vec<f32> = (0..c)
             .map(|ch| (sums[ch].1 * inv_std[ch] * inv_std[ch] / count) as f32)
             .collect();
-        map_rows(dy, xs, d, |ch, g, x| {
+        map_rows(dy, Some(xs), d, |ch, g, x| {
             k[ch] * (g - a[ch] - (x - m[ch]) * b[ch])
         });
         let gamma_grad = (0..c).map(|ch| (sums[ch].1 * inv_std[ch]) as f32).collect();
@@ -235,6 +296,53 @@ impl BatchNormKernel for Flex {
             tensor(beta_grad, [c].into()),
         )
     }
+
+    fn batch_norm_affine(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        relu: bool,
+    ) -> FlexTensor {
+        affine(x, scale, shift, None, relu)
+    }
+
+    fn batch_norm_add_relu(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        affine(x, scale, shift, Some(residual), true)
+    }
+}
+
+/// Both inference operations on `flex`: one parallel pass, in `x`'s buffer where nothing
+/// else holds it.
+fn affine(
+    x: FlexTensor,
+    scale: FlexTensor,
+    shift: FlexTensor,
+    residual: Option<FlexTensor>,
+    relu: bool,
+) -> FlexTensor {
+    if x.dtype() != DType::F32 {
+        return affine_composite::<Flex>(x, scale, shift, residual, relu);
+    }
+    let d = dims(&x);
+    let (scale, shift) = (values(&scale), values(&shift));
+    let residual = residual.map(|r| r.to_contiguous());
+    let mut y = writable(x);
+    map_rows(
+        y.storage_mut::<f32>(),
+        residual.as_ref().map(|r| r.storage::<f32>()),
+        d,
+        |ch, v, r| {
+            let v = v * scale[ch] + shift[ch] + r;
+            // `v < 0` rather than `max`, so that NaN stays NaN as in burn's ReLU
+            if relu && v < 0.0 { 0.0 } else { v }
+        },
+    );
+    y
 }
 
 /// The backward step of the fused operation in the autodiff graph.
@@ -308,5 +416,24 @@ impl<B: BatchNormKernel, C: CheckpointStrategy> BatchNormKernel for Autodiff<B, 
         _grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         panic!("the gradient of the fused BatchNorm is not itself differentiable")
+    }
+
+    // differentiable through burn's own operations
+    fn batch_norm_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        affine_composite::<Self>(x, scale, shift, None, relu)
+    }
+
+    fn batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        affine_composite::<Self>(x, scale, shift, Some(residual), true)
     }
 }

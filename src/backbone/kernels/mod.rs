@@ -22,6 +22,19 @@ pub fn available(device: &Device) -> bool {
     )
 }
 
+/// `t` laid out contiguously from the start of its own buffer: itself where it already is
+/// (burn's `to_contiguous` would clone its handle, so the buffer would never be unique), a
+/// copy otherwise.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    let layout = t.layout();
+    let whole = layout.num_elements() * t.dtype().size() == t.bytes().len();
+    if layout.is_contiguous() && layout.start_offset() == 0 && whole {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
 /// The values of an f32 tensor, in row-major order.
 fn values(x: &FlexTensor) -> Vec<f32> {
     x.to_contiguous().storage::<f32>().to_vec()
