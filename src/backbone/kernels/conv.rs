@@ -4,8 +4,9 @@
 //! output (burn copies the whole map to NHWC on one thread first and scatters each tile's
 //! product afterwards). Weight gradient: `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]`
 //! over each image's output pixels `p`; burn derives it as a convolution of the input by the
-//! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide. The
-//! input gradient is burn's own.
+//! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide; here the
+//! sum runs over the same tiles of output pixels as the forward pass. The input gradient is
+//! burn's own (a GEMM + col2im of the same arrangement measured no faster).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -277,7 +278,9 @@ impl ConvKernel for Flex {
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
         let (rows, pixels) = (ci * kh * kw, ho * wo);
         let mut dw = vec![0f32; co * rows];
-        let mut col = vec![0f32; rows * pixels];
+        // tiles as in the forward pass, so that each tile's patch matrix stays in cache
+        let tile_rows = (TILE_PIXELS / wo).clamp(1, ho);
+        let mut col = vec![0f32; rows * tile_rows * wo];
         for img in 0..n {
             let patches = Patches {
                 x: &xs[img * ci * h * w..(img + 1) * ci * h * w],
@@ -286,24 +289,29 @@ impl ConvKernel for Flex {
                 output: [ho, wo],
                 geometry,
             };
-            col.par_chunks_mut(pixels)
-                .enumerate()
-                .for_each(|(row, out)| patches.fill_row(row, 0..ho, out));
-            let dy_img = &dy[img * co * pixels..(img + 1) * co * pixels];
-            // dw[co × rows] (+)= dy_img[co × pixels] · colᵀ[pixels × rows]
-            // SAFETY: the three buffers hold these matrices and `dw` is a buffer of its own.
-            unsafe {
-                matmul(
-                    [co, rows, pixels],
-                    dw.as_mut_ptr(),
-                    [rows, 1],
-                    img > 0,
-                    dy_img.as_ptr(),
-                    [pixels, 1],
-                    col.as_ptr(),
-                    [1, pixels],
-                    gemm::Parallelism::Rayon(0),
-                );
+            for oy0 in (0..ho).step_by(tile_rows) {
+                let oys = oy0..(oy0 + tile_rows).min(ho);
+                let (first, m) = (oys.start * wo, oys.len() * wo);
+                col.par_chunks_mut(m)
+                    .take(rows)
+                    .enumerate()
+                    .for_each(|(row, out)| patches.fill_row(row, oys.clone(), out));
+                let dy_tile = &dy[img * co * pixels + first..];
+                // dw[co × rows] (+)= dy_tile[co × m] · colᵀ[m × rows]
+                // SAFETY: the three buffers hold these matrices and `dw` is a buffer of its own.
+                unsafe {
+                    matmul(
+                        [co, rows, m],
+                        dw.as_mut_ptr(),
+                        [rows, 1],
+                        img > 0 || oy0 > 0,
+                        dy_tile.as_ptr(),
+                        [pixels, 1],
+                        col.as_ptr(),
+                        [1, m],
+                        gemm::Parallelism::Rayon(0),
+                    );
+                }
             }
         }
         tensor(dw, weight.shape())

@@ -1,0 +1,76 @@
+//! The convolution kernels of `dra::backbone::kernels::conv` against burn's `flex`
+//! convolution, pass by pass (forward, weight gradient; the input gradient is burn's), on
+//! ResNet-18's 3×3 layers at a 448² input: seconds per pass for a batch, the best of 3 runs
+//! each.
+//!
+//! ```sh
+//! cargo bench --bench conv_layers              # batch 16
+//! DRA_BENCH_BATCH=4 cargo bench --bench conv_layers
+//! ```
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::tensor::TensorData;
+use dra::backbone::kernels::conv::ConvKernel;
+use support::env_usize;
+
+/// A tensor of `shape` with values spread over [−1, 1).
+fn filled(shape: [usize; 4]) -> FlexTensor {
+    let n: usize = shape.iter().product();
+    let values = (0..n)
+        .map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// The shortest of three runs of `f`, in seconds.
+fn best(mut f: impl FnMut() -> FlexTensor) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            drop(f());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    dra::device::reuse_freed_memory();
+    let n = env_usize("DRA_BENCH_BATCH", 16);
+    println!("batch {n}, seconds per pass (burn flex / this crate's kernel)");
+    println!();
+    println!("| layer (channels in → out, map, stride) | forward | weight gradient |");
+    println!("|---|---|---|");
+    for (ci, co, size, stride) in [
+        (64, 64, 112, 1),
+        (64, 128, 112, 2),
+        (128, 128, 56, 1),
+        (256, 256, 28, 1),
+        (512, 512, 14, 1),
+    ] {
+        let out = size / stride;
+        let (x, w, g) = (
+            filled([n, ci, size, size]),
+            filled([co, ci, 3, 3]),
+            filled([n, co, out, out]),
+        );
+        let (s, p, d) = ([stride, stride], [1, 1], [1, 1]);
+        let opts = || ConvOptions::new(s, p, d, 1);
+        let pair = |burn: f64, ours: f64| format!("{burn:.3} / {ours:.3} ({:.2}×)", burn / ours);
+        let forward = pair(
+            best(|| Flex::conv2d(x.clone(), w.clone(), None, opts())),
+            best(|| Flex::conv2d_gemm(x.clone(), w.clone(), s, p, d)),
+        );
+        let weight = pair(
+            best(|| Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts())),
+            best(|| Flex::conv2d_gemm_weight_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
+        );
+        println!("| {ci} → {co}, {size}², {stride} | {forward} | {weight} |");
+    }
+}
