@@ -174,6 +174,11 @@ unsafe fn matmul(
 /// the copy and the product.
 const TILE_PIXELS: usize = 512;
 
+/// Whole output rows per tile for an output of `ho` rows of `wo` pixels.
+fn tile_rows([ho, wo]: [usize; 2]) -> usize {
+    (TILE_PIXELS / wo).clamp(1, ho)
+}
+
 impl ConvKernel for Flex {
     fn conv2d_gemm(
         x: FlexTensor,
@@ -195,7 +200,7 @@ impl ConvKernel for Flex {
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
         let (rows, pixels) = (ci * kh * kw, ho * wo);
-        let tile_rows = (TILE_PIXELS / wo).clamp(1, ho);
+        let tile_rows = tile_rows([ho, wo]);
         let tiles = ho.div_ceil(tile_rows);
         // a 1×1 convolution at stride 1 is its own patch matrix
         let pointwise = [kh, kw] == [1, 1] && stride == [1, 1] && padding == [0, 0];
@@ -278,8 +283,8 @@ impl ConvKernel for Flex {
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
         let (rows, pixels) = (ci * kh * kw, ho * wo);
         let mut dw = vec![0f32; co * rows];
-        // tiles as in the forward pass, so that each tile's patch matrix stays in cache
-        let tile_rows = (TILE_PIXELS / wo).clamp(1, ho);
+        // the forward pass's tiles, so that each tile's patch matrix stays in cache
+        let tile_rows = tile_rows([ho, wo]);
         let mut col = vec![0f32; rows * tile_rows * wo];
         for img in 0..n {
             let patches = Patches {
