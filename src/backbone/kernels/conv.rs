@@ -170,8 +170,8 @@ unsafe fn matmul(
     }
 }
 
-/// Output pixels per tile of the forward pass, whose patch matrix stays in cache between
-/// the copy and the product.
+/// Output pixels per tile (forward pass and weight gradient), whose patch matrix stays in
+/// cache between the copy and the product.
 const TILE_PIXELS: usize = 512;
 
 /// Whole output rows per tile for an output of `ho` rows of `wo` pixels.
