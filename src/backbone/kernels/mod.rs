@@ -1,8 +1,9 @@
 //! CPU kernels that burn's `flex` backend lacks, added through burn's backend extensions:
-//! BatchNorm on batch statistics fused into one operation, a convolution as tiled im2col
-//! copies and matrix products written in place (forward, weight gradient), and max pooling
-//! without indices. The backbones use them on `flex` (the BatchNorm when training, the
-//! pooling at inference) and burn's own operations everywhere else.
+//! BatchNorm fused into one operation (on batch statistics when training; at inference
+//! with the residual addition and ReLU after it), a convolution as tiled im2col copies and
+//! matrix products written in place (forward, weight gradient), and max pooling without
+//! indices (inference). The backbones use them on `flex` and burn's own operations
+//! everywhere else.
 
 pub mod batch_norm;
 pub mod conv;
