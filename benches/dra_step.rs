@@ -52,8 +52,7 @@ fn run_case(kind: BackboneKind, train: bool, img: usize, batch: usize) {
     let cfg = ModelConfig {
         backbone: kind,
         heads: HeadSet::all(),
-        n_scales: 2,
-        topk: 0.1,
+        ..ModelConfig::default()
     };
     let mut model = Dra::new(&cfg, Backbone::new(kind, &device), &device);
     let x = Tensor::<4>::random(

@@ -16,6 +16,20 @@
 //! criterion = ["deviation", "dweighted"]
 //! seed = [0, 1, 2]
 //! ```
+//!
+//! Settings that go together (a data set with its protocol) can be listed as cases, each
+//! crossed with the grid; the case's `name` is the first column of the tables:
+//!
+//! ```toml
+//! [[case]]
+//! name = "sdd"
+//! class = "sdd"
+//! test_threshold = 10
+//! [[case]]
+//! name = "mt-crack"
+//! class = "magnetic-tile"
+//! known_class = "Crack"
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,13 +38,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::baselines::{Baselines, knn_baseline};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::knn::knn_scores;
-use crate::metrics::{auc_roc, average_precision};
 use crate::report::{Auc, Metrics, write_json};
-use crate::run::{Progress, prepare, resumable, train_and_evaluate};
-use crate::train::load_backbone;
+use crate::run::{Progress, resumable, train_and_evaluate};
 
 /// A grid file.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +56,9 @@ pub struct Grid {
     /// Settings to vary: each key lists its values.
     #[serde(default)]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Named groups of settings, each crossed with the grid (none: the base alone).
+    #[serde(default, rename = "case")]
+    pub cases: Vec<toml::Table>,
     /// Add the kNN baseline to every row.
     #[serde(default = "yes")]
     pub knn: bool,
@@ -72,6 +87,9 @@ pub struct CellResult {
     pub values: Settings,
     pub dra: Auc,
     pub knn: Option<Auc>,
+    /// The patch-kNN baseline (absent in results written before it existed).
+    #[serde(default)]
+    pub patch_knn: Option<Auc>,
     /// AUC-ROC of each head's score alone (the normal head negated), by head name.
     #[serde(default)]
     pub heads: BTreeMap<String, f64>,
@@ -105,6 +123,8 @@ pub struct Row {
     pub auc_pr: MeanStd,
     pub knn_auc_roc: Option<MeanStd>,
     pub knn_auc_pr: Option<MeanStd>,
+    pub patch_knn_auc_roc: Option<MeanStd>,
+    pub patch_knn_auc_pr: Option<MeanStd>,
     /// Per-head AUC-ROC, where every cell of the row has it.
     pub heads: BTreeMap<String, MeanStd>,
     /// Mean wall time of a run.
@@ -147,9 +167,26 @@ impl Grid {
         Ok(grid)
     }
 
-    /// Every combination of the grid's values, over the base settings.
+    /// Every case crossed with every combination of the grid's values, over the base
+    /// settings.
     pub fn cells(&self) -> Result<Vec<Cell>> {
-        let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+        let mut starts: Vec<Vec<(String, toml::Value)>> = Vec::new();
+        for case in &self.cases {
+            let name = case.get("name").cloned().ok_or_else(|| {
+                Error::Setting(format!("grid '{}': every [[case]] needs a name", self.name))
+            })?;
+            let mut start = vec![("case".to_string(), name)];
+            start.extend(
+                case.iter()
+                    .filter(|(k, _)| *k != "name")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            starts.push(start);
+        }
+        if starts.is_empty() {
+            starts.push(Vec::new());
+        }
+        let mut combos = starts;
         for (key, values) in &self.grid {
             if values.is_empty() {
                 return Err(Error::Setting(format!("grid key '{key}' lists no values")));
@@ -167,14 +204,17 @@ impl Grid {
             .into_iter()
             .map(|combo| {
                 let mut table = self.base.clone();
-                for (k, v) in &combo {
+                for (k, v) in combo.iter().filter(|(k, _)| k != "case") {
                     table.insert(k.clone(), v.clone());
                 }
                 let config: TrainConfig = table.try_into().map_err(|e: toml::de::Error| {
                     Error::Setting(format!("grid '{}': {}", self.name, e.message()))
                 })?;
+                // the table's columns: the case's name, then the grid's keys
+                let shown = |k: &str| k == "case" || self.grid.contains_key(k);
                 let values: Vec<(String, String)> = combo
                     .iter()
+                    .filter(|(k, _)| shown(k))
                     .map(|(k, v)| (k.clone(), value_text(v)))
                     .collect();
                 let id = if values.is_empty() {
@@ -190,27 +230,6 @@ impl Grid {
             })
             .collect()
     }
-}
-
-/// The kNN baseline of a cell's test split.
-pub fn knn_baseline(config: &TrainConfig) -> Result<Auc> {
-    let p = prepare(config)?;
-    let device = config.device.device()?;
-    let backbone = load_backbone(config, &device)?;
-    let scores = knn_scores(
-        &backbone,
-        config.img_size,
-        &p.split.train_normal,
-        &p.split.test,
-        config.batch_size,
-        &device,
-    )?;
-    let labels: Vec<bool> = p.split.test.iter().map(|s| s.is_anomaly()).collect();
-    let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
-    Ok(Auc {
-        auc_roc: auc_roc(&labels, &scores)?,
-        auc_pr: average_precision(&labels, &scores)?,
-    })
 }
 
 /// What the kNN baseline depends on: the test split, the backbone and the input size.
@@ -242,7 +261,7 @@ pub fn run_grid(
         cell.config.validate()?;
     }
     let mut results = Vec::new();
-    let mut knn_cache: BTreeMap<String, Auc> = BTreeMap::new();
+    let mut knn_cache: BTreeMap<String, Baselines> = BTreeMap::new();
     for (i, cell) in cells.iter().enumerate() {
         let dir = out.join(&cell.id);
         let done = dir.join("result.json");
@@ -284,7 +303,8 @@ pub fn run_grid(
                 auc_roc: metrics.auc_roc,
                 auc_pr: metrics.auc_pr,
             },
-            knn,
+            knn: knn.map(|b| b.pooled),
+            patch_knn: knn.map(|b| b.patch),
             heads: head_aucs(&metrics),
             seconds,
         };
@@ -296,11 +316,17 @@ pub fn run_grid(
     Ok(results)
 }
 
+/// Each head's AUC-ROC alone, and the standardised combination's as `standardised`.
 fn head_aucs(metrics: &Metrics) -> BTreeMap<String, f64> {
     metrics
         .heads
         .iter()
         .map(|(h, auc)| (h.clone(), auc.auc_roc))
+        .chain(
+            metrics
+                .standardised
+                .map(|a| ("standardised".to_string(), a.auc_roc)),
+        )
         .collect()
 }
 
@@ -340,6 +366,8 @@ pub fn aggregate(results: &[CellResult]) -> Vec<Row> {
                 auc_pr: stat(&|r| Some(r.dra.auc_pr)).expect("present"),
                 knn_auc_roc: stat(&|r| r.knn.map(|k| k.auc_roc)),
                 knn_auc_pr: stat(&|r| r.knn.map(|k| k.auc_pr)),
+                patch_knn_auc_roc: stat(&|r| r.patch_knn.map(|k| k.auc_roc)),
+                patch_knn_auc_pr: stat(&|r| r.patch_knn.map(|k| k.auc_pr)),
                 heads: g[0]
                     .heads
                     .keys()
@@ -397,6 +425,8 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
         "DRA AUC-PR",
         "kNN AUC-ROC",
         "kNN AUC-PR",
+        "patch kNN AUC-ROC",
+        "patch kNN AUC-PR",
         "s/run",
     ];
     let mut out = format!("### {name}\n\n");
@@ -407,6 +437,8 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
             pm(Some(r.auc_pr)),
             pm(r.knn_auc_roc),
             pm(r.knn_auc_pr),
+            pm(r.patch_knn_auc_roc),
+            pm(r.patch_knn_auc_pr),
             format!("{:.0}", r.seconds),
         ]
     });
@@ -428,7 +460,7 @@ pub fn csv(rows: &[Row]) -> String {
     if !keys.is_empty() {
         out.push(',');
     }
-    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,seconds";
+    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,patch_knn_auc_roc,patch_knn_auc_roc_std,patch_knn_auc_pr,patch_knn_auc_pr_std,seconds";
     for h in &heads {
         write!(out, ",{h}_auc_roc,{h}_auc_roc_std").unwrap();
     }
@@ -441,7 +473,7 @@ pub fn csv(rows: &[Row]) -> String {
             |m: Option<MeanStd>| m.map_or(",".to_string(), |m| format!("{},{}", m.mean, m.std));
         write!(
             out,
-            "{},{},{},{},{},{},{},{:.1}",
+            "{},{},{},{},{},{},{},{},{},{:.1}",
             r.seeds,
             r.auc_roc.mean,
             r.auc_roc.std,
@@ -449,6 +481,8 @@ pub fn csv(rows: &[Row]) -> String {
             r.auc_pr.std,
             opt(r.knn_auc_roc),
             opt(r.knn_auc_pr),
+            opt(r.patch_knn_auc_roc),
+            opt(r.patch_knn_auc_pr),
             r.seconds
         )
         .unwrap();

@@ -5,13 +5,28 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::BackboneKind;
+use crate::backbone::{BackboneKind, BackboneTraining, BnStats};
+use crate::choice::choice;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::heads::ResidualMode;
 use crate::loss::Criterion;
-use crate::model::{HeadSet, ModelConfig};
+use crate::model::{HeadNorm, HeadSet, ModelConfig};
 use crate::protocol::Protocol;
 use crate::sampler::RefMode;
+use crate::transform::{InputNorm, Normalization};
+
+choice! {
+    /// A named starting point for the settings, before a `--config` file and flags.
+    pub enum Preset ("preset") {
+        /// The tool's defaults, chosen by measurement (docs/RESULTS.md).
+        Default = "default",
+        /// The reference code's exact training setting: the backbone fine-tuned with batch
+        /// statistics, 448², 30 epochs × 20 steps of 48, references resampled per batch,
+        /// ImageNet normalisation.
+        Paper = "paper",
+    }
+}
 
 /// Settings of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +57,20 @@ pub struct TrainConfig {
     pub n_ref: usize,
     pub ref_mode: RefMode,
     pub heads: HeadSet,
+    /// What the residual head compares each query cell with.
+    pub residual: ResidualMode,
+    /// How head scores are combined into the anomaly score.
+    pub head_norm: HeadNorm,
+    /// Train the heads only; the backbone keeps its pretrained weights and statistics.
+    pub freeze_backbone: bool,
+    /// Which statistics the backbone's BatchNorm layers use in training and evaluation.
+    pub bn_stats: BnStats,
+    /// Momentum of the backbone's running-statistics update (`bn_stats = "batch"`).
+    pub bn_momentum: f64,
+    /// EfficientNet's drop-connect (stochastic depth) rate; 0 turns it off.
+    pub drop_connect: f64,
+    /// Input normalisation.
+    pub normalization: InputNorm,
     pub lr: f64,
     pub weight_decay: f64,
     /// Epochs between learning-rate drops of ×0.1 (StepLR).
@@ -65,15 +94,22 @@ impl Default for TrainConfig {
             weights: None,
             device: DeviceChoice::Cpu,
             criterion: Criterion::Deviation,
-            epochs: 30,
+            epochs: 6,
             steps_per_epoch: 20,
             batch_size: 48,
-            img_size: 448,
+            img_size: 224,
             n_scales: 2,
             topk: 0.1,
             n_ref: 5,
             ref_mode: RefMode::Fixed,
             heads: HeadSet::all(),
+            residual: ResidualMode::Nearest,
+            head_norm: HeadNorm::None,
+            freeze_backbone: true,
+            bn_stats: BnStats::Batch,
+            bn_momentum: 0.1,
+            drop_connect: 0.0,
+            normalization: InputNorm::Auto,
             lr: 2e-4,
             weight_decay: 1e-5,
             lr_step: 10,
@@ -85,11 +121,42 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Reads a TOML file of settings (unknown keys are an error).
-    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+    /// The settings of a preset.
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Default => TrainConfig::default(),
+            Preset::Paper => TrainConfig {
+                img_size: 448,
+                epochs: 30,
+                steps_per_epoch: 20,
+                batch_size: 48,
+                ref_mode: RefMode::Resample,
+                residual: ResidualMode::Mean,
+                head_norm: HeadNorm::None,
+                freeze_backbone: false,
+                bn_stats: BnStats::Batch,
+                bn_momentum: 0.1,
+                drop_connect: 0.0,
+                normalization: InputNorm::Imagenet,
+                lr: 2e-4,
+                weight_decay: 1e-5,
+                lr_step: 10,
+                clip_norm: 1.0,
+                ..TrainConfig::default()
+            },
+        }
+    }
+
+    /// Reads a TOML file of settings over `base` (unknown keys are an error).
+    pub fn from_toml_file(path: &std::path::Path, base: &TrainConfig) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::layout(path, format!("invalid config: {}", e.message())))
+        let invalid = |m: String| Error::layout(path, format!("invalid config: {m}"));
+        let file: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
+        let mut table = toml::Table::try_from(base).map_err(|e| invalid(e.to_string()))?;
+        table.extend(file);
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().into()))
     }
 
     /// The protocol these settings describe.
@@ -111,6 +178,27 @@ impl TrainConfig {
             heads: self.heads.clone(),
             n_scales: self.n_scales,
             topk: self.topk,
+            residual: self.residual,
+            freeze_backbone: self.freeze_backbone,
+            scale_statistics: self.bn_stats == BnStats::Recalibrate && !self.freeze_backbone,
+        }
+    }
+
+    /// The backbone's behaviour in training.
+    pub fn backbone_training(&self) -> BackboneTraining {
+        BackboneTraining {
+            bn_stats: self.bn_stats,
+            bn_momentum: self.bn_momentum,
+            drop_connect: self.drop_connect,
+        }
+    }
+
+    /// The input normalisation of these settings.
+    pub fn normalization(&self) -> Normalization {
+        match self.normalization {
+            InputNorm::Auto => self.backbone.normalization(),
+            InputNorm::Imagenet => Normalization::IMAGENET,
+            InputNorm::Half => Normalization::HALF,
         }
     }
 
@@ -144,6 +232,18 @@ impl TrainConfig {
         }
         if self.epochs == 0 || self.steps_per_epoch == 0 {
             return bad("--epochs and --steps-per-epoch must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.bn_momentum) {
+            return bad(format!(
+                "--bn-momentum {} must be in [0, 1]",
+                self.bn_momentum
+            ));
+        }
+        if !(0.0..1.0).contains(&self.drop_connect) {
+            return bad(format!(
+                "--drop-connect {} must be in [0, 1)",
+                self.drop_connect
+            ));
         }
         if self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("--lr must be positive and --weight-decay not negative".into());

@@ -38,7 +38,7 @@ pub fn score_samples(
     mut on_batch: impl FnMut(usize, usize),
 ) -> Result<Vec<Scored>> {
     let device = config.device.device()?;
-    let norm = config.backbone.normalization();
+    let norm = config.normalization();
     let mut store = ImageStore::new(config.img_size as u32);
     let mut maps = None;
     let mut out = Vec::with_capacity(samples.len());

@@ -3,8 +3,9 @@
 //! * normal head g_n (holistic): global average pool → Linear C→256 → ReLU → Linear 256→1 → |·|;
 //!   high means "looks normal";
 //! * seen head g_s and pseudo head g_p (plain): 1×1 conv C→1 → |·| → top-K MIL mean;
-//! * residual head g_r (composite): (reference mean − features) → 3×3 conv C→C → BatchNorm →
-//!   ReLU → plain scoring.
+//! * residual head g_r (composite): (reference − features) → 3×3 conv C→C → BatchNorm →
+//!   ReLU → plain scoring; the reference is the mean reference map at the same cell (the
+//!   paper's) or, alignment-free, the nearest reference cell anywhere ([`ResidualMode`]).
 //!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
@@ -16,6 +17,40 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::backbone::kernels::conv::conv2d;
+use crate::choice::choice;
+
+choice! {
+    /// What the residual head subtracts each query cell from.
+    pub enum ResidualMode ("residual mode") {
+        /// The mean of the reference maps at the same position (paper, eq. 6).
+        Mean = "mean",
+        /// The nearest (L2) of all reference cells at any position: alignment-free, for parts
+        /// that are not registered.
+        Nearest = "nearest",
+    }
+}
+
+/// For every cell of `features` `[N, C, h, w]`, the nearest (L2) cell of `reference`
+/// `[M, C, h', w']`, as `[N, C, h, w]`; the choice is not differentiated, the values are.
+pub fn nearest_cells(features: Tensor<4>, reference: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = features.dims();
+    let [m, _, rh, rw] = reference.dims();
+    let cells = |t: Tensor<4>, count: usize| t.permute([0, 2, 3, 1]).reshape([count, c]);
+    let q = cells(features, n * h * w).detach();
+    let r = cells(reference, m * rh * rw);
+    let rd = r.clone().detach();
+    // ‖q − r‖² = ‖q‖² − 2 q·r + ‖r‖²; ‖q‖² is the same for every r of a row
+    let r_sq = rd
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .reshape([1, m * rh * rw]);
+    let d = q.matmul(rd.transpose()).mul_scalar(-2.0) + r_sq;
+    let nearest = d.argmin(1).reshape([n * h * w]);
+    r.select(0, nearest)
+        .reshape([n, h, w, c])
+        .permute([0, 3, 1, 2])
+}
 
 /// Width of the normal head's hidden layer.
 pub const NORMAL_HIDDEN: usize = 256;
@@ -72,9 +107,20 @@ impl ResidualHead {
         }
     }
 
-    /// Scores the residual `reference − features` (reference `[1, C, h, w]`) → `[N]`.
-    pub fn forward(&self, features: Tensor<4>, reference: Tensor<4>, topk: f64) -> Tensor<1> {
-        let residual = reference - features;
+    /// Scores the residual of `features` against the reference features `[M, C, h, w]`
+    /// → `[N]`.
+    pub fn forward(
+        &self,
+        features: Tensor<4>,
+        reference: Tensor<4>,
+        mode: ResidualMode,
+        topk: f64,
+    ) -> Tensor<1> {
+        let aligned = match mode {
+            ResidualMode::Mean => reference.mean_dim(0),
+            ResidualMode::Nearest => nearest_cells(features.clone(), reference),
+        };
+        let residual = aligned - features;
         let x = relu(self.bn.forward(conv2d(&self.conv, residual)));
         self.plain.forward(x, topk)
     }

@@ -9,8 +9,10 @@
 //! directory); [`run`] ties a whole run together, [`config`] holds its settings.
 
 pub mod backbone;
+pub mod baselines;
 pub mod batch;
 pub mod bench;
+mod choice;
 pub mod classify;
 pub mod config;
 pub mod convert;
@@ -24,6 +26,7 @@ pub mod layout;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod patch_knn;
 pub mod plot;
 pub mod preview;
 pub mod protocol;

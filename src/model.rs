@@ -1,9 +1,10 @@
 //! The DRA model: a backbone, the image pyramid, the reference set and the four heads.
 //!
 //! Per scale s (the input taken at every 2^s-th pixel, PyTorch's nearest downsampling), the
-//! backbone maps [reference images; query images] to features; the reference mean M_r is the
-//! mean of the reference features. Each head scores every query image; head scores are
-//! averaged over scales. The anomaly score is s = −g_n + g_s + g_p + g_r over enabled heads.
+//! backbone maps [reference images; query images] to features; the residual head compares
+//! the queries' features with the reference features. Each head scores every query image;
+//! head scores are averaged over scales. The anomaly score is s = −g_n + g_s + g_p + g_r over
+//! enabled heads.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,8 +14,9 @@ use burn::tensor::s;
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Backbone, BackboneKind};
+use crate::choice::choice;
 use crate::error::{Error, Result};
-use crate::heads::{NormalHead, PlainHead, ResidualHead};
+use crate::heads::{NormalHead, PlainHead, ResidualHead, ResidualMode};
 use crate::rng::materialise;
 
 /// One of the four heads.
@@ -128,6 +130,64 @@ impl fmt::Display for HeadSet {
     }
 }
 
+choice! {
+    /// How head scores are combined into the anomaly score.
+    pub enum HeadNorm ("head normalisation") {
+        /// s = −g_n + g_s + g_p + g_r (the paper's).
+        None = "none",
+        /// Each head's score as a z-score over the normal training images (mean and std of
+        /// that head on them, unaugmented) before the signed sum.
+        Standardise = "standardise",
+    }
+}
+
+/// Per-head mean and standard deviation of the scores of the normal training images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadStats(pub Vec<(Head, f32, f32)>);
+
+impl HeadStats {
+    /// Mean and (population) std of each head's raw score over `scores` (one row of
+    /// `(head, score)` pairs per normal image).
+    pub fn of(scores: &[Vec<(Head, f32)>]) -> Self {
+        let heads: Vec<Head> = scores
+            .first()
+            .map_or(Vec::new(), |r| r.iter().map(|(h, _)| *h).collect());
+        let n = scores.len().max(1) as f64;
+        HeadStats(
+            heads
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| {
+                    let mean = scores.iter().map(|r| r[i].1 as f64).sum::<f64>() / n;
+                    let var = scores
+                        .iter()
+                        .map(|r| (r[i].1 as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / n;
+                    (h, mean as f32, var.sqrt() as f32)
+                })
+                .collect(),
+        )
+    }
+
+    /// The anomaly score of raw head scores: Σ sign_h · (g_h − μ_h) / σ_h (σ floored at
+    /// 1e-6, so a constant head adds nothing).
+    pub fn anomaly_score(&self, heads: &[(Head, f32)]) -> f32 {
+        heads
+            .iter()
+            .map(|&(h, g)| {
+                let (_, mean, std) = self
+                    .0
+                    .iter()
+                    .find(|(k, _, _)| *k == h)
+                    .copied()
+                    .unwrap_or((h, 0.0, 1.0));
+                h.sign() * (g - mean) / std.max(1e-6)
+            })
+            .sum()
+    }
+}
+
 /// Scores of a batch per enabled head, each `[N]`, averaged over scales.
 #[derive(Debug, Clone)]
 pub struct HeadScores(Vec<(Head, Tensor<1>)>);
@@ -185,6 +245,29 @@ pub struct ModelConfig {
     pub n_scales: usize,
     /// Fraction of feature-map cells averaged by top-K MIL.
     pub topk: f64,
+    /// What the residual head compares each query cell with.
+    pub residual: ResidualMode,
+    /// Train the heads only: the backbone keeps its pretrained weights and statistics.
+    pub freeze_backbone: bool,
+    /// One backbone copy per scale holds BatchNorm statistics re-estimated at that scale
+    /// (`--bn-stats recalibrate`, filled by [`Dra::recalibrate`] after training).
+    pub scale_statistics: bool,
+}
+
+impl Default for ModelConfig {
+    /// EfficientNet-Lite0, all four heads, 2 scales, top-K 10 %, the paper's residual, the
+    /// backbone trained, no per-scale statistics.
+    fn default() -> Self {
+        ModelConfig {
+            backbone: BackboneKind::EfficientnetLite0,
+            heads: HeadSet::all(),
+            n_scales: 2,
+            topk: 0.1,
+            residual: ResidualMode::Mean,
+            freeze_backbone: false,
+            scale_statistics: false,
+        }
+    }
 }
 
 /// DRA: backbone and heads.
@@ -195,8 +278,13 @@ pub struct Dra {
     pseudo: Option<PlainHead>,
     residual: Option<ResidualHead>,
     normal: Option<NormalHead>,
+    /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
+    scale_backbones: Vec<Backbone>,
     n_scales: usize,
     topk: f64,
+    /// The residual head's nearest-cell mode ([`ResidualMode::Nearest`]).
+    nearest_residual: bool,
+    frozen_backbone: bool,
 }
 
 /// Nearest-neighbour pyramid level: every 2^s-th row and column, starting at 0.
@@ -219,14 +307,27 @@ impl Dra {
     pub(crate) fn draw(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
         let c = config.backbone.channels();
         let on = |h: Head| config.heads.contains(h);
+        let scale_backbones = match config.scale_statistics {
+            true => (0..config.n_scales)
+                .map(|_| Backbone::draw(config.backbone, device))
+                .collect(),
+            false => Vec::new(),
+        };
+        let backbone = match config.freeze_backbone {
+            true => backbone.freeze(),
+            false => backbone,
+        };
         let model = Dra {
             backbone,
+            scale_backbones,
             seen: on(Head::Seen).then(|| PlainHead::new(c, device)),
             pseudo: on(Head::Pseudo).then(|| PlainHead::new(c, device)),
             residual: on(Head::Residual).then(|| ResidualHead::new(c, device)),
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
+            nearest_residual: config.residual == ResidualMode::Nearest,
+            frozen_backbone: config.freeze_backbone,
         };
         // the heads' weights, drawn in the order of their first use in `forward`
         materialise(&model.seen);
@@ -236,12 +337,29 @@ impl Dra {
         model
     }
 
+    /// The backbone with scale `s`'s recalibrated statistics, if the model has them.
+    pub fn scale_backbone(&self, s: usize) -> Option<&Backbone> {
+        self.scale_backbones.get(s)
+    }
+
     /// True when the residual head, and so a reference set, is used.
     pub fn needs_reference(&self) -> bool {
         self.residual.is_some()
     }
 
-    /// Head scores of `features` at one scale, given the reference mean map when needed.
+    /// The feature map of `x` at scale `s`: a frozen backbone runs without autodiff, and a
+    /// recalibrated model uses that scale's statistics.
+    fn features(&self, x: Tensor<4>, s: usize) -> Tensor<4> {
+        if self.frozen_backbone && x.is_autodiff() {
+            return self.backbone.valid().features(x.inner()).autodiff();
+        }
+        match self.scale_backbones.get(s) {
+            Some(b) if !x.is_autodiff() => b.features(x),
+            _ => self.backbone.features(x),
+        }
+    }
+
+    /// Head scores of `features` at one scale, given the reference features when needed.
     fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
         let mut out = Vec::new();
         if let Some(h) = &self.seen {
@@ -251,7 +369,14 @@ impl Dra {
             out.push((Head::Pseudo, h.forward(features.clone(), self.topk)));
         }
         if let (Some(h), Some(r)) = (&self.residual, reference) {
-            out.push((Head::Residual, h.forward(features.clone(), r, self.topk)));
+            let mode = match self.nearest_residual {
+                true => ResidualMode::Nearest,
+                false => ResidualMode::Mean,
+            };
+            out.push((
+                Head::Residual,
+                h.forward(features.clone(), r, mode, self.topk),
+            ));
         }
         if let Some(h) = &self.normal {
             out.push((Head::Normal, h.forward(features)));
@@ -278,9 +403,9 @@ impl Dra {
         };
         let n = input.dims()[0];
         self.over_scales(|s| {
-            let features = self.backbone.features(pyramid_level(input.clone(), s));
+            let features = self.features(pyramid_level(input.clone(), s), s);
             if self.needs_reference() && n_ref > 0 {
-                let reference = features.clone().slice(s![0..n_ref]).mean_dim(0);
+                let reference = features.clone().slice(s![0..n_ref]);
                 self.heads(features.slice(s![n_ref..n]), Some(reference))
             } else {
                 self.heads(features, None)
@@ -288,22 +413,33 @@ impl Dra {
         })
     }
 
-    /// The reference mean map at each scale (evaluation: computed once, reused per batch).
+    /// The reference features at each scale (evaluation: computed once, reused per batch).
     pub fn reference_maps(&self, references: Tensor<4>) -> Vec<Tensor<4>> {
         (0..self.n_scales)
-            .map(|s| {
-                self.backbone
-                    .features(pyramid_level(references.clone(), s))
-                    .mean_dim(0)
-            })
+            .map(|s| self.features(pyramid_level(references.clone(), s), s))
             .collect()
     }
 
     /// Evaluation forward against precomputed reference maps (see [`Dra::reference_maps`]).
     pub fn score(&self, queries: Tensor<4>, reference_maps: &[Tensor<4>]) -> HeadScores {
         self.over_scales(|s| {
-            let features = self.backbone.features(pyramid_level(queries.clone(), s));
+            let features = self.features(pyramid_level(queries.clone(), s), s);
             self.heads(features, reference_maps.get(s).cloned())
         })
+    }
+
+    /// Re-estimates the backbone's BatchNorm statistics at every scale on `images` (plain
+    /// batches of unaugmented normal images; `self` on an autodiff device) and keeps one set
+    /// per scale. Each layer's mean and biased variance are the averages over the batches
+    /// of its batch statistics (exact for a single batch).
+    pub fn recalibrate(mut self, images: &[Tensor<4>]) -> Self {
+        self.scale_backbones = (0..self.n_scales)
+            .map(|s| {
+                let batches: Vec<Tensor<4>> =
+                    images.iter().map(|x| pyramid_level(x.clone(), s)).collect();
+                crate::backbone::norm::recalibrate(&self.backbone, &batches)
+            })
+            .collect();
+        self
     }
 }

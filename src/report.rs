@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::evaluate::Scored;
 use crate::metrics::{auc_roc, average_precision, per_class_auc_roc, pr_curve, roc_curve};
-use crate::model::Head;
+use crate::model::{Head, HeadStats};
 use crate::plot;
 use crate::train::EpochLog;
 
@@ -31,11 +31,16 @@ pub struct Metrics {
     pub heads: BTreeMap<String, Auc>,
     /// AUC-ROC of each anomaly class against all normals.
     pub classes: BTreeMap<String, f64>,
+    /// Of the sum of the heads' z-scores over the normal training images (`--head-norm
+    /// standardise`), whichever combination the run used.
+    #[serde(default)]
+    pub standardised: Option<Auc>,
 }
 
 impl Metrics {
-    /// Computes the metrics of scored test images.
-    pub fn of(scored: &[Scored]) -> Result<Self> {
+    /// Computes the metrics of scored test images, with the standardised combination's
+    /// when the heads' statistics are given.
+    pub fn of(scored: &[Scored], stats: Option<&HeadStats>) -> Result<Self> {
         let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
         let auc = |scores: &[f64]| -> Result<Auc> {
             Ok(Auc {
@@ -63,11 +68,22 @@ impl Metrics {
             .iter()
             .map(|s| s.anomaly.then_some(s.class.as_str()))
             .collect();
+        let standardised = match stats {
+            Some(stats) => {
+                let z: Vec<f64> = scored
+                    .iter()
+                    .map(|s| stats.anomaly_score(&s.heads) as f64)
+                    .collect();
+                Some(auc(&z)?)
+            }
+            None => None,
+        };
         Ok(Metrics {
             auc_roc: overall.auc_roc,
             auc_pr: overall.auc_pr,
             heads,
             classes: per_class_auc_roc(&classes, &total)?,
+            standardised,
         })
     }
 }
@@ -140,8 +156,13 @@ pub fn train_log_csv(logs: &[EpochLog]) -> String {
 }
 
 /// Writes metrics, scores and plots of an evaluation into `dir`; returns the metrics.
-pub fn write_evaluation(dir: &Path, scored: &[Scored], title: &str) -> Result<Metrics> {
-    let metrics = Metrics::of(scored)?;
+pub fn write_evaluation(
+    dir: &Path,
+    scored: &[Scored],
+    stats: Option<&HeadStats>,
+    title: &str,
+) -> Result<Metrics> {
+    let metrics = Metrics::of(scored, stats)?;
     write_json(&dir.join("metrics.json"), &metrics)?;
     write(&dir.join("scores.csv"), &scores_csv(scored))?;
     let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::{Scored, score_samples};
 use crate::heads::top_k;
 use crate::layout::DatasetLayout;
-use crate::model::Dra;
+use crate::model::{Dra, HeadNorm, HeadStats};
 use crate::protocol::{Sample, Split};
 use crate::report::{self, Metrics};
 use crate::rng::{DraRng, seeded};
@@ -230,10 +230,25 @@ pub fn train_run(
         report::write_train_log(out, &trainer.state.logs)?;
         this_run += 1;
     }
-    let model = trainer.model.valid();
+    let model = match config.model().scale_statistics {
+        true => {
+            let images = normal_batches(config, &p.split.train_normal)?;
+            trainer.model.recalibrate(&images).valid()
+        }
+        false => trainer.model.valid(),
+    };
     save_model(&model, &out.join("model.safetensors"))?;
     let st = &mut trainer.state;
-    let scored = score_samples(
+    let stats = head_stats(
+        &model,
+        config,
+        &p.split.train_normal,
+        &mut st.references,
+        &mut batcher,
+        &mut st.rng,
+    )?;
+    report::write_json(&out.join(HEAD_STATS), &stats)?;
+    let mut scored = score_samples(
         &model,
         config,
         &p.split.test,
@@ -242,11 +257,53 @@ pub fn train_run(
         &mut st.rng,
         |d, t| progress.evaluated(d, t),
     )?;
+    combine(config, &stats, &mut scored);
     Ok(Outcome::Finished(report::write_evaluation(
         out,
         &scored,
+        Some(&stats),
         &title(config),
     )?))
+}
+
+/// The run directory's per-head statistics of the normal training images.
+pub const HEAD_STATS: &str = "head_stats.json";
+
+/// The unaugmented normal training images in batches of `config.batch_size`, as tensors.
+fn normal_batches(config: &TrainConfig, normals: &[Sample]) -> Result<Vec<Tensor<4>>> {
+    let device = config.device.device()?;
+    let mut store = crate::batch::ImageStore::new(config.img_size as u32);
+    normals
+        .chunks(config.batch_size)
+        .map(|chunk| {
+            crate::batch::eval_batch(&mut store, chunk, &config.normalization())
+                .map(|b| b.to_tensor(&device))
+        })
+        .collect()
+}
+
+/// Mean and std of every head's score over the normal training images (unaugmented), the
+/// only images [`HeadNorm::Standardise`] learns its scale from.
+pub fn head_stats(
+    model: &Dra,
+    config: &TrainConfig,
+    normals: &[Sample],
+    references: &mut ReferenceSet,
+    batcher: &mut Batcher,
+    rng: &mut DraRng,
+) -> Result<HeadStats> {
+    let scored = score_samples(model, config, normals, references, batcher, rng, |_, _| {})?;
+    let rows: Vec<Vec<_>> = scored.into_iter().map(|s| s.heads).collect();
+    Ok(HeadStats::of(&rows))
+}
+
+/// Sets each image's anomaly score as the settings combine the heads.
+fn combine(config: &TrainConfig, stats: &HeadStats, scored: &mut [Scored]) {
+    if config.head_norm == HeadNorm::Standardise {
+        for s in scored {
+            s.score = stats.anomaly_score(&s.heads);
+        }
+    }
 }
 
 /// Trains from scratch to the last epoch, evaluates and writes the run directory `out`.
@@ -325,15 +382,20 @@ fn save_model(model: &Dra, path: &Path) -> Result<()> {
 
 /// Reads `config.json` of a run directory.
 pub fn read_record(dir: &Path) -> Result<RunRecord> {
-    let record_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&record_path).map_err(|e| {
+    read_json(&dir.join("config.json"))
+}
+
+/// Reads one JSON file of a run directory.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         Error::layout(
-            &record_path,
-            format!("not a run directory ({e}): train one with `dra train`"),
+            path,
+            format!(
+                "not a run directory, or one that did not finish ({e}): train one with `dra train`"
+            ),
         )
     })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::layout(&record_path, format!("invalid run record: {e}")))
+    serde_json::from_str(&text).map_err(|e| Error::layout(path, format!("invalid run file: {e}")))
 }
 
 /// Reads `config.json` and the model of a run directory onto the configured device.
@@ -389,6 +451,7 @@ fn score_saved(
 ) -> Result<(RunRecord, Vec<Scored>)> {
     let (record, model) = load_run(dir)?;
     let config = &record.settings;
+    let stats: HeadStats = read_json(&dir.join(HEAD_STATS))?;
     let mut p = prepare(config)?;
     let mut references = saved_references(&record, &p.split, &mut p.rng)?;
     let mut batcher = Batcher::new(
@@ -406,13 +469,16 @@ fn score_saved(
         &mut p.rng,
         |d, t| progress.evaluated(d, t),
     )?;
+    let mut scored = scored;
+    combine(config, &stats, &mut scored);
     Ok((record, scored))
 }
 
 /// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
 pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
     let (record, scored) = score_saved(dir, None, progress)?;
-    report::write_evaluation(dir, &scored, &title(&record.settings))
+    let stats: HeadStats = read_json(&dir.join(HEAD_STATS))?;
+    report::write_evaluation(dir, &scored, Some(&stats), &title(&record.settings))
 }
 
 /// Scores images with a saved run's model (against its reference set).

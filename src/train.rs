@@ -58,6 +58,14 @@ fn load_weights(config: &TrainConfig, backbone: &mut Backbone) -> Result<()> {
     weights::load(backbone, &path)
 }
 
+/// The model being trained: per-scale statistics come only after training.
+fn training_model(config: &TrainConfig) -> crate::model::ModelConfig {
+    crate::model::ModelConfig {
+        scale_statistics: false,
+        ..config.model()
+    }
+}
+
 /// Collects the gradient of every float parameter.
 struct GradNorm<'a> {
     grads: &'a GradientsParams,
@@ -153,7 +161,8 @@ impl Trainer {
             device.seed(rng.next_u64());
             let mut backbone = Backbone::draw(config.backbone, &device);
             load_weights(config, &mut backbone)?;
-            Dra::draw(&config.model(), backbone, &device)
+            let backbone = backbone.configure(&config.backbone_training());
+            Dra::draw(&training_model(config), backbone, &device)
         };
         let sampler = BatchSampler::new(
             split.train_normal.len(),
@@ -188,7 +197,7 @@ impl Trainer {
     ) -> Result<()> {
         let epoch = self.state.epoch;
         let device = self.device.clone();
-        let norm = config.backbone.normalization();
+        let norm = config.normalization();
         let lr = config.lr_at(epoch);
         let st = &mut self.state;
         let mut sums: Vec<(Head, f32)> = Vec::new();
@@ -206,6 +215,11 @@ impl Trainer {
             };
             let slots = st.sampler.next_batch(&mut st.rng);
             let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
+            if config.drop_connect > 0.0 {
+                // drop-connect draws from the device's generator: seeded per step from the
+                // run's, so a resumed run draws the same masks
+                device.seed(st.rng.next_u64());
+            }
             let scores = self.model.forward(refs, batch.to_tensor(&device));
             let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, &mut st.rng);
             let heads: Vec<(Head, f32)> = parts
@@ -299,11 +313,9 @@ impl Trainer {
         let state: TrainState = serde_json::from_str(&text)
             .map_err(|e| Error::layout(&state_path, format!("invalid checkpoint: {e}")))?;
         let device = config.device.device()?.autodiff();
-        let mut model = Dra::new(
-            &config.model(),
-            Backbone::new(config.backbone, &device),
-            &device,
-        );
+        let backbone =
+            Backbone::new(config.backbone, &device).configure(&config.backbone_training());
+        let mut model = Dra::new(&training_model(config), backbone, &device);
         let mut store = BurnpackStore::from_file(dir.join(MODEL)).auto_extension(false);
         let result = model
             .load_from(&mut store)

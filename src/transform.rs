@@ -7,8 +7,22 @@ use image::{ImageReader, Rgb, RgbImage, imageops::FilterType};
 use imageproc::geometric_transformations::{Border, Interpolation, rotate_about_center};
 use rand::Rng;
 
+use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::rng::DraRng;
+
+choice! {
+    /// Input normalisation setting.
+    pub enum InputNorm ("normalisation") {
+        /// What the backbone's pretrained weights expect (ImageNet for ResNet-18, 0.5/0.5 for
+        /// EfficientNet-Lite0).
+        Auto = "auto",
+        /// ImageNet's mean and std (the reference code hard-codes it for every backbone).
+        Imagenet = "imagenet",
+        /// Mean 0.5, std 0.5.
+        Half = "half",
+    }
+}
 
 /// Per-channel mean and standard deviation applied after scaling pixels to [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]

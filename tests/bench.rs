@@ -30,6 +30,36 @@ fn cells_are_every_combination_over_the_base() {
     assert!(bad.cells().unwrap_err().to_string().contains("epochz"));
 }
 
+#[test]
+fn cases_cross_the_grid_and_name_the_rows() {
+    let g = grid(
+        "name = \"t\"\n[base]\ndata_root = \"d\"\nimg_size = 64\n[[case]]\nname = \"sdd\"\nclass = \"sdd\"\ntest_threshold = 10\n[[case]]\nname = \"mt-crack\"\nclass = \"magnetic-tile\"\nknown_class = \"Crack\"\n[grid]\nseed = [0, 1]\n",
+    );
+    let cells = g.cells().unwrap();
+    let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "case-sdd_seed-0",
+            "case-sdd_seed-1",
+            "case-mt-crack_seed-0",
+            "case-mt-crack_seed-1"
+        ]
+    );
+    assert_eq!(cells[0].values[0], ("case".to_string(), "sdd".to_string()));
+    assert_eq!(
+        (
+            cells[1].config.class.as_str(),
+            cells[1].config.test_threshold
+        ),
+        ("sdd", Some(10))
+    );
+    assert_eq!(cells[2].config.known_class.as_deref(), Some("Crack"));
+    assert_eq!((cells[3].config.seed, cells[3].config.img_size), (1, 64));
+    let unnamed = grid("name = \"t\"\n[[case]]\nclass = \"sdd\"\n");
+    assert!(unnamed.cells().unwrap_err().to_string().contains("name"));
+}
+
 fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellResult {
     // each head a fixed step below the whole score
     let heads = [("residual", 0.1), ("seen", 0.2)]
@@ -48,6 +78,10 @@ fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellR
         knn: knn.map(|k| Auc {
             auc_roc: k,
             auc_pr: k,
+        }),
+        patch_knn: knn.map(|k| Auc {
+            auc_roc: k + 0.05,
+            auc_pr: k + 0.05,
         }),
         heads,
         seconds: 10.0,
@@ -124,11 +158,21 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     )
     .unwrap();
     let names: Vec<&str> = first[0].heads.keys().map(String::as_str).collect();
-    assert_eq!(names, ["normal", "pseudo", "residual", "seen"]);
+    assert_eq!(
+        names,
+        ["normal", "pseudo", "residual", "seen", "standardised"]
+    );
     for (h, auc) in &first[0].heads {
+        let expected = match h.as_str() {
+            "standardised" => metrics.standardised.unwrap().auc_roc,
+            _ => metrics.heads[h].auc_roc,
+        };
         // serde_json reads floats back to within an ulp, not always to the bit
-        assert!((auc - metrics.heads[h].auc_roc).abs() < 1e-12, "{h}");
+        assert!((auc - expected).abs() < 1e-12, "{h}");
     }
+    // the patch-kNN baseline sits beside the pooled one
+    let patch = first[0].patch_knn.unwrap();
+    assert!((0.0..=1.0).contains(&patch.auc_roc) && patch.auc_roc != knn.auc_roc);
     // a result.json written before cells kept their heads gets them from metrics.json
     let done = out.path().join("seed-0/result.json");
     let mut old: serde_json::Value =

@@ -9,7 +9,7 @@ use burn::nn::LinearConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use dra::backbone::{Backbone, BackboneKind};
-use dra::config::TrainConfig;
+use dra::config::{Preset, TrainConfig};
 use dra::heads::{top_k, top_k_mean};
 use dra::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
 use dra::model::{Dra, Head, HeadScores, HeadSet, ModelConfig, pyramid_level};
@@ -135,7 +135,7 @@ fn deviation_reference_is_a_seeded_standard_normal_sample() {
 
 #[test]
 fn learning_rate_drops_at_epochs_9_19_29() {
-    let cfg = TrainConfig::default();
+    let cfg = TrainConfig::preset(Preset::Paper);
     let lrs: Vec<f64> = (0..30).map(|e| cfg.lr_at(e)).collect();
     for (e, lr) in lrs.iter().enumerate() {
         let expected = match e {
@@ -146,6 +146,48 @@ fn learning_rate_drops_at_epochs_9_19_29() {
         };
         assert!((lr - expected).abs() < 1e-18, "epoch {e}: {lr}");
     }
+}
+
+#[test]
+fn the_paper_preset_is_the_reference_codes_training_setting() {
+    use dra::backbone::BnStats;
+    use dra::sampler::RefMode;
+    use dra::transform::InputNorm;
+    let p = TrainConfig::preset(Preset::Paper);
+    assert_eq!(
+        (
+            p.img_size,
+            p.epochs,
+            p.steps_per_epoch,
+            p.batch_size,
+            p.n_ref
+        ),
+        (448, 30, 20, 48, 5)
+    );
+    assert_eq!(
+        (p.lr, p.weight_decay, p.lr_step, p.clip_norm),
+        (2e-4, 1e-5, 10, 1.0)
+    );
+    assert!(!p.freeze_backbone);
+    assert_eq!(p.bn_stats, BnStats::Batch);
+    assert_eq!(p.ref_mode, RefMode::Resample);
+    assert_eq!(p.normalization, InputNorm::Imagenet);
+    assert_eq!(
+        (p.n_scales, p.topk, p.criterion),
+        (2, 0.1, Criterion::Deviation)
+    );
+    assert_eq!(TrainConfig::preset(Preset::Default), TrainConfig::default());
+    // a TOML file is read over the preset: its keys replace, the rest stays
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "img_size = 96\nfreeze_backbone = true\n").unwrap();
+    let c = TrainConfig::from_toml_file(&file, &p).unwrap();
+    assert_eq!((c.img_size, c.freeze_backbone, c.epochs), (96, true, 30));
+    std::fs::write(&file, "img_sise = 96\n").unwrap();
+    let e = TrainConfig::from_toml_file(&file, &p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("img_sise") && e.contains("c.toml"), "{e}");
 }
 
 #[test]
@@ -232,8 +274,7 @@ fn head_subsets_score_without_crashing() {
         let cfg = ModelConfig {
             backbone: BackboneKind::EfficientnetLite0,
             heads: heads.parse::<HeadSet>().unwrap(),
-            n_scales: 2,
-            topk: 0.1,
+            ..ModelConfig::default()
         };
         let model = Dra::new(&cfg, Backbone::new(cfg.backbone, &device), &device);
         let scores = model.forward(Some(refs.clone()), x.clone());

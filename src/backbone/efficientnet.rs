@@ -6,6 +6,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
 
 use super::kernels::conv::conv2d;
@@ -15,6 +16,10 @@ use super::norm::batch_norm;
 pub const BLOCKS_CHANNELS: usize = 320;
 /// Channels after the 1×1 head convolution (stride 32).
 pub const HEAD_CHANNELS: usize = 1280;
+/// Channels of the last stride-16 block (the end of the fifth stage).
+pub const STRIDE16_CHANNELS: usize = 112;
+/// Blocks up to and including the last one at stride 16.
+const STRIDE16_BLOCKS: usize = 11;
 
 /// (repeats, kernel, stride, expansion, input channels, output channels) per stage.
 const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
@@ -70,6 +75,8 @@ pub struct MBConv {
     project_conv: Conv2d,
     bn2: BatchNorm,
     skip: bool,
+    /// Drop-connect (stochastic depth) probability of the residual branch in training.
+    drop: f64,
 }
 
 impl MBConv {
@@ -90,6 +97,7 @@ impl MBConv {
             project_conv: conv(mid, cout, 1, 1, 1, device),
             bn2: bn(cout, device),
             skip: stride == 1 && cin == cout,
+            drop: 0.0,
         }
     }
 
@@ -100,7 +108,19 @@ impl MBConv {
         }
         x = relu6(batch_norm(&self.bn1, conv2d(&self.depthwise_conv, x)));
         x = batch_norm(&self.bn2, conv2d(&self.project_conv, x));
-        if self.skip { x + input } else { x }
+        if !self.skip {
+            return x;
+        }
+        if self.drop > 0.0 && x.is_autodiff() {
+            // stochastic depth: the residual branch of each image kept with p = 1 − drop and
+            // scaled by 1 / p, drawn from the device's generator
+            let keep = 1.0 - self.drop;
+            let [n, _, _, _] = x.dims();
+            let mask =
+                Tensor::<4>::random([n, 1, 1, 1], Distribution::Bernoulli(keep), &x.device());
+            x = x * mask.div_scalar(keep);
+        }
+        x + input
     }
 }
 
@@ -137,11 +157,43 @@ impl EfficientNetLite0 {
 
     /// The output of the last MBConv block, `[N, 320, S/32, S/32]`.
     pub fn block_features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.stride16_and_block_features(x).1
+    }
+
+    /// The last stride-16 block's output `[N, 112, S/16, S/16]` and the last block's.
+    pub fn stride16_and_block_features(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let mut x = relu6(batch_norm(&self.bn0, conv2d(&self.conv_stem, x)));
-        for block in &self.blocks {
+        for block in &self.blocks[..STRIDE16_BLOCKS] {
             x = block.forward(x);
         }
-        x
+        let stride16 = x.clone();
+        for block in &self.blocks[STRIDE16_BLOCKS..] {
+            x = block.forward(x);
+        }
+        (stride16, x)
+    }
+
+    /// Sets the drop-connect rate: block i of the 16 drops its residual branch with
+    /// probability `rate · i / 16`, as EfficientNet's reference implementation.
+    pub fn set_drop_connect(&mut self, rate: f64) {
+        let n = self.blocks.len() as f64;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.drop = rate * i as f64 / n;
+        }
+    }
+
+    /// Every BatchNorm layer, stem first, the head's last.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut out = vec![&mut self.bn0];
+        for block in &mut self.blocks {
+            if let Some(bn) = &mut block.bn0 {
+                out.push(bn);
+            }
+            out.push(&mut block.bn1);
+            out.push(&mut block.bn2);
+        }
+        out.push(&mut self.bn1);
+        out
     }
 
     /// The head convolution applied to block features, `[N, 1280, S/32, S/32]`.

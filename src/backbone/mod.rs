@@ -18,6 +18,7 @@ use std::str::FromStr;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::transform::Normalization;
 pub use efficientnet::EfficientNetLite0;
@@ -117,6 +118,31 @@ impl FromStr for BackboneKind {
     }
 }
 
+choice! {
+    /// Which statistics the backbone's BatchNorm layers normalise with.
+    pub enum BnStats ("BatchNorm statistics mode") {
+        /// The batch's in training (running ones updated), the running ones at evaluation:
+        /// PyTorch's train/eval modes, as the reference code.
+        Batch = "batch",
+        /// The pretrained running statistics in training too (γ and β still learnt), so a
+        /// score never depends on the rest of the batch.
+        Frozen = "frozen",
+        /// As `batch` in training; afterwards the running statistics are re-estimated on the
+        /// unaugmented normal training images, one set for each pyramid scale.
+        Recalibrate = "recalibrate",
+    }
+}
+
+/// How the backbone behaves in training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackboneTraining {
+    pub bn_stats: BnStats,
+    /// Momentum of the running statistics' update in `batch` mode.
+    pub bn_momentum: f64,
+    /// EfficientNet's drop-connect rate (ignored by ResNet-18).
+    pub drop_connect: f64,
+}
+
 /// A backbone network.
 #[derive(Module, Debug)]
 pub enum Backbone {
@@ -164,6 +190,51 @@ impl Backbone {
             Backbone::EfficientnetLite0(n) => n.block_features(x),
             Backbone::EfficientnetLite0Head(n) => n.head_features(n.block_features(x)),
         }
+    }
+
+    /// The stride-16 map and the map DRA reads (stride 32), for the patch-kNN baseline.
+    pub fn stride16_and_features(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        match self {
+            Backbone::Resnet18(n) => n.stride16_and_features(x),
+            Backbone::EfficientnetLite0(n) => n.stride16_and_block_features(x),
+            Backbone::EfficientnetLite0Head(n) => {
+                let (s16, blocks) = n.stride16_and_block_features(x);
+                (s16, n.head_features(blocks))
+            }
+        }
+    }
+
+    /// Channels of the stride-16 map of [`Backbone::stride16_and_features`].
+    pub fn stride16_channels(&self) -> usize {
+        match self {
+            Backbone::Resnet18(_) => resnet::STRIDE16_CHANNELS,
+            _ => efficientnet::STRIDE16_CHANNELS,
+        }
+    }
+
+    /// Every BatchNorm layer of the network.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut burn::nn::BatchNorm> {
+        match self {
+            Backbone::Resnet18(n) => n.batch_norms_mut(),
+            Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => {
+                n.batch_norms_mut()
+            }
+        }
+    }
+
+    /// Applies the training settings: BatchNorm momentum, frozen statistics (the layers'
+    /// training flags off, their γ and β still trainable) and drop-connect.
+    pub fn configure(mut self, training: &BackboneTraining) -> Self {
+        for bn in self.batch_norms_mut() {
+            bn.momentum = training.bn_momentum;
+            if training.bn_stats == BnStats::Frozen {
+                bn.training = bn.training.clone().with_value(false);
+            }
+        }
+        if let Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) = &mut self {
+            n.set_drop_connect(training.drop_connect);
+        }
+        self
     }
 
     /// ImageNet logits, `[N, 1000]`.

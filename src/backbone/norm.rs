@@ -76,3 +76,23 @@ fn inference(
     };
     if with_relu { relu(y) } else { y }
 }
+
+/// A plain copy of `backbone` (autodiff device, BatchNorm training flags on) whose running
+/// statistics are re-estimated on `batches`: each layer's mean and biased variance averaged
+/// over the batches' statistics (momentum 1/k at the k-th batch). `backbone` is unchanged.
+pub fn recalibrate(backbone: &super::Backbone, batches: &[Tensor<4>]) -> super::Backbone {
+    use burn::module::{Module, RunningState};
+    let mut copy = backbone.clone().no_grad();
+    for bn in copy.batch_norms_mut() {
+        // fresh state: a clone's running statistics share storage with the original's
+        bn.running_mean = RunningState::new(bn.running_mean.value());
+        bn.running_var = RunningState::new(bn.running_var.value());
+    }
+    for (k, x) in batches.iter().enumerate() {
+        for bn in copy.batch_norms_mut() {
+            bn.momentum = 1.0 / (k + 1) as f64;
+        }
+        let _ = copy.features(x.clone().autodiff());
+    }
+    copy.valid()
+}

@@ -13,6 +13,8 @@ use super::norm::{batch_norm, batch_norm_relu};
 
 /// Channels of the layer4 feature map.
 pub const FEATURE_CHANNELS: usize = 512;
+/// Channels of the layer3 map (stride 16).
+pub const STRIDE16_CHANNELS: usize = 256;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let pad = k / 2;
@@ -112,18 +114,40 @@ impl ResNet18 {
 
     /// The layer4 feature map, `[N, 512, S/32, S/32]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.stride16_and_features(x).1
+    }
+
+    /// The layer3 and layer4 maps, `[N, 256, S/16, S/16]` and `[N, 512, S/32, S/32]`.
+    pub fn stride16_and_features(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x), None);
         let mut x = max_pool2d(&self.maxpool, x);
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3) {
             x = block.forward(x);
         }
-        x
+        let stride16 = x.clone();
+        for block in &self.layer4 {
+            x = block.forward(x);
+        }
+        (stride16, x)
+    }
+
+    /// Every BatchNorm layer, stem first.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut out = vec![&mut self.bn1];
+        for block in self
+            .layer1
+            .iter_mut()
+            .chain(&mut self.layer2)
+            .chain(&mut self.layer3)
+            .chain(&mut self.layer4)
+        {
+            out.push(&mut block.bn1);
+            out.push(&mut block.bn2);
+            if let Some(d) = &mut block.downsample {
+                out.push(&mut d.bn);
+            }
+        }
+        out
     }
 
     /// ImageNet logits from a feature map: global average pool, then `fc`.

@@ -6,19 +6,27 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use dra::backbone::BackboneKind;
-use dra::config::TrainConfig;
+use dra::backbone::{BackboneKind, BnStats};
+use dra::config::{Preset, TrainConfig};
 use dra::device::DeviceChoice;
+use dra::heads::ResidualMode;
 use dra::loss::Criterion;
-use dra::model::HeadSet;
+use dra::model::{HeadNorm, HeadSet};
 use dra::report::{Metrics, plot_files};
 use dra::run::{self, Progress};
 use dra::sampler::RefMode;
 use dra::train::StepReport;
+use dra::transform::InputNorm;
 
 /// Every training setting; each overrides `--config` and the defaults.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// Starting point of the settings: default (the measured defaults below) or paper (the
+    /// reference code's exact training setting: backbone fine-tuned, 448², 600 steps,
+    /// references resampled, ImageNet normalisation; hours on a CPU). `--config` and flags
+    /// override it.
+    #[arg(long, default_value = "default", conflicts_with = "resume")]
+    preset: Preset,
     /// TOML file with any of the settings below (snake_case keys); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -65,16 +73,16 @@ pub struct TrainArgs {
     /// deviation, dweighted (reproduction report's variant), bce or focal [default: deviation].
     #[arg(long)]
     criterion: Option<Criterion>,
-    /// [default: 30]
+    /// Epochs [default: 6; --preset paper: 30].
     #[arg(long)]
     epochs: Option<usize>,
-    /// [default: 20]
+    /// Steps per epoch [default: 20].
     #[arg(long)]
     steps_per_epoch: Option<usize>,
     /// Images per batch, also for evaluation [default: 48].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Side of the square input [default: 448].
+    /// Side of the square input [default: 224; --preset paper: 448].
     #[arg(long)]
     img_size: Option<usize>,
     /// Pyramid levels, each half the side of the previous [default: 2].
@@ -86,7 +94,8 @@ pub struct TrainArgs {
     /// Reference-set size [default: 5].
     #[arg(long)]
     n_ref: Option<usize>,
-    /// fixed (drawn once, paper eq. 6) or resample (official code) [default: fixed].
+    /// fixed (drawn once, paper eq. 6) or resample (official code) [default: fixed;
+    /// --preset paper: resample].
     #[arg(long)]
     ref_mode: Option<RefMode>,
     /// Heads to use, e.g. seen,pseudo (the paper's ablations) [default: all four].
@@ -98,6 +107,40 @@ pub struct TrainArgs {
     /// Coupled L2 weight decay; paper 1e-2, code 1e-5 [default: 1e-5].
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Epochs between learning-rate drops of ×0.1 (StepLR) [default: 10].
+    #[arg(long)]
+    lr_step: Option<usize>,
+    /// Global gradient-norm clip [default: 1.0].
+    #[arg(long)]
+    clip_norm: Option<f64>,
+    /// Residual head against the mean reference map at the same cell (mean, the paper's) or
+    /// the nearest reference cell anywhere (nearest, alignment-free) [default: nearest;
+    /// --preset paper: mean].
+    #[arg(long)]
+    residual: Option<ResidualMode>,
+    /// Anomaly score as the plain signed sum of the heads (none) or of their z-scores over
+    /// the normal training images (standardise) [default: none].
+    #[arg(long)]
+    head_norm: Option<HeadNorm>,
+    /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
+    /// --preset paper: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    freeze_backbone: Option<bool>,
+    /// Backbone BatchNorm statistics: batch (PyTorch's train mode), frozen (the pretrained
+    /// running statistics throughout) or recalibrate (batch, then re-estimated per scale on
+    /// the normal training images) [default: batch].
+    #[arg(long)]
+    bn_stats: Option<BnStats>,
+    /// Momentum of the backbone's running-statistics update [default: 0.1, PyTorch's].
+    #[arg(long)]
+    bn_momentum: Option<f64>,
+    /// EfficientNet drop-connect rate (0.2 in its ImageNet training) [default: 0].
+    #[arg(long)]
+    drop_connect: Option<f64>,
+    /// Input normalisation: auto (what the weights expect), imagenet, half [default: auto;
+    /// --preset paper: imagenet].
+    #[arg(long)]
+    normalization: Option<InputNorm>,
     /// Seed of every random choice [default: 42].
     #[arg(long)]
     seed: Option<u64>,
@@ -114,7 +157,9 @@ macro_rules! setting_fields {
     ($mac:ident, $($pre:tt)*) => {
         $mac!(
             $($pre)* data_root, class, n_anomaly, backbone, device, criterion, epochs, steps_per_epoch,
-            batch_size, img_size, n_scales, topk, n_ref, ref_mode, heads, lr, weight_decay, seed
+            batch_size, img_size, n_scales, topk, n_ref, ref_mode, heads, lr, weight_decay,
+            lr_step, clip_norm, residual, head_norm, freeze_backbone, bn_stats, bn_momentum,
+            drop_connect, normalization, seed
         )
     };
 }
@@ -128,9 +173,10 @@ macro_rules! any_some {
 impl TrainArgs {
     /// Defaults ← `--config` file ← flags.
     pub fn config(&self) -> Result<TrainConfig> {
+        let base = TrainConfig::preset(self.preset);
         let mut cfg = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path)?,
-            None => TrainConfig::default(),
+            Some(path) => TrainConfig::from_toml_file(path, &base)?,
+            None => base,
         };
         setting_fields!(override_fields, cfg, self,);
         cfg.skip_bad_images |= self.skip_bad_images;

@@ -1,0 +1,334 @@
+//! The detection-quality settings against hand-computed values: frozen and recalibrated
+//! BatchNorm statistics, the alignment-free residual, the patch-kNN baseline, and head
+//! standardisation on the normal training images only.
+
+mod common;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::s;
+use dra::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
+use dra::config::TrainConfig;
+use dra::heads::nearest_cells;
+use dra::model::{Dra, Head, HeadNorm, HeadStats, ModelConfig};
+use dra::patch_knn::{coreset, image_scores, patch_features};
+use dra::rng::seeded;
+
+fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "[{i}] {x} != {y}");
+    }
+}
+
+/// Every BatchNorm's running mean and variance, layer by layer.
+fn running_stats(backbone: &mut Backbone) -> Vec<Vec<f32>> {
+    backbone
+        .batch_norms_mut()
+        .into_iter()
+        .flat_map(|bn| {
+            [
+                values(bn.running_mean.value()),
+                values(bn.running_var.value()),
+            ]
+        })
+        .collect()
+}
+
+fn gammas(backbone: &mut Backbone) -> Vec<f32> {
+    backbone
+        .batch_norms_mut()
+        .into_iter()
+        .flat_map(|bn| values(bn.gamma.val()))
+        .collect()
+}
+
+/// One Adam step of the full DRA model on random images, the loss the anomaly scores' sum.
+fn train_step(stats: BnStats) -> (Backbone, Backbone) {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let training = BackboneTraining {
+        bn_stats: stats,
+        bn_momentum: 0.1,
+        drop_connect: 0.0,
+    };
+    let backbone = Backbone::new(BackboneKind::Resnet18, &device).configure(&training);
+    let config = ModelConfig {
+        backbone: BackboneKind::Resnet18,
+        ..ModelConfig::default()
+    };
+    let model = Dra::new(&config, backbone, &device);
+    let before = model.backbone.valid();
+    let x = Tensor::<4>::random([4, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    let refs = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    let loss = model.forward(Some(refs), x).anomaly_score().sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = AdamConfig::new().init().step(1e-2, model, grads);
+    (before, model.backbone.valid())
+}
+
+#[test]
+fn frozen_statistics_are_unchanged_by_a_training_step_while_gamma_learns() {
+    let (mut before, mut after) = train_step(BnStats::Frozen);
+    assert_eq!(running_stats(&mut before), running_stats(&mut after));
+    assert_ne!(
+        gammas(&mut before),
+        gammas(&mut after),
+        "γ must still be trained"
+    );
+    // the same step with batch statistics moves them, so the comparison can fail
+    let (mut before, mut after) = train_step(BnStats::Batch);
+    assert_ne!(running_stats(&mut before), running_stats(&mut after));
+}
+
+/// The stem convolution's weight of a ResNet-18.
+struct Conv1Weight(Option<Tensor<4>>);
+
+impl ModuleVisitor for Conv1Weight {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D == 4 && self.0.is_none() {
+            // the first 4-D parameter in declaration order is conv1.weight
+            let t = param.val();
+            let dims = t.dims();
+            self.0 = Some(t.reshape([dims[0], dims[1], dims[2], dims[3]]));
+        }
+    }
+}
+
+#[test]
+fn recalibration_equals_the_hand_computed_statistics_of_the_images() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    ad.seed(5);
+    let backbone = Backbone::new(BackboneKind::Resnet18, &ad);
+    let images = Tensor::<4>::random([3, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    // the stem BatchNorm's input, computed independently: conv1 (7×7, stride 2, pad 3)
+    let mut w = Conv1Weight(None);
+    backbone.valid().visit(&mut w);
+    let weight = w.0.expect("conv1 weight").inner();
+    assert_eq!(weight.dims(), [64, 3, 7, 7]);
+    let conv = conv2d(
+        images.clone(),
+        weight,
+        None,
+        ConvOptions::new([2, 2], [3, 3], [1, 1], 1),
+    );
+    // per channel: mean and biased variance over images and positions
+    let stats = |conv: Tensor<4>| {
+        let [n, c, h, w] = conv.dims();
+        let per_channel = conv.permute([1, 0, 2, 3]).reshape([c, n * h * w]);
+        let mean = per_channel.clone().mean_dim(1);
+        let var = (per_channel - mean.clone()).powi_scalar(2).mean_dim(1);
+        (values(mean), values(var))
+    };
+    let (mean, var) = stats(conv.clone());
+    let config = ModelConfig {
+        backbone: BackboneKind::Resnet18,
+        n_scales: 2,
+        ..ModelConfig::default()
+    };
+    let stem = |model: &Dra, s: usize| {
+        let mut b = model.scale_backbone(s).expect("recalibrated").clone();
+        let bn = b.batch_norms_mut().remove(0);
+        (
+            values(bn.running_mean.value()),
+            values(bn.running_var.value()),
+        )
+    };
+    let model = Dra::new(&config, backbone.clone(), &ad).recalibrate(std::slice::from_ref(&images));
+    let (m0, v0) = stem(&model, 0);
+    assert_close(&m0, &mean, 1e-4);
+    assert_close(&v0, &var, 1e-4);
+    // the second scale's statistics are those of the half-size images, so they differ
+    assert_ne!(stem(&model, 1).0, m0);
+    // several batches: each layer's statistics are the averages of the batches' ones
+    let batches = [
+        images.clone().slice(s![0..1]),
+        images.clone().slice(s![1..3]),
+    ];
+    let model = Dra::new(&config, backbone, &ad).recalibrate(&batches);
+    let (m, v) = stem(&model, 0);
+    let (ma, va) = stats(conv.clone().slice(s![0..1]));
+    let (mb, vb) = stats(conv.slice(s![1..3]));
+    let avg = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x + y) / 2.0)
+            .collect::<Vec<_>>()
+    };
+    assert_close(&m, &avg(&ma, &mb), 1e-4);
+    assert_close(&v, &avg(&va, &vb), 1e-4);
+}
+
+#[test]
+fn nearest_cells_pick_the_closest_reference_cell_anywhere() {
+    let device = Device::flex();
+    // one query image 1×2 cells, 2 channels: (0, 1) and (3, 0)
+    let q = tensor(vec![0.0, 3.0, 1.0, 0.0], [1, 2, 1, 2], &device);
+    // two reference images of one cell: (0, 0) and (3, 4)
+    let r = tensor(vec![0.0, 0.0, 3.0, 4.0], [2, 2, 1, 1], &device);
+    let nearest = values(nearest_cells(q, r));
+    // channel-major [1, 2, 1, 2]: both cells' nearest reference is (0, 0) ((3,0): 3 < 4)
+    assert_eq!(nearest, vec![0.0, 0.0, 0.0, 0.0]);
+    let q = tensor(vec![2.9, 3.9], [1, 2, 1, 1], &device);
+    let r = tensor(vec![0.0, 0.0, 3.0, 4.0], [2, 2, 1, 1], &device);
+    assert_eq!(values(nearest_cells(q, r)), vec![3.0, 4.0]);
+}
+
+#[test]
+fn patch_features_average_3x3_neighbourhoods_and_upsample_the_coarse_map() {
+    let device = Device::flex();
+    // stride-16 map: 3×3, zero but for 9 in the centre; stride-32 map: one cell of 2
+    let mut fine = vec![0.0; 9];
+    fine[4] = 9.0;
+    let f = patch_features(
+        tensor(fine, [1, 1, 3, 3], &device),
+        tensor(vec![2.0], [1, 1, 1, 1], &device),
+    );
+    assert_eq!(f.dims(), [1, 2, 3, 3]);
+    let v = values(f);
+    // corners see 4 cells, edges 6, the centre 9 (borders average only cells inside)
+    assert_close(
+        &v[..9],
+        &[2.25, 1.5, 2.25, 1.5, 1.0, 1.5, 2.25, 1.5, 2.25],
+        1e-6,
+    );
+    assert_close(&v[9..], &[2.0; 9], 1e-6);
+}
+
+#[test]
+fn patch_knn_scores_the_largest_nearest_patch_distance() {
+    let device = Device::flex();
+    let bank = tensor(vec![0.0, 0.0, 3.0, 4.0], [2, 2], &device);
+    // two query images of 1×2 patches, channel-major: image 0 patches (0,1), (3,0);
+    // image 1 patches (3,4), (3,5)
+    let q = tensor(
+        vec![0.0, 3.0, 1.0, 0.0, 3.0, 3.0, 4.0, 5.0],
+        [2, 2, 1, 2],
+        &device,
+    );
+    // image 0: distances 1 and min(3, 4) = 3 → 3; image 1: 0 and 1 → 1
+    assert_close(&image_scores(&bank, q), &[3.0, 1.0], 1e-5);
+}
+
+#[test]
+fn coreset_takes_the_farthest_point_next() {
+    let device = Device::flex();
+    let rows = tensor(vec![0.0, 0.1, 10.0], [3, 1], &device);
+    for seed in 0..6 {
+        let chosen = coreset(&rows, 2, &mut seeded(seed));
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen.contains(&2), "seed {seed}: {chosen:?}");
+        assert!(chosen.contains(&0) || chosen.contains(&1), "{chosen:?}");
+        if chosen[0] == 2 {
+            assert_eq!(chosen[1], 0, "0 is farther from 10 than 0.1 is");
+        }
+    }
+    assert_eq!(coreset(&rows, 5, &mut seeded(0)), vec![0, 1, 2]);
+}
+
+#[test]
+fn head_statistics_are_a_population_mean_and_std_and_standardise_the_sum() {
+    let rows = vec![
+        vec![(Head::Seen, 1.0), (Head::Normal, 2.0)],
+        vec![(Head::Seen, 3.0), (Head::Normal, 2.0)],
+    ];
+    let stats = HeadStats::of(&rows);
+    assert_eq!(
+        stats.0,
+        vec![(Head::Seen, 2.0, 1.0), (Head::Normal, 2.0, 0.0)]
+    );
+    // seen (5 − 2) / 1 = 3; normal is constant on the normals: (g − 2) / 1e-6, negated
+    let z = stats.anomaly_score(&[(Head::Seen, 5.0), (Head::Normal, 2.0)]);
+    assert!((z - 3.0).abs() < 1e-6, "{z}");
+}
+
+#[test]
+fn standardisation_learns_from_the_normal_training_images_only() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
+    dra::convert::Converter::Elpv
+        .run(&demo, data.path(), 42)
+        .unwrap();
+    let cfg = TrainConfig {
+        data_root: data.path().to_path_buf(),
+        class: "elpv".into(),
+        img_size: 64,
+        batch_size: 12,
+        epochs: 1,
+        steps_per_epoch: 2,
+        head_norm: HeadNorm::Standardise,
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
+    let stats: HeadStats = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join(dra::run::HEAD_STATS)).unwrap(),
+    )
+    .unwrap();
+    // the raw head scores of exactly the normal training images give the stored statistics
+    let normals = dra::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
+    let scored = dra::run::predict(out.path(), &normals).unwrap();
+    let rows: Vec<Vec<(Head, f32)>> = scored.iter().map(|s| s.heads.clone()).collect();
+    let expected = HeadStats::of(&rows);
+    for ((h, m, s), (eh, em, es)) in stats.0.iter().zip(&expected.0) {
+        assert_eq!(h, eh);
+        assert!(
+            (m - em).abs() < 1e-5 * (1.0 + em.abs()),
+            "{h} mean {m} != {em}"
+        );
+        assert!(
+            (s - es).abs() < 1e-5 * (1.0 + es.abs()),
+            "{h} std {s} != {es}"
+        );
+    }
+    // and the test images' scores are the z-scored sums with those statistics
+    let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    let test: Vec<(f32, Vec<(Head, f32)>)> = scores_csv_rows(&csv);
+    assert_eq!(test.len(), 75);
+    for (score, heads) in &test {
+        let z = stats.anomaly_score(heads);
+        assert!((score - z).abs() < 1e-4 * (1.0 + z.abs()), "{score} != {z}");
+    }
+    // including the test images would change the statistics
+    let all: Vec<Vec<(Head, f32)>> = rows
+        .into_iter()
+        .chain(test.into_iter().map(|(_, h)| h))
+        .collect();
+    assert_ne!(HeadStats::of(&all), stats);
+}
+
+/// `(score, head scores)` of every row of a `scores.csv`.
+fn scores_csv_rows(csv: &str) -> Vec<(f32, Vec<(Head, f32)>)> {
+    let header: Vec<Head> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .skip(4)
+        .map(|h| Head::ALL.into_iter().find(|k| k.name() == h).unwrap())
+        .collect();
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let heads = header
+                .iter()
+                .zip(&f[4..])
+                .map(|(h, v)| (*h, v.parse().unwrap()))
+                .collect();
+            (f[3].parse().unwrap(), heads)
+        })
+        .collect()
+}
