@@ -481,18 +481,35 @@ pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics>
     report::write_evaluation(dir, &scored, Some(&stats), &title(&record.settings))
 }
 
-/// Scores images with a saved run's model (against its reference set).
-pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Vec<Scored>> {
-    let samples = images
-        .iter()
-        .map(|p| Sample {
-            path: p.clone(),
-            class: String::new(),
-        })
-        .collect();
-    let (_, mut scored) = score_saved(dir, Some(samples), &mut ())?;
+/// What [`predict`] made of its images.
+#[derive(Debug)]
+pub struct Predictions {
+    /// The readable images' scores, in the order given.
+    pub scored: Vec<Scored>,
+    /// The images that could not be read, with the reason.
+    pub failed: Vec<(PathBuf, Error)>,
+}
+
+/// Scores images with a saved run's model (against its reference set). An image that
+/// cannot be read is listed in `failed` and the others are still scored.
+pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
+    let mut failed = Vec::new();
+    let mut samples = Vec::new();
+    for p in images {
+        match crate::transform::load_rgb(p) {
+            Ok(_) => samples.push(Sample {
+                path: p.clone(),
+                class: String::new(),
+            }),
+            Err(e) => failed.push((p.clone(), e)),
+        }
+    }
+    let mut scored = match samples.is_empty() {
+        true => Vec::new(),
+        false => score_saved(dir, Some(samples), &mut ())?.1,
+    };
     for s in &mut scored {
         s.anomaly = false;
     }
-    Ok(scored)
+    Ok(Predictions { scored, failed })
 }

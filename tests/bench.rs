@@ -1,5 +1,7 @@
 //! Experiment grids: cells, aggregation over seeds, tables, the kNN baseline and resuming.
 
+mod common;
+
 use dra::bench::{CellResult, Grid, aggregate, csv, markdown, run_grid};
 use dra::report::Auc;
 
@@ -134,11 +136,7 @@ fn seeds_aggregate_to_mean_and_population_std() {
 
 #[test]
 fn a_grid_runs_with_the_knn_baseline_and_resumes() {
-    let data = tempfile::tempdir().unwrap();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
-        .run(&demo, data.path(), 42)
-        .unwrap();
+    let data = common::bundled_elpv();
     let text = format!(
         "name = \"tiny\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [0, 1]\n",
         data.path().to_str().unwrap()
@@ -193,11 +191,7 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
 
 #[test]
 fn an_interrupted_cell_continues_from_its_checkpoint() {
-    let data = tempfile::tempdir().unwrap();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
-        .run(&demo, data.path(), 42)
-        .unwrap();
+    let data = common::bundled_elpv();
     let text = format!(
         "name = \"tiny\"\nknn = false\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 2\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [3]\n",
         data.path().to_str().unwrap()

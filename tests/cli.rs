@@ -311,6 +311,39 @@ fn train_reads_a_toml_config_and_flags_override_it() {
     assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
     assert!(rows[0]["score"].is_number() && rows[0]["heads"]["pseudo"].is_number());
+    // a corrupt file and a folder among the images: the readable one is still scored, each
+    // failure is named once on stderr without its cause repeated, and the exit code says so
+    let bad = tmp.path().join("bad.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let p = dra(&[
+        "predict",
+        "--model",
+        s(&out),
+        "--json",
+        s(&img),
+        s(&bad),
+        s(tmp.path()),
+    ]);
+    assert!(!p.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["path"], s(&img));
+    let stderr = String::from_utf8_lossy(&p.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with("not scored: ") && lines[0].contains("bad.png"),
+        "{stderr}"
+    );
+    assert!(lines[1].contains(s(tmp.path())), "{stderr}");
+    assert!(lines[2].starts_with("error: 2 of 3 images"), "{stderr}");
+    for l in &lines[..2] {
+        // no clause of the message is said twice
+        let parts: Vec<&str> = l.split(": ").collect();
+        for (i, a) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(a), "repeated '{a}' in {l}");
+        }
+    }
     let e = dra(&["eval", "--model", s(&out)]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     assert_one_line_error(

@@ -304,18 +304,9 @@ fn demo_config(data_root: &std::path::Path) -> TrainConfig {
     }
 }
 
-fn bundled_elpv() -> tempfile::TempDir {
-    let data = tempfile::tempdir().unwrap();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
-        .run(&demo, data.path(), 42)
-        .unwrap();
-    data
-}
-
 #[test]
 fn same_seed_gives_bit_identical_scores() {
-    let data = bundled_elpv();
+    let data = common::bundled_elpv();
     let cfg = demo_config(data.path());
     let runs: Vec<String> = (0..2)
         .map(|_| {
@@ -353,7 +344,7 @@ fn same_seed_gives_bit_identical_scores() {
 
 #[test]
 fn a_saved_run_evaluates_and_predicts_the_same_scores() {
-    let data = bundled_elpv();
+    let data = common::bundled_elpv();
     let cfg = demo_config(data.path());
     let out = tempfile::tempdir().unwrap();
     let trained = dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
@@ -366,7 +357,9 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     );
     // predict on the first test image gives its row of scores.csv
     let row: Vec<&str> = scores.lines().nth(1).unwrap().split(',').collect();
-    let predicted = dra::run::predict(out.path(), &[row[0].into()]).unwrap();
+    let predicted = dra::run::predict(out.path(), &[row[0].into()])
+        .unwrap()
+        .scored;
     assert_eq!(predicted[0].score.to_string(), row[3]);
 }
 

@@ -256,11 +256,7 @@ fn head_statistics_are_a_population_mean_and_std_and_standardise_the_sum() {
 
 #[test]
 fn standardisation_learns_from_the_normal_training_images_only() {
-    let data = tempfile::tempdir().unwrap();
-    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
-        .run(&demo, data.path(), 42)
-        .unwrap();
+    let data = common::bundled_elpv();
     let cfg = TrainConfig {
         data_root: data.path().to_path_buf(),
         class: "elpv".into(),
@@ -279,7 +275,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     .unwrap();
     // the raw head scores of exactly the normal training images give the stored statistics
     let normals = dra::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
-    let scored = dra::run::predict(out.path(), &normals).unwrap();
+    let scored = dra::run::predict(out.path(), &normals).unwrap().scored;
     let rows: Vec<Vec<(Head, f32)>> = scored.iter().map(|s| s.heads.clone()).collect();
     let expected = HeadStats::of(&rows);
     for ((h, m, s), (eh, em, es)) in stats.0.iter().zip(&expected.0) {

@@ -30,11 +30,7 @@ fn tiny(data_root: &Path, class: &str) -> TrainConfig {
 
 #[test]
 fn a_resumed_run_ends_with_the_uninterrupted_scores() {
-    let data = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
-        .run(&demo, data.path(), 42)
-        .unwrap();
+    let data = common::bundled_elpv();
     let cfg = tiny(data.path(), "elpv");
     let whole = tempfile::tempdir().unwrap();
     dra::run::train_and_evaluate(&cfg, whole.path(), false, &mut ()).unwrap();

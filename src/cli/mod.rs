@@ -135,6 +135,21 @@ impl BackboneArgs {
 }
 
 /// Runs the parsed command.
+/// An error and its causes on one line, each cause left out when the text so far already
+/// says it (library errors embed their source in their own message).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(a) => convert::run(a),

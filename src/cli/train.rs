@@ -376,8 +376,24 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let scored = run::predict(&a.model, &a.images)?;
-    if a.json {
+    let run::Predictions { scored, failed } = run::predict(&a.model, &a.images)?;
+    print_predictions(&scored, a.json)?;
+    for (_, e) in &failed {
+        eprintln!("not scored: {}", super::one_line(e));
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} images could not be read (listed above); the others are scored",
+            failed.len(),
+            a.images.len()
+        );
+    }
+    Ok(())
+}
+
+/// The scores as a table (or JSON) on standard output.
+fn print_predictions(scored: &[dra::evaluate::Scored], json: bool) -> Result<()> {
+    if json {
         let rows: Vec<_> = scored
             .iter()
             .map(|s| {
@@ -401,7 +417,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         print!(" {h:>10}");
     }
     println!("  image");
-    for s in &scored {
+    for s in scored {
         print!("{:>10.4}", s.score);
         for (_, v) in &s.heads {
             print!(" {v:>10.4}");

@@ -92,3 +92,13 @@ pub fn dra(args: &[&str]) -> std::process::Output {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// The ELPV subset bundled in the repository, converted into a temporary data root.
+pub fn bundled_elpv() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
+    dra::convert::Converter::Elpv
+        .run(&demo, data.path(), 42)
+        .unwrap();
+    data
+}
