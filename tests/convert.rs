@@ -215,6 +215,54 @@ fn headct_reads_labels_csv() {
     std::fs::write(tmp.path().join("labels.csv"), csv).unwrap();
     let (_out, s) = convert(Converter::HeadCt, tmp.path());
     assert_eq!(counts(&s), (3, 2, BTreeMap::from([("defect", 3)]), 0));
+    assert_eq!(
+        s.layout,
+        "images under head_ct/head_ct/, labels.csv with a header"
+    );
+}
+
+#[test]
+fn headct_reads_the_one_level_re_upload_without_a_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::new();
+    for id in 0..8u32 {
+        common::write_png(&tmp.path().join(format!("head_ct/{id:03}.png")), 3, 3, id);
+        csv += &format!("{id},{}\n", u8::from(id >= 6));
+    }
+    std::fs::write(tmp.path().join("labels.csv"), csv).unwrap();
+    let (_out, s) = convert(Converter::HeadCt, tmp.path());
+    assert_eq!(counts(&s), (4, 2, BTreeMap::from([("defect", 2)]), 0));
+    assert_eq!(
+        s.layout,
+        "images under head_ct/, labels.csv without a header"
+    );
+}
+
+#[test]
+fn a_failed_conversion_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    // the label of image 3 names a file that is missing: the converter fails half-way
+    let mut csv = String::from("id, hemorrhage\n");
+    for id in 0..4u32 {
+        if id != 3 {
+            common::write_png(&tmp.path().join(format!("head_ct/{id:03}.png")), 3, 3, id);
+        }
+        csv += &format!("{id}, 0\n");
+    }
+    std::fs::write(tmp.path().join("labels.csv"), csv).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = Converter::HeadCt
+        .run(tmp.path(), out.path(), 42)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("003.png"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // and a later conversion of a fixed input succeeds into the same output
+    common::write_png(&tmp.path().join("head_ct/003.png"), 3, 3, 3);
+    let s = Converter::HeadCt.run(tmp.path(), out.path(), 42).unwrap();
+    assert_eq!(s.train_good + s.test_good, 4);
+    assert!(out.path().join("headct/train/good").is_dir());
 }
 
 #[test]

@@ -25,6 +25,9 @@ pub struct ConvertArgs {
 
 pub fn run(a: ConvertArgs) -> Result<()> {
     let s = a.name.run(&a.input, &a.output, a.seed)?;
+    if !s.layout.is_empty() {
+        println!("input layout: {}", s.layout);
+    }
     println!("wrote {}", s.dir.display());
     println!("  train/good  {:>6}", s.train_good);
     println!("  test/good   {:>6}", s.test_good);

@@ -1,4 +1,6 @@
-//! Head CT: `labels.csv` rows `id, hemorrhage` (header first) and `head_ct/head_ct/NNN.png`.
+//! Head CT: `labels.csv` rows `id, hemorrhage` (with or without a header) and the images
+//! `NNN.png` under `head_ct/head_ct/` (the original archive) or `head_ct/` (common
+//! re-uploads).
 
 use std::path::Path;
 
@@ -7,14 +9,28 @@ use crate::error::{Error, Result};
 
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     let labels = require_file(input.join("labels.csv"))?;
-    let images = require_dir(input.join("head_ct").join("head_ct"))?;
+    let nested = input.join("head_ct").join("head_ct");
+    let (images, nesting) = match nested.is_dir() {
+        true => (nested, "head_ct/head_ct/"),
+        false => (require_dir(input.join("head_ct"))?, "head_ct/"),
+    };
     let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
+    // a header is a first line whose id is not a number
+    let header = text
+        .lines()
+        .next()
+        .and_then(|l| l.split(',').next())
+        .is_some_and(|id| id.trim().parse::<u32>().is_err());
+    w.layout(&format!(
+        "images under {nesting}, labels.csv {} a header",
+        if header { "with" } else { "without" }
+    ));
     let mut normals = Vec::new();
     let mut defects = Vec::new();
     for (n, line) in text
         .lines()
         .enumerate()
-        .skip(1)
+        .skip(usize::from(header))
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let bad = || {

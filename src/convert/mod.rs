@@ -79,7 +79,9 @@ impl Converter {
             Converter::Optical => "ClassN/ClassN/{Train,Test}/Label/Labels.txt for N = 1..10",
             Converter::Mastcam => "train_typical/, test_typical/, test_novel/<class>/",
             Converter::BrainMri => "no/ (normal) and yes/ (tumour)",
-            Converter::HeadCt => "labels.csv (id, hemorrhage) and head_ct/head_ct/NNN.png",
+            Converter::HeadCt => {
+                "labels.csv (id, hemorrhage; header optional) and head_ct/head_ct/NNN.png or head_ct/NNN.png"
+            }
             Converter::HyperKvasir => {
                 "upper-gi-tract/{anatomical-landmarks,pathological-findings}/<class>/*"
             }
@@ -96,7 +98,7 @@ impl Converter {
             ));
         }
         let mut w = Writer::create(output, self.name(), seed)?;
-        match self {
+        let converted = match self {
             Converter::Sdd => sdd::convert(input, &mut w),
             Converter::Aitex => aitex::convert(input, &mut w),
             Converter::Elpv => elpv::convert(input, &mut w),
@@ -106,8 +108,17 @@ impl Converter {
             Converter::HeadCt => headct::convert(input, &mut w),
             Converter::HyperKvasir => hyperkvasir::convert(input, &mut w),
             Converter::MagneticTile => magnetic_tile::convert(input, &mut w),
+        };
+        if let Err(e) = converted {
+            w.discard();
+            return Err(self.explain(e));
         }
-        .map_err(|e| match e {
+        w.finish()
+    }
+
+    /// A layout error with what this converter expects added.
+    fn explain(self, e: Error) -> Error {
+        match e {
             Error::Layout { path, message } => Error::layout(
                 path,
                 format!(
@@ -117,8 +128,7 @@ impl Converter {
                 ),
             ),
             other => other,
-        })?;
-        Ok(w.finish())
+        }
     }
 }
 
@@ -148,6 +158,9 @@ pub struct Summary {
     /// Test anomalies per anomaly class.
     pub anomalies: BTreeMap<String, usize>,
     pub masks: usize,
+    /// Which published layout the input had, where a data set has several.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub layout: String,
 }
 
 /// A required sub-folder of a converter input.

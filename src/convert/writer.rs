@@ -33,29 +33,38 @@ impl Item {
     }
 }
 
-/// Creates the output class folder and writes items into it.
+/// Writes items into a temporary folder beside the output class folder, renamed into place
+/// by [`Writer::finish`], so a converter that fails leaves nothing behind.
 pub struct Writer {
+    /// Where items are written: `<output>/.<name>.partial`.
     dir: PathBuf,
     seed: u64,
     summary: Summary,
 }
 
 impl Writer {
-    /// Creates `<output>/<name>`; refuses one that already holds files.
+    /// Starts `<output>/<name>`; refuses one that already holds files.
     pub fn create(output: &Path, name: &str, seed: u64) -> Result<Self> {
-        let dir = output.join(name);
-        if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        let target = output.join(name);
+        if target.read_dir().is_ok_and(|mut d| d.next().is_some()) {
             return Err(Error::layout(
-                &dir,
+                &target,
                 "output already exists and is not empty: remove it or choose another --output",
             ));
         }
+        let dir = output.join(format!(".{name}.partial"));
+        let _ = std::fs::remove_dir_all(&dir); // left by a killed run
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let summary = Summary {
-            dir: dir.clone(),
+            dir: target,
             ..Summary::default()
         };
         Ok(Writer { dir, seed, summary })
+    }
+
+    /// Notes which of the data set's published layouts the input has.
+    pub fn layout(&mut self, description: &str) {
+        self.summary.layout = description.to_string();
     }
 
     /// Splits normals 75/25 with the seed (test count ⌈n/4⌉) and writes them.
@@ -108,9 +117,20 @@ impl Writer {
         Ok(())
     }
 
-    /// The summary of everything written.
-    pub fn finish(self) -> Summary {
-        self.summary
+    /// Moves the written class folder into place and returns the summary.
+    pub fn finish(self) -> Result<Summary> {
+        let target = &self.summary.dir;
+        if target.is_dir() {
+            // empty, as `create` checked
+            std::fs::remove_dir(target).map_err(|e| Error::io(target, e))?;
+        }
+        std::fs::rename(&self.dir, target).map_err(|e| Error::io(target, e))?;
+        Ok(self.summary)
+    }
+
+    /// Removes everything written (the converter failed).
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     fn folder(&self, split: &str, class: &str) -> Result<PathBuf> {
