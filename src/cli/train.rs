@@ -208,12 +208,15 @@ impl TrainArgs {
     }
 }
 
-/// Progress bars: one per epoch with the running loss, then one for evaluation.
+/// Progress bars: one per epoch with the running loss, seconds per step and the time the
+/// rest of the training should take, then one for evaluation.
 pub struct Bars {
     steps: usize,
     epochs: usize,
     bar: Option<ProgressBar>,
     running: f32,
+    /// When the first step of this invocation began, and steps done since.
+    started: Option<(std::time::Instant, usize)>,
 }
 
 impl Bars {
@@ -223,6 +226,7 @@ impl Bars {
             epochs,
             bar: None,
             running: 0.0,
+            started: None,
         }
     }
 
@@ -236,17 +240,31 @@ impl Bars {
 impl Progress for Bars {
     fn step(&mut self, r: &StepReport) {
         if r.step == 0 {
-            let bar = ProgressBar::new(self.steps as u64).with_style(Self::style(
-                "epoch {prefix} [{bar:25}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
-            ));
+            let bar = ProgressBar::new(self.steps as u64)
+                .with_style(Self::style("epoch {prefix} [{bar:25}] {pos}/{len} {msg}"));
             bar.set_prefix(format!("{:>2}/{}", r.epoch + 1, self.epochs));
             self.bar = Some(bar);
             self.running = 0.0;
         }
         self.running += r.loss;
+        // the bar's clock starts after the first step (which also loads the images), so
+        // the rate counts the steps after it
+        let (start, done) = self.started.get_or_insert((std::time::Instant::now(), 0));
+        let per_step = match *done {
+            0 => None,
+            n => Some(start.elapsed().as_secs_f64() / n as f64),
+        };
+        *done += 1;
         if let Some(bar) = &self.bar {
+            let left = (self.epochs - r.epoch - 1) * self.steps + (self.steps - r.step - 1);
+            let timing = per_step.map_or(String::new(), |t| {
+                format!(
+                    ", {t:.1} s/step, training done in {}",
+                    minutes(t * left as f64)
+                )
+            });
             bar.set_message(format!(
-                "loss {:.4} lr {:.1e}",
+                "loss {:.4} lr {:.1e}{timing}",
                 self.running / (r.step + 1) as f32,
                 r.lr
             ));
@@ -274,6 +292,16 @@ impl Progress for Bars {
                 bar.finish();
             }
         }
+    }
+}
+
+/// `1 h 05 min`, `4 min 10 s` or `35 s`.
+fn minutes(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
     }
 }
 
