@@ -239,3 +239,98 @@ fn a_diverging_loss_stops_with_its_epoch_step_and_head() {
         "{err}"
     );
 }
+
+#[test]
+fn a_run_killed_at_random_points_resumes_to_the_same_scores() {
+    use rand::{Rng, SeedableRng};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let data = common::bundled_elpv();
+    let root = data.path().to_str().unwrap().to_string();
+    let fresh = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--data-root",
+            &root,
+            "--class",
+            "elpv",
+            "--img-size",
+            "48",
+            "--batch-size",
+            "8",
+            "--epochs",
+            "6",
+            "--steps-per-epoch",
+            "3",
+            "--n-scales",
+            "1",
+            "--overwrite",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let whole = dirs.path().join("whole");
+    let args = fresh(&whole);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let r = dra(&args);
+    let whole_run = t0.elapsed();
+    assert!(r.status.success(), "{}", stderr(&r));
+    let expected = std::fs::read_to_string(whole.join("scores.csv")).unwrap();
+    // the same run, SIGKILLed after random delays (in an epoch, in a checkpoint write, in
+    // the evaluation) and continued with --resume, or started again before any checkpoint
+    let out = dirs.path().join("killed");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut kills, mut resumed, mut finished) = (0, 0, false);
+    for _ in 0..40 {
+        let checkpoint = ["checkpoint", "checkpoint.old"]
+            .iter()
+            .any(|c| out.join(c).join("state.json").is_file());
+        resumed += usize::from(checkpoint);
+        let args = match checkpoint {
+            true => vec!["train".to_string(), "--resume".into(), s(&out).into()],
+            false => fresh(&out),
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dra"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // between a third of the whole run's time and all of it
+        let kill_at = whole_run.mul_f64(rng.random_range(0.33..1.0));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if start.elapsed() >= kill_at {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match status {
+            Some(status) => {
+                assert!(status.success(), "a resumed run failed ({args:?})");
+                finished = true;
+                break;
+            }
+            None => kills += 1,
+        }
+    }
+    assert!(finished, "the run never finished within 40 attempts");
+    assert!(
+        kills >= 1 && resumed >= 1,
+        "{kills} kills, {resumed} resumes"
+    );
+    eprintln!("{kills} kills, {resumed} resumes, whole run {whole_run:?}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("scores.csv")).unwrap(),
+        expected
+    );
+}
