@@ -509,3 +509,27 @@ fn real_elpv_counts() {
         (1131, 377, BTreeMap::from([("mono", 313), ("poly", 402)]), 0)
     );
 }
+
+#[test]
+fn a_data_set_wrapped_in_folders_is_found_and_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    // brain MRI inside two folders of a re-upload, with a licence file beside the inner one
+    let inner = tmp.path().join("archive/brain_tumor_dataset");
+    for i in 0..4 {
+        common::write_png(&inner.join(format!("no/n{i}.png")), 3, 3, i);
+    }
+    common::write_png(&inner.join("yes/y0.png"), 3, 3, 9);
+    std::fs::write(tmp.path().join("archive/LICENSE.txt"), "cc").unwrap();
+    let (_out, s) = convert(Converter::BrainMri, tmp.path());
+    assert_eq!(counts(&s), (3, 1, BTreeMap::from([("defect", 1)]), 0));
+    assert_eq!(s.layout, "the data set inside archive/brain_tumor_dataset/");
+    // two candidate folders: nothing is guessed, the error names the folder given
+    std::fs::create_dir_all(tmp.path().join("other")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let err = Converter::BrainMri
+        .run(tmp.path(), out.path(), 42)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no") && err.contains("expects"), "{err}");
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
+}

@@ -97,23 +97,50 @@ impl Converter {
                 "input folder does not exist (check --input)",
             ));
         }
-        let mut w = Writer::create(output, self.name(), seed)?;
-        let converted = match self {
-            Converter::Sdd => sdd::convert(input, &mut w),
-            Converter::Aitex => aitex::convert(input, &mut w),
-            Converter::Elpv => elpv::convert(input, &mut w),
-            Converter::Optical => optical::convert(input, &mut w),
-            Converter::Mastcam => mastcam::convert(input, &mut w),
-            Converter::BrainMri => brainmri::convert(input, &mut w),
-            Converter::HeadCt => headct::convert(input, &mut w),
-            Converter::HyperKvasir => hyperkvasir::convert(input, &mut w),
-            Converter::MagneticTile => magnetic_tile::convert(input, &mut w),
-        };
-        if let Err(e) = converted {
-            w.discard();
-            return Err(self.explain(e));
+        // re-uploads often wrap the data set in one or two folders of their own
+        let mut root = input.to_path_buf();
+        let mut first_error = None;
+        for depth in 0..=2 {
+            let mut w = Writer::create(output, self.name(), seed)?;
+            match self.convert(&root, &mut w) {
+                Ok(()) => {
+                    if depth > 0 {
+                        let inner = root.strip_prefix(input).unwrap_or(&root);
+                        let note = format!("the data set inside {}/", inner.display());
+                        w.layout(&match w.layout_noted() {
+                            "" => note,
+                            other => format!("{note}, {other}"),
+                        });
+                    }
+                    return w.finish();
+                }
+                Err(e) => {
+                    w.discard();
+                    let retry = depth < 2 && matches!(e, Error::Layout { .. });
+                    // the message is the one about the folder the user named
+                    first_error.get_or_insert(e);
+                    match only_subfolder(&root) {
+                        Some(sub) if retry => root = sub,
+                        _ => break,
+                    }
+                }
+            }
         }
-        w.finish()
+        Err(self.explain(first_error.expect("at least one try")))
+    }
+
+    fn convert(self, input: &Path, w: &mut Writer) -> Result<()> {
+        match self {
+            Converter::Sdd => sdd::convert(input, w),
+            Converter::Aitex => aitex::convert(input, w),
+            Converter::Elpv => elpv::convert(input, w),
+            Converter::Optical => optical::convert(input, w),
+            Converter::Mastcam => mastcam::convert(input, w),
+            Converter::BrainMri => brainmri::convert(input, w),
+            Converter::HeadCt => headct::convert(input, w),
+            Converter::HyperKvasir => hyperkvasir::convert(input, w),
+            Converter::MagneticTile => magnetic_tile::convert(input, w),
+        }
     }
 
     /// A layout error with what this converter expects added.
@@ -164,6 +191,18 @@ pub struct Summary {
 }
 
 /// A required sub-folder of a converter input.
+/// The one folder inside `dir` when it holds no other folder (files beside it, such as a
+/// licence, are allowed).
+fn only_subfolder(dir: &Path) -> Option<PathBuf> {
+    let mut folders = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir());
+    let first = folders.next()?;
+    folders.next().is_none().then_some(first)
+}
+
 fn require_dir(path: PathBuf) -> Result<PathBuf> {
     if path.is_dir() {
         Ok(path)

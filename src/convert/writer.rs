@@ -67,6 +67,11 @@ impl Writer {
         self.summary.layout = description.to_string();
     }
 
+    /// The layout noted so far (empty if none).
+    pub fn layout_noted(&self) -> &str {
+        &self.summary.layout
+    }
+
     /// Splits normals 75/25 with the seed (test count ⌈n/4⌉) and writes them.
     pub fn normals(&mut self, mut items: Vec<Item>) -> Result<()> {
         items.sort_by(|a, b| a.name.cmp(&b.name));
