@@ -257,7 +257,7 @@ pub fn train_run(
         &mut st.rng,
         |d, t| progress.evaluated(d, t),
     )?;
-    combine(config, &stats, &mut scored);
+    combine(config, Some(&stats), &mut scored);
     Ok(Outcome::Finished(report::write_evaluation(
         out,
         &scored,
@@ -297,9 +297,23 @@ pub fn head_stats(
     Ok(HeadStats::of(&rows))
 }
 
+/// The head statistics of a saved run: required by `--head-norm standardise`, absent from
+/// runs written before they existed.
+fn saved_head_stats(dir: &Path, config: &TrainConfig) -> Result<Option<HeadStats>> {
+    let path = dir.join(HEAD_STATS);
+    match (path.is_file(), config.head_norm) {
+        (true, _) => read_json(&path).map(Some),
+        (false, HeadNorm::None) => Ok(None),
+        (false, HeadNorm::Standardise) => Err(Error::layout(
+            &path,
+            "missing: the run's --head-norm standardise needs it (train the run again)",
+        )),
+    }
+}
+
 /// Sets each image's anomaly score as the settings combine the heads.
-fn combine(config: &TrainConfig, stats: &HeadStats, scored: &mut [Scored]) {
-    if config.head_norm == HeadNorm::Standardise {
+fn combine(config: &TrainConfig, stats: Option<&HeadStats>, scored: &mut [Scored]) {
+    if let (HeadNorm::Standardise, Some(stats)) = (config.head_norm, stats) {
         for s in scored {
             s.score = stats.anomaly_score(&s.heads);
         }
@@ -451,7 +465,7 @@ fn score_saved(
 ) -> Result<(RunRecord, Vec<Scored>)> {
     let (record, model) = load_run(dir)?;
     let config = &record.settings;
-    let stats: HeadStats = read_json(&dir.join(HEAD_STATS))?;
+    let stats = saved_head_stats(dir, config)?;
     let mut p = prepare(config)?;
     let mut references = saved_references(&record, &p.split, &mut p.rng)?;
     let mut batcher = Batcher::new(
@@ -470,15 +484,15 @@ fn score_saved(
         |d, t| progress.evaluated(d, t),
     )?;
     let mut scored = scored;
-    combine(config, &stats, &mut scored);
+    combine(config, stats.as_ref(), &mut scored);
     Ok((record, scored))
 }
 
 /// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
 pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
     let (record, scored) = score_saved(dir, None, progress)?;
-    let stats: HeadStats = read_json(&dir.join(HEAD_STATS))?;
-    report::write_evaluation(dir, &scored, Some(&stats), &title(&record.settings))
+    let stats = saved_head_stats(dir, &record.settings)?;
+    report::write_evaluation(dir, &scored, stats.as_ref(), &title(&record.settings))
 }
 
 /// What [`predict`] made of its images.
