@@ -101,7 +101,8 @@ pub struct TrainArgs {
     /// Heads to use, e.g. seen,pseudo (the paper's ablations) [default: all four].
     #[arg(long)]
     heads: Option<HeadSet>,
-    /// Adam learning rate; the paper states 1e-3, the code uses 2e-4 [default: 2e-4].
+    /// Adam learning rate; the paper states 1e-3, the code uses 2e-4 [default: 1e-3;
+    /// --preset paper: 2e-4].
     #[arg(long)]
     lr: Option<f64>,
     /// Coupled L2 weight decay; paper 1e-2, code 1e-5 [default: 1e-5].
@@ -119,7 +120,8 @@ pub struct TrainArgs {
     #[arg(long)]
     residual: Option<ResidualMode>,
     /// Anomaly score as the plain signed sum of the heads (none) or of their z-scores over
-    /// the normal training images (standardise) [default: none].
+    /// the normal training images (standardise) [default: standardise; --preset paper:
+    /// none].
     #[arg(long)]
     head_norm: Option<HeadNorm>,
     /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
