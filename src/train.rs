@@ -202,8 +202,21 @@ impl Trainer {
         let st = &mut self.state;
         let mut sums: Vec<(Head, f32)> = Vec::new();
         let mut total = 0.0;
+        // a frozen backbone sees the fixed, unaugmented reference set alike at every step:
+        // its features are computed once an epoch (the same values as a joint pass)
+        let fixed_maps = match self.model.needs_reference()
+            && config.freeze_backbone
+            && !st.references.augmented()
+        {
+            true => {
+                let slots = st.references.draw(&mut st.rng);
+                let refs = batcher.batch(&slots, false, &norm, &mut st.rng)?;
+                Some(self.model.reference_maps(refs.to_tensor(&device)))
+            }
+            false => None,
+        };
         for step in 0..config.steps_per_epoch {
-            let refs = if self.model.needs_reference() {
+            let refs = if self.model.needs_reference() && fixed_maps.is_none() {
                 let slots = st.references.draw(&mut st.rng);
                 Some(
                     batcher
@@ -220,7 +233,10 @@ impl Trainer {
                 // run's, so a resumed run draws the same masks
                 device.seed(st.rng.next_u64());
             }
-            let scores = self.model.forward(refs, batch.to_tensor(&device));
+            let scores = match &fixed_maps {
+                Some(maps) => self.model.score(batch.to_tensor(&device), maps),
+                None => self.model.forward(refs, batch.to_tensor(&device)),
+            };
             let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, &mut st.rng);
             let heads: Vec<(Head, f32)> = parts
                 .iter()

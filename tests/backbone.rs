@@ -46,15 +46,6 @@ fn resnet_with_eval_statistics(path: &std::path::Path) -> Backbone {
     net
 }
 
-/// This crate's module path → the torchvision key of the fixture.
-fn pytorch_key(path: &str) -> String {
-    path.replacen("Resnet18.", "weights.", 1)
-        .replace("downsample.conv", "downsample.0")
-        .replace("downsample.bn", "downsample.1")
-        .replace("gamma", "weight")
-        .replace("beta", "bias")
-}
-
 #[test]
 fn resnet18_layer4_matches_pytorch_in_eval_mode() {
     let Some(path) = parity_file("resnet18_random.safetensors") else {

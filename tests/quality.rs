@@ -328,3 +328,30 @@ fn scores_csv_rows(csv: &str) -> Vec<(f32, Vec<(Head, f32)>)> {
         })
         .collect()
 }
+
+#[test]
+fn a_frozen_backbone_scores_alike_with_references_in_the_batch_or_precomputed() {
+    // training computes a frozen model's fixed reference features once an epoch instead of
+    // passing the references with every batch: both must give the same head scores
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    let config = ModelConfig {
+        backbone: BackboneKind::Resnet18,
+        freeze_backbone: true,
+        residual: dra::heads::ResidualMode::Nearest,
+        ..ModelConfig::default()
+    };
+    let model = Dra::new(
+        &config,
+        Backbone::new(BackboneKind::Resnet18, &device),
+        &device,
+    );
+    let x = Tensor::<4>::random([3, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+    let refs = Tensor::<4>::random([2, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+    let joint = model.forward(Some(refs.clone()), x.clone());
+    let cached = model.score(x, &model.reference_maps(refs));
+    for ((h, a), (k, b)) in joint.iter().zip(cached.iter()) {
+        assert_eq!(h, k);
+        assert_close(&values(a), &values(b), 1e-6);
+    }
+}
