@@ -248,6 +248,29 @@ fn knn_key(c: &TrainConfig) -> String {
     )
 }
 
+/// The results of the cells of `grid` finished under `out` so far, running nothing.
+pub fn finished_results(grid: &Grid, out: &Path) -> Result<Vec<CellResult>> {
+    grid.cells()?
+        .iter()
+        .filter_map(|cell| read_result(&out.join(&cell.id)).transpose())
+        .collect()
+}
+
+/// A finished cell's result, `None` if the cell has not finished.
+fn read_result(dir: &Path) -> Result<Option<CellResult>> {
+    let done = dir.join("result.json");
+    let Ok(text) = std::fs::read_to_string(&done) else {
+        return Ok(None);
+    };
+    let mut result: CellResult =
+        serde_json::from_str(&text).map_err(|e| Error::layout(&done, e.to_string()))?;
+    if result.heads.is_empty() {
+        // written before cells kept their heads: the cell's metrics.json has them
+        result.heads = saved_heads(dir).unwrap_or_default();
+    }
+    Ok(Some(result))
+}
+
 /// Runs (or, if finished before, reads) every cell under `out`, calling `on_cell(index,
 /// total, cell, resumed)` before each.
 pub fn run_grid(
@@ -265,14 +288,8 @@ pub fn run_grid(
     for (i, cell) in cells.iter().enumerate() {
         let dir = out.join(&cell.id);
         let done = dir.join("result.json");
-        if let Ok(text) = std::fs::read_to_string(&done) {
+        if let Some(result) = read_result(&dir)? {
             on_cell(i, cells.len(), cell, true);
-            let mut result: CellResult =
-                serde_json::from_str(&text).map_err(|e| Error::layout(&done, e.to_string()))?;
-            if result.heads.is_empty() {
-                // written before cells kept their heads: the cell's metrics.json has them
-                result.heads = saved_heads(&dir).unwrap_or_default();
-            }
             results.push(result);
             continue;
         }

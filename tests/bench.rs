@@ -179,6 +179,11 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     std::fs::write(&done, old.to_string()).unwrap();
     // an interrupted cell (no result.json) is run again, a finished one is read back
     std::fs::remove_file(out.path().join("seed-1/result.json")).unwrap();
+    // the report of the cells finished so far runs nothing and holds only seed 0
+    let so_far = dra::bench::finished_results(&g, out.path()).unwrap();
+    assert_eq!(so_far.len(), 1);
+    assert_eq!(so_far[0].dra, first[0].dra);
+    assert!(!out.path().join("seed-1/result.json").exists());
     resumed.clear();
     let second = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
     assert_eq!(resumed, [true, false]);

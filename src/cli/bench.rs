@@ -17,6 +17,10 @@ pub struct BenchArgs {
     /// Folder for the cells' run directories and the tables; rerun to resume.
     #[arg(long)]
     out: PathBuf,
+    /// Write the tables of the cells finished so far and run nothing (e.g. while the grid
+    /// runs in another process, or after it was interrupted).
+    #[arg(long)]
+    report: bool,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -29,14 +33,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .map(|c| (c.config.epochs, c.config.steps_per_epoch))
         .unwrap_or((0, 0));
     let mut bars = Bars::new(first.0, first.1);
-    let results = run_grid(&grid, &a.out, &mut bars, |i, n, cell, resumed| {
-        let what = if resumed {
-            "finished before"
-        } else {
-            "running"
-        };
-        eprintln!("cell {}/{n} {} ({what})", i + 1, cell.id);
-    })?;
+    let results = match a.report {
+        true => dra::bench::finished_results(&grid, &a.out)?,
+        false => run_grid(&grid, &a.out, &mut bars, |i, n, cell, resumed| {
+            let what = if resumed {
+                "finished before"
+            } else {
+                "running"
+            };
+            eprintln!("cell {}/{n} {} ({what})", i + 1, cell.id);
+        })?,
+    };
     let rows = aggregate(&results);
     let files = write_tables(&a.out, &grid.name, &rows)?;
     println!("{}", markdown(&grid.name, &rows));
