@@ -180,12 +180,25 @@ fn elpv_keeps_certain_labels_and_files_defects_by_cell_type() {
         common::write_png(&tmp.path().join(format!("images/{name}.png")), 3, 3, 0);
         csv += &format!("images/{name}.png  {p}  {kind}\n");
     }
-    std::fs::write(tmp.path().join("labels.csv"), csv).unwrap();
+    std::fs::write(tmp.path().join("labels.csv"), &csv).unwrap();
     let (_out, s) = convert(Converter::Elpv, tmp.path());
     assert_eq!(
         counts(&s),
         (3, 1, BTreeMap::from([("mono", 1), ("poly", 2)]), 0)
     );
+    assert_eq!(
+        s.layout,
+        "labels.csv without a header (the original archive)"
+    );
+    // a re-upload with a header line converts the same
+    std::fs::write(
+        tmp.path().join("labels.csv"),
+        format!("path probability type\n{csv}"),
+    )
+    .unwrap();
+    let (_out, h) = convert(Converter::Elpv, tmp.path());
+    assert_eq!(counts(&h), counts(&s));
+    assert_eq!(h.layout, "labels.csv with a header");
 
     std::fs::write(tmp.path().join("labels.csv"), "images/a.png zero mono\n").unwrap();
     let out = tempfile::tempdir().unwrap();

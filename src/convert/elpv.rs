@@ -1,5 +1,6 @@
-//! ELPV: `labels.csv` rows `path probability type`. Probability 0 is normal, 1 is a defect
-//! filed under its cell type (mono, poly); 1/3 and 2/3 are dropped.
+//! ELPV: `labels.csv` rows `path probability type` (a header line, as some re-uploads add,
+//! is recognised and skipped). Probability 0 is normal, 1 is a defect filed under its cell
+//! type (mono, poly); 1/3 and 2/3 are dropped.
 
 use std::path::Path;
 
@@ -9,11 +10,22 @@ use crate::error::{Error, Result};
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     let labels = require_file(input.join("labels.csv"))?;
     let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
+    // a header is a first line that names no image and has no number as its probability
+    let header = text.lines().next().is_some_and(|l| {
+        let mut f = l.split_whitespace();
+        let names_file = f.next().is_some_and(|p| input.join(p).is_file());
+        !names_file && f.next().is_some_and(|p| p.parse::<f64>().is_err())
+    });
+    w.layout(match header {
+        true => "labels.csv with a header",
+        false => "labels.csv without a header (the original archive)",
+    });
     let mut normals = Vec::new();
     let mut defects = Vec::new();
     for (n, line) in text
         .lines()
         .enumerate()
+        .skip(usize::from(header))
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let fields: Vec<&str> = line.split_whitespace().collect();
