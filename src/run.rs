@@ -474,7 +474,7 @@ fn score_saved(
         config.img_size as u32,
     );
     let samples = samples.unwrap_or_else(|| p.split.test.clone());
-    let scored = score_samples(
+    let mut scored = score_samples(
         &model,
         config,
         &samples,
@@ -483,7 +483,6 @@ fn score_saved(
         &mut p.rng,
         |d, t| progress.evaluated(d, t),
     )?;
-    let mut scored = scored;
     combine(config, stats.as_ref(), &mut scored);
     Ok((record, scored))
 }

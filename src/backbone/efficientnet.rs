@@ -16,8 +16,6 @@ use super::norm::batch_norm;
 pub const BLOCKS_CHANNELS: usize = 320;
 /// Channels after the 1×1 head convolution (stride 32).
 pub const HEAD_CHANNELS: usize = 1280;
-/// Channels of the last stride-16 block (the end of the fifth stage).
-pub const STRIDE16_CHANNELS: usize = 112;
 /// Blocks up to and including the last one at stride 16.
 const STRIDE16_BLOCKS: usize = 11;
 

@@ -204,14 +204,6 @@ impl Backbone {
         }
     }
 
-    /// Channels of the stride-16 map of [`Backbone::stride16_and_features`].
-    pub fn stride16_channels(&self) -> usize {
-        match self {
-            Backbone::Resnet18(_) => resnet::STRIDE16_CHANNELS,
-            _ => efficientnet::STRIDE16_CHANNELS,
-        }
-    }
-
     /// Every BatchNorm layer of the network.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut burn::nn::BatchNorm> {
         match self {

@@ -13,8 +13,6 @@ use super::norm::{batch_norm, batch_norm_relu};
 
 /// Channels of the layer4 feature map.
 pub const FEATURE_CHANNELS: usize = 512;
-/// Channels of the layer3 map (stride 16).
-pub const STRIDE16_CHANNELS: usize = 256;
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
     let pad = k / 2;
