@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use dra::backbone::{Backbone, BackboneKind};
+use dra::model::backbone::{Backbone, BackboneKind};
 
 #[path = "support/mod.rs"]
 mod support;

@@ -1,4 +1,4 @@
-//! The convolution kernels of `dra::backbone::kernels::conv` against burn's `flex`
+//! The convolution kernels of `dra::ops::conv` against burn's `flex`
 //! convolution, pass by pass (forward, weight gradient; the input gradient is burn's), on
 //! ResNet-18's 3×3 layers at a 448² input: seconds per pass for a batch, the best of 3 runs
 //! each.
@@ -17,7 +17,7 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::tensor::TensorData;
-use dra::backbone::kernels::conv::ConvKernel;
+use dra::ops::conv::ConvKernel;
 use support::env_usize;
 
 /// A tensor of `shape` with values spread over [−1, 1).

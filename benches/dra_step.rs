@@ -20,12 +20,12 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use dra::backbone::{Backbone, BackboneKind};
-use dra::loss::{Criterion, dra_loss};
+use dra::model::backbone::{Backbone, BackboneKind};
+use dra::model::loss::{Criterion, dra_loss};
 use dra::model::{Dra, HeadSet, ModelConfig};
 use dra::rng::seeded;
-use dra::sampler::Label;
-use dra::train::clip_global_norm;
+use dra::run::train::clip_global_norm;
+use dra::types::Label;
 use support::{case_args, child, env_usize, fmt, me, peak_rss_mib, python_with_torch, steps};
 
 const N_REF: usize = 5;

@@ -5,16 +5,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::{BackboneKind, BackboneTraining, BnStats};
 use crate::choice::choice;
+use crate::data::protocol::Protocol;
+use crate::data::sampler::RefMode;
+use crate::data::transform::{InputNorm, Normalization};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::heads::ResidualMode;
-use crate::loss::Criterion;
+use crate::model::backbone::{BackboneKind, BackboneTraining, BnStats};
+use crate::model::heads::ResidualMode;
+use crate::model::loss::Criterion;
 use crate::model::{HeadNorm, HeadSet, ModelConfig};
-use crate::protocol::Protocol;
-use crate::sampler::RefMode;
-use crate::transform::{InputNorm, Normalization};
 
 choice! {
     /// A named starting point for the settings, before a `--config` file and flags.

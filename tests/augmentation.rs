@@ -5,9 +5,9 @@ mod common;
 
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba};
 
-use dra::cutmix::{ColorJitter, PatchGeometry, cutmix};
+use dra::data::cutmix::{ColorJitter, PatchGeometry, cutmix};
+use dra::data::transform::{Normalization, load_rgb, random_rotation, resize_square};
 use dra::rng::seeded;
-use dra::transform::{Normalization, load_rgb, random_rotation, resize_square};
 
 #[test]
 fn decodes_grey_grey_alpha_rgba_and_16_bit_to_rgb() {

@@ -7,7 +7,7 @@ mod common;
 mod fixtures;
 
 use burn::prelude::*;
-use dra::backbone::{Backbone, BackboneKind, weights};
+use dra::model::backbone::{Backbone, BackboneKind, weights};
 use fixtures::{parity_file, relative_l2, tensor, values};
 
 fn resnet_from_fixture(path: &std::path::Path, device: &Device) -> Backbone {
@@ -96,18 +96,18 @@ fn eval_batchnorm_is_the_running_statistics_formula() {
     // flex) give the same values
     close(values(bn.forward(x.clone())), &expected);
     close(
-        values(dra::backbone::norm::batch_norm(&bn, x.clone())),
+        values(dra::ops::norm::batch_norm(&bn, x.clone())),
         &expected,
     );
     // fused with ReLU, and with a residual added before the ReLU (one sum per sign)
     let relu = |v: f32| v.max(0.0);
     let relu_only: Vec<f32> = expected.iter().map(|&v| relu(v)).collect();
-    let y = dra::backbone::norm::batch_norm_relu(&bn, x.clone(), None);
+    let y = dra::ops::norm::batch_norm_relu(&bn, x.clone(), None);
     close(values(y), &relu_only);
     let r = [0.5f32, -3.0, 1.0, -2.0, 0.5, 0.25];
     let with_residual: Vec<f32> = expected.iter().zip(r).map(|(&v, r)| relu(v + r)).collect();
     let residual = Tensor::<4>::from_data(TensorData::new(r.to_vec(), [2, 3, 1, 1]), &device);
-    let y = dra::backbone::norm::batch_norm_relu(&bn, x, Some(residual));
+    let y = dra::ops::norm::batch_norm_relu(&bn, x, Some(residual));
     close(values(y), &with_residual);
 }
 
@@ -155,7 +155,7 @@ fn training_batchnorm_kernel_matches_burns_layer() {
         ]
     };
     let burn_layer = run(&|bn, x| bn.forward(x));
-    let kernel = run(&|bn, x| dra::backbone::norm::batch_norm(bn, x));
+    let kernel = run(&|bn, x| dra::ops::norm::batch_norm(bn, x));
     let names = [
         "output",
         "x grad",
@@ -216,7 +216,7 @@ fn convolution_kernel_matches_burns_layer() {
             ]
         };
         let burn_layer = run(&|conv, x| conv.forward(x));
-        let kernel = run(&|conv, x| dra::backbone::kernels::conv::conv2d(conv, x));
+        let kernel = run(&|conv, x| dra::ops::conv::conv2d(conv, x));
         for ((name, a), b) in ["output", "x grad", "weight grad", "bias grad"]
             .iter()
             .zip(&burn_layer)
@@ -251,7 +251,7 @@ fn inference_convolution_kernel_matches_burns_layer() {
             &device,
         );
         let expected = values(conv.forward(x.clone()));
-        let got = values(dra::backbone::kernels::conv::conv2d(&conv, x));
+        let got = values(dra::ops::conv::conv2d(&conv, x));
         assert_eq!(got.len(), expected.len());
         let err = relative_l2(&got, &expected);
         assert!(
@@ -285,7 +285,7 @@ fn inference_max_pool_kernel_matches_burns_layer() {
             &device,
         );
         let expected = pool.forward(x.clone());
-        let got = dra::backbone::kernels::pool::max_pool2d(&pool, x);
+        let got = dra::ops::pool::max_pool2d(&pool, x);
         assert_eq!(
             got.dims(),
             expected.dims(),
@@ -362,7 +362,7 @@ fn efficientnet_lite0_top1_of_the_reference_photos() {
         .keys()
         .map(|name| dir.join(format!("{name}.jpg")))
         .collect();
-    let predictions = dra::classify::classify(&net, &paths, &device).unwrap();
+    let predictions = dra::model::backbone::classify::classify(&net, &paths, &device).unwrap();
     for ((name, out), p) in outputs.iter().zip(&predictions) {
         let expected = out["top5_idx"][0].as_u64().unwrap() as usize;
         assert_eq!(

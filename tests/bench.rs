@@ -2,8 +2,8 @@
 
 mod common;
 
-use dra::bench::{CellResult, Grid, aggregate, csv, markdown, run_grid};
-use dra::report::Auc;
+use dra::grid::{CellResult, Grid, aggregate, csv, markdown, run_grid};
+use dra::types::Auc;
 
 fn grid(text: &str) -> Grid {
     let tmp = tempfile::tempdir().unwrap();
@@ -151,7 +151,7 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     let knn = first[0].knn.unwrap();
     assert!((0.0..=1.0).contains(&knn.auc_roc));
     // each head's AUC-ROC is the one the cell's metrics.json reports
-    let metrics: dra::report::Metrics = serde_json::from_str(
+    let metrics: dra::types::Metrics = serde_json::from_str(
         &std::fs::read_to_string(out.path().join("seed-0/metrics.json")).unwrap(),
     )
     .unwrap();
@@ -180,7 +180,7 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     // an interrupted cell (no result.json) is run again, a finished one is read back
     std::fs::remove_file(out.path().join("seed-1/result.json")).unwrap();
     // the report of the cells finished so far runs nothing and holds only seed 0
-    let so_far = dra::bench::finished_results(&g, out.path()).unwrap();
+    let so_far = dra::grid::finished_results(&g, out.path()).unwrap();
     assert_eq!(so_far.len(), 1);
     assert_eq!(so_far[0].dra, first[0].dra);
     assert!(!out.path().join("seed-1/result.json").exists());

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dra::convert::{Converter, Summary};
-use dra::layout::{DatasetLayout, list_images};
+use dra::data::convert::{Converter, Summary};
+use dra::data::layout::{DatasetLayout, list_images};
 
 fn counts(s: &Summary) -> (usize, usize, BTreeMap<&str, usize>, usize) {
     (

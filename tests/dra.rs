@@ -8,14 +8,14 @@ use burn::module::Module;
 use burn::nn::LinearConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use dra::backbone::{Backbone, BackboneKind};
 use dra::config::{Preset, TrainConfig};
-use dra::heads::{top_k, top_k_mean};
-use dra::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
-use dra::model::{Dra, Head, HeadScores, HeadSet, ModelConfig, pyramid_level};
+use dra::model::backbone::{Backbone, BackboneKind};
+use dra::model::heads::{top_k, top_k_mean};
+use dra::model::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
+use dra::model::{Dra, HeadScores, HeadSet, ModelConfig, pyramid_level};
 use dra::rng::seeded;
-use dra::sampler::Label;
-use dra::train::clip_global_norm;
+use dra::run::train::clip_global_norm;
+use dra::types::{Head, Label};
 
 fn t1(v: &[f32]) -> Tensor<1> {
     Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Device::flex())
@@ -150,9 +150,9 @@ fn learning_rate_drops_at_epochs_9_19_29() {
 
 #[test]
 fn the_paper_preset_is_the_reference_codes_training_setting() {
-    use dra::backbone::BnStats;
-    use dra::sampler::RefMode;
-    use dra::transform::InputNorm;
+    use dra::data::sampler::RefMode;
+    use dra::data::transform::InputNorm;
+    use dra::model::backbone::BnStats;
     let p = TrainConfig::preset(Preset::Paper);
     assert_eq!(
         (
@@ -369,7 +369,7 @@ fn learns_on_real_kolektorsdd_pieces() {
         return;
     };
     let converted = tempfile::tempdir().unwrap();
-    let summary = dra::convert::Converter::Sdd
+    let summary = dra::data::convert::Converter::Sdd
         .run(&input, converted.path(), 42)
         .unwrap();
     // a small class: 80 normal training pieces, 30 normal test pieces, every defect piece
@@ -377,7 +377,7 @@ fn learns_on_real_kolektorsdd_pieces() {
     let class = root.path().join("sdd");
     let take = |from: &str, to: &str, n: usize| {
         std::fs::create_dir_all(class.join(to)).unwrap();
-        for f in dra::layout::list_images(&summary.dir.join(from))
+        for f in dra::data::layout::list_images(&summary.dir.join(from))
             .unwrap()
             .into_iter()
             .take(n)

@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use dra::layout::DatasetLayout;
-use dra::protocol::{Protocol, Split};
+use dra::data::layout::DatasetLayout;
+use dra::data::protocol::{Protocol, Split};
 use dra::rng::seeded;
 
 fn general(threshold: Option<usize>) -> Protocol {
@@ -35,7 +35,7 @@ fn fixture() -> (tempfile::TempDir, DatasetLayout) {
     (tmp, layout)
 }
 
-fn paths(samples: &[dra::protocol::Sample]) -> Vec<PathBuf> {
+fn paths(samples: &[dra::types::Sample]) -> Vec<PathBuf> {
     samples.iter().map(|s| s.path.clone()).collect()
 }
 

@@ -10,12 +10,13 @@ use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::s;
-use dra::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
+use dra::baselines::patch::{coreset, image_scores, patch_features};
 use dra::config::TrainConfig;
-use dra::heads::nearest_cells;
-use dra::model::{Dra, Head, HeadNorm, HeadStats, ModelConfig};
-use dra::patch_knn::{coreset, image_scores, patch_features};
+use dra::model::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
+use dra::model::heads::nearest_cells;
+use dra::model::{Dra, HeadNorm, HeadStats, ModelConfig};
 use dra::rng::seeded;
+use dra::types::Head;
 
 fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(v, shape), device)
@@ -274,7 +275,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     )
     .unwrap();
     // the raw head scores of exactly the normal training images give the stored statistics
-    let normals = dra::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
+    let normals = dra::data::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
     let scored = dra::run::predict(out.path(), &normals).unwrap().scored;
     let rows: Vec<Vec<(Head, f32)>> = scored.iter().map(|s| s.heads.clone()).collect();
     let expected = HeadStats::of(&rows);
@@ -338,7 +339,7 @@ fn a_frozen_backbone_scores_alike_with_references_in_the_batch_or_precomputed() 
     let config = ModelConfig {
         backbone: BackboneKind::Resnet18,
         freeze_backbone: true,
-        residual: dra::heads::ResidualMode::Nearest,
+        residual: dra::model::heads::ResidualMode::Nearest,
         ..ModelConfig::default()
     };
     let model = Dra::new(

@@ -191,7 +191,7 @@ fn impossible_settings_stop_before_training() {
         stderr(&r)
     );
     // weights: a truncated file and a file of another network
-    let bundled = dra::backbone::BackboneKind::EfficientnetLite0
+    let bundled = dra::model::backbone::BackboneKind::EfficientnetLite0
         .bundled_weights()
         .unwrap();
     let cut = root.path().join("cut.pth");

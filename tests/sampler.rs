@@ -4,11 +4,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use dra::batch::Batcher;
-use dra::protocol::Sample;
+use dra::data::batch::Batcher;
+use dra::data::sampler::{BatchSampler, RefMode, ReferenceSet};
+use dra::data::transform::Normalization;
 use dra::rng::seeded;
-use dra::sampler::{BatchSampler, Label, RefMode, ReferenceSet, Slot};
-use dra::transform::Normalization;
+use dra::types::{Label, Sample, Slot};
 
 #[test]
 fn batch_of_48_has_32_normal_slots_and_16_seen_anomalies() {
@@ -148,8 +148,10 @@ fn batcher_builds_normalised_nchw_batches_with_labels() {
     let plain = batcher
         .batch(&slot, false, &Normalization::HALF, &mut rng)
         .unwrap();
-    let img =
-        dra::transform::resize_square(&dra::transform::load_rgb(&normals[1].path).unwrap(), 16);
+    let img = dra::data::transform::resize_square(
+        &dra::data::transform::load_rgb(&normals[1].path).unwrap(),
+        16,
+    );
     let mut expected = Vec::new();
     Normalization::HALF.append_chw(&img, &mut expected);
     assert_eq!(plain.pixels, expected);

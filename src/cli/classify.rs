@@ -22,7 +22,7 @@ pub struct ClassifyArgs {
 pub fn run(a: ClassifyArgs) -> Result<()> {
     let device = a.backbone.device.device()?;
     let net = a.backbone.load(&device)?;
-    let predictions = dra::classify::classify(&net, &a.images, &device)?;
+    let predictions = dra::model::backbone::classify::classify(&net, &a.images, &device)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
         return Ok(());

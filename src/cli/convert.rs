@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use dra::convert::Converter;
+use dra::data::convert::Converter;
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {

@@ -10,8 +10,8 @@ use clap::Args;
 use super::preview::{BatchArgs, write_preview};
 use super::train::{Bars, create_run_dir, print_metrics};
 use dra::config::TrainConfig;
-use dra::convert::Converter;
-use dra::sampler::RefMode;
+use dra::data::convert::Converter;
+use dra::data::sampler::RefMode;
 
 /// The bundled ELPV subset, in the package's own layout.
 const DEMO_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/elpv-demo");

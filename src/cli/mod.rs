@@ -1,9 +1,9 @@
 //! Command-line interface: one sub-module per subcommand.
 
-mod bench;
 mod classify;
 mod convert;
 mod demo;
+mod grid;
 mod preview;
 mod split;
 mod train;
@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use dra::backbone::{Backbone, BackboneKind, weights};
+use dra::data::layout::DatasetLayout;
+use dra::data::protocol::{Protocol, Split};
 use dra::device::DeviceChoice;
-use dra::layout::DatasetLayout;
-use dra::protocol::{Protocol, Split};
+use dra::model::backbone::{Backbone, BackboneKind, weights};
 use dra::rng::DraRng;
 
 /// Open-set supervised anomaly detection with DRA (Ding, Pang, Shen, CVPR 2022).
@@ -53,7 +53,7 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Run a grid of experiments (data sets, protocols, shots, seeds, criteria, heads, …)
     /// into mean ± std tables with the kNN baseline; rerun to resume.
-    Bench(bench::BenchArgs),
+    Bench(grid::BenchArgs),
 }
 
 /// Arguments that choose a data set class and a protocol split.
@@ -160,6 +160,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => train::eval(a),
         Command::Predict(a) => train::predict(a),
         Command::Classify(a) => classify::run(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => grid::run(a),
     }
 }

@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DataArgs;
-use dra::batch::Batcher;
-use dra::preview::{REFERENCE_COLOR, grid, label_color};
-use dra::protocol::Split;
+use dra::data::batch::Batcher;
+use dra::data::preview::{REFERENCE_COLOR, grid, label_color};
+use dra::data::protocol::Split;
+use dra::data::sampler::{BatchSampler, RefMode, ReferenceSet};
 use dra::rng::DraRng;
-use dra::sampler::{BatchSampler, RefMode, ReferenceSet};
 
 /// Settings of the batch drawn for a preview.
 #[derive(Debug, Clone, Args)]

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::DataArgs;
-use dra::protocol::Split;
+use dra::data::protocol::Split;
 
 #[derive(Debug, Args)]
 pub struct SplitArgs {
@@ -60,7 +60,7 @@ fn check_images(split: &Split) -> Result<()> {
         "checking images {bar:30} {pos}/{len}",
     )?);
     for s in all {
-        dra::transform::load_rgb(&s.path)?;
+        dra::data::transform::load_rgb(&s.path)?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -6,17 +6,18 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use dra::backbone::{BackboneKind, BnStats};
 use dra::config::{Preset, TrainConfig};
+use dra::data::sampler::RefMode;
+use dra::data::transform::InputNorm;
 use dra::device::DeviceChoice;
-use dra::heads::ResidualMode;
-use dra::loss::Criterion;
+use dra::model::backbone::{BackboneKind, BnStats};
+use dra::model::heads::ResidualMode;
+use dra::model::loss::Criterion;
 use dra::model::{HeadNorm, HeadSet};
-use dra::report::{Metrics, plot_files};
+use dra::run::report::plot_files;
+use dra::run::train::StepReport;
 use dra::run::{self, Progress};
-use dra::sampler::RefMode;
-use dra::train::StepReport;
-use dra::transform::InputNorm;
+use dra::types::Metrics;
 
 /// Every training setting; each overrides `--config` and the defaults.
 #[derive(Debug, Args)]
@@ -362,7 +363,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         // every check of data, weights and memory before the run directory is touched
         cfg.validate()?;
         run::prepare(&cfg)?;
-        dra::train::load_backbone(&cfg, &cfg.device.device()?)?;
+        dra::run::train::load_backbone(&cfg, &cfg.device.device()?)?;
         run::check_memory(&cfg)?;
         create_run_dir(&out, a.overwrite)?;
     }
@@ -422,7 +423,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 }
 
 /// The scores as a table (or JSON) on standard output.
-fn print_predictions(scored: &[dra::evaluate::Scored], json: bool) -> Result<()> {
+fn print_predictions(scored: &[dra::types::Scored], json: bool) -> Result<()> {
     if json {
         let rows: Vec<_> = scored
             .iter()

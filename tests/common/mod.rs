@@ -97,7 +97,7 @@ pub fn s(p: &Path) -> &str {
 pub fn bundled_elpv() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/elpv-demo");
-    dra::convert::Converter::Elpv
+    dra::data::convert::Converter::Elpv
         .run(&demo, data.path(), 42)
         .unwrap();
     data

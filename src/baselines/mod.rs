@@ -1,0 +1,97 @@
+//! The unsupervised baselines of a split, for comparison with DRA: kNN on pooled features
+//! ([`crate::baselines::knn`]) and patch kNN ([`crate::baselines::patch`]), both on the frozen pretrained
+//! backbone, with the normal training images as their memory. They use no anomaly at all.
+
+pub mod knn;
+pub mod patch;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::baselines::knn::{knn_scores, pooled};
+use crate::baselines::patch::{image_scores, memory_bank, patch_features};
+use crate::config::TrainConfig;
+use crate::data::batch::{ImageStore, eval_batch};
+use crate::error::Result;
+use crate::metrics::{auc_roc, average_precision};
+use crate::model::backbone::Backbone;
+use crate::run::prepare;
+use crate::run::train::load_backbone;
+use crate::types::{Auc, Sample};
+
+/// The two baselines' AUCs on one test split.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Baselines {
+    /// kNN on globally pooled features.
+    pub pooled: Auc,
+    /// Patch kNN.
+    pub patch: Auc,
+}
+
+/// What one pass of the backbone gives both baselines, per image batch.
+struct Embedded {
+    pooled: Vec<Vec<f32>>,
+    patches: Vec<Tensor<4>>,
+}
+
+/// Pooled and patch features of `samples` (unaugmented, in batches of `batch_size`).
+fn embed(
+    backbone: &Backbone,
+    store: &mut ImageStore,
+    samples: &[Sample],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Embedded> {
+    let norm = backbone.kind().normalization();
+    let mut out = Embedded {
+        pooled: Vec::with_capacity(samples.len()),
+        patches: Vec::new(),
+    };
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let batch = eval_batch(store, chunk, &norm)?;
+        let (s16, s32) = backbone.stride16_and_features(batch.to_tensor(device));
+        out.pooled.extend(pooled(s32.clone()));
+        out.patches.push(patch_features(s16, s32));
+    }
+    Ok(out)
+}
+
+/// Both baselines on the test split of `config` (its seed draws the split and the coreset).
+pub fn knn_baseline(config: &TrainConfig) -> Result<Baselines> {
+    let mut p = prepare(config)?;
+    let device = config.device.device()?;
+    let backbone = load_backbone(config, &device)?;
+    let mut store = ImageStore::new(config.img_size as u32);
+    let bank = embed(
+        &backbone,
+        &mut store,
+        &p.split.train_normal,
+        config.batch_size,
+        &device,
+    )?;
+    let test = embed(
+        &backbone,
+        &mut store,
+        &p.split.test,
+        config.batch_size,
+        &device,
+    )?;
+    let labels: Vec<bool> = p.split.test.iter().map(|s| s.is_anomaly()).collect();
+    let auc = |scores: Vec<f32>| -> Result<Auc> {
+        let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
+        Ok(Auc {
+            auc_roc: auc_roc(&labels, &scores)?,
+            auc_pr: average_precision(&labels, &scores)?,
+        })
+    };
+    let memory = memory_bank(bank.patches, &mut p.rng);
+    let patch: Vec<f32> = test
+        .patches
+        .into_iter()
+        .flat_map(|f| image_scores(&memory, f))
+        .collect();
+    Ok(Baselines {
+        pooled: auc(knn_scores(&bank.pooled, &test.pooled))?,
+        patch: auc(patch)?,
+    })
+}

@@ -1,0 +1,163 @@
+//! Batch assembly: turns sampler slots into augmented images and then into one
+//! normalised CHW float buffer with its labels.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+
+use crate::data::cutmix::cutmix;
+use crate::data::transform::{Normalization, load_rgb, random_rotation, resize_square};
+use crate::error::Result;
+use crate::rng::DraRng;
+use crate::types::{Label, Sample, Slot};
+
+/// A batch ready for the network: `len` images of 3×`img_size`×`img_size` in NCHW order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<Label>,
+    pub img_size: usize,
+}
+
+impl Batch {
+    /// Normalises `images` (all `img_size` square) into one buffer.
+    pub fn new(images: &[RgbImage], labels: Vec<Label>, norm: &Normalization) -> Self {
+        let img_size = images.first().map_or(0, |i| i.width() as usize);
+        let mut pixels = Vec::with_capacity(images.len() * 3 * img_size * img_size);
+        for img in images {
+            norm.append_chw(img, &mut pixels);
+        }
+        Batch {
+            pixels,
+            labels,
+            img_size,
+        }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the batch holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels as a `[len, 3, img_size, img_size]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        let shape = [self.len(), 3, self.img_size, self.img_size];
+        Tensor::from_data(TensorData::new(self.pixels.clone(), shape), device)
+    }
+}
+
+/// Decoded images resized to `img_size`², kept in memory after their first use.
+#[derive(Debug, Default)]
+pub struct ImageStore {
+    img_size: u32,
+    cache: HashMap<PathBuf, RgbImage>,
+}
+
+impl ImageStore {
+    /// An empty store for images of side `img_size`.
+    pub fn new(img_size: u32) -> Self {
+        ImageStore {
+            img_size,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The resized image at `path`, decoding it on first use.
+    pub fn get(&mut self, path: &Path) -> Result<&RgbImage> {
+        if !self.cache.contains_key(path) {
+            let img = resize_square(&load_rgb(path)?, self.img_size);
+            self.cache.insert(path.to_path_buf(), img);
+        }
+        Ok(&self.cache[path])
+    }
+}
+
+/// Materialises slots from the training normals and seen anomalies.
+#[derive(Debug)]
+pub struct Batcher<'a> {
+    normals: &'a [Sample],
+    anomalies: &'a [Sample],
+    store: ImageStore,
+}
+
+impl<'a> Batcher<'a> {
+    /// A batcher over the training images of a split, at `img_size`².
+    pub fn new(normals: &'a [Sample], anomalies: &'a [Sample], img_size: u32) -> Self {
+        Batcher {
+            normals,
+            anomalies,
+            store: ImageStore::new(img_size),
+        }
+    }
+
+    /// The images of `slots`: with `augment`, normals and seen anomalies are randomly
+    /// rotated and pseudo anomalies are CutMix-ed then rotated; without, images are as resized.
+    pub fn images(
+        &mut self,
+        slots: &[Slot],
+        augment: bool,
+        rng: &mut DraRng,
+    ) -> Result<Vec<RgbImage>> {
+        slots
+            .iter()
+            .map(|slot| {
+                let sample = match slot.label {
+                    Label::Seen => &self.anomalies[slot.index],
+                    Label::Normal | Label::Pseudo => &self.normals[slot.index],
+                };
+                let img = self.store.get(&sample.path)?;
+                Ok(match (augment, slot.label) {
+                    (false, _) => img.clone(),
+                    (true, Label::Pseudo) => random_rotation(&cutmix(img, rng).0, rng),
+                    (true, _) => random_rotation(img, rng),
+                })
+            })
+            .collect()
+    }
+
+    /// The normalised batch of `slots` (see [`Batcher::images`]).
+    pub fn batch(
+        &mut self,
+        slots: &[Slot],
+        augment: bool,
+        norm: &Normalization,
+        rng: &mut DraRng,
+    ) -> Result<Batch> {
+        let images = self.images(slots, augment, rng)?;
+        Ok(Batch::new(
+            &images,
+            slots.iter().map(|s| s.label).collect(),
+            norm,
+        ))
+    }
+}
+
+/// The normalised, unaugmented batch of test images at `paths`.
+pub fn eval_batch(
+    store: &mut ImageStore,
+    samples: &[Sample],
+    norm: &Normalization,
+) -> Result<Batch> {
+    let images = samples
+        .iter()
+        .map(|s| store.get(&s.path).cloned())
+        .collect::<Result<Vec<_>>>()?;
+    let labels = samples
+        .iter()
+        .map(|s| {
+            if s.is_anomaly() {
+                Label::Seen
+            } else {
+                Label::Normal
+            }
+        })
+        .collect();
+    Ok(Batch::new(&images, labels, norm))
+}

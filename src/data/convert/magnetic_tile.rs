@@ -1,0 +1,48 @@
+//! Magnetic tile: `MT_<Class>/Imgs/<name>.jpg` with `<name>.png` masks; `MT_Free` is normal.
+
+use std::path::Path;
+
+use super::{Item, Writer, file_name, file_stem, require_dir};
+use crate::data::layout::{list_dirs, list_images};
+use crate::error::{Error, Result};
+
+pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
+    let classes: Vec<_> = list_dirs(input)?
+        .into_iter()
+        .filter(|d| file_name(d).starts_with("MT_"))
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::layout(input, "no MT_<Class> folders"));
+    }
+    let mut saw_free = false;
+    for dir in classes {
+        let class = file_name(&dir)["MT_".len()..].to_string();
+        let imgs = require_dir(dir.join("Imgs"))?;
+        let photos: Vec<_> = list_images(&imgs)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")))
+            .collect();
+        if class == "Free" {
+            saw_free = true;
+            w.normals(photos.into_iter().map(Item::file).collect())?;
+            continue;
+        }
+        for photo in photos {
+            let mask = imgs.join(format!("{}.png", file_stem(&photo)));
+            w.anomaly(
+                &Item {
+                    mask: mask.is_file().then_some(mask),
+                    ..Item::file(photo)
+                },
+                &class,
+            )?;
+        }
+    }
+    if !saw_free {
+        return Err(Error::layout(
+            input.join("MT_Free"),
+            "folder of normal tiles missing",
+        ));
+    }
+    Ok(())
+}

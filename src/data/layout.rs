@@ -1,0 +1,150 @@
+//! Data set layout: the MVTec-style folders of one class, listed in a machine-independent order.
+//!
+//! ```text
+//! <root>/<class>/train/good/*          normal training images
+//! <root>/<class>/test/good/*           normal test images
+//! <root>/<class>/test/<defect>/*       anomalies, one folder per anomaly class
+//! <root>/<class>/ground_truth/<defect>/<name>_mask.png   optional pixel masks
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// File extensions read as images (compared case-insensitively).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+pub use crate::types::NORMAL_CLASS;
+
+/// True when `path` has one of [`IMAGE_EXTENSIONS`], in any case.
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// The image files directly inside `dir`, sorted by path.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in read_dir(dir)? {
+        if entry.is_file() && is_image(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}
+
+/// The sub-folders directly inside `dir`, sorted by path.
+pub fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(read_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect())
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut paths = entries
+        .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err)))
+        .collect::<Result<Vec<_>>>()?;
+    paths.sort();
+    Ok(paths)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The images of one class of a data set, as found on disk.
+#[derive(Debug, Clone)]
+pub struct DatasetLayout {
+    /// `<root>/<class>`.
+    pub dir: PathBuf,
+    /// Normal training images (`train/good`).
+    pub train_good: Vec<PathBuf>,
+    /// Normal test images (`test/good`).
+    pub test_good: Vec<PathBuf>,
+    /// Anomalies per anomaly class (`test/<defect>`), classes in name order.
+    pub anomalies: BTreeMap<String, Vec<PathBuf>>,
+}
+
+impl DatasetLayout {
+    /// Reads `<data_root>/<class>`, checking that it holds normal training and test images.
+    pub fn open(data_root: &Path, class: &str) -> Result<Self> {
+        if !data_root.is_dir() {
+            return Err(Error::layout(
+                data_root,
+                "data root does not exist or is not a folder (check --data-root)",
+            ));
+        }
+        let dir = data_root.join(class);
+        if !dir.is_dir() {
+            let classes: Vec<String> = list_dirs(data_root)?.iter().map(|p| file_name(p)).collect();
+            return Err(Error::layout(
+                &dir,
+                format!(
+                    "class folder not found (check --class; classes under the data root: {})",
+                    if classes.is_empty() {
+                        "none".to_string()
+                    } else {
+                        classes.join(", ")
+                    }
+                ),
+            ));
+        }
+        let train_good = required_images(&dir.join("train").join(NORMAL_CLASS), "normal training")?;
+        let test_good = required_images(&dir.join("test").join(NORMAL_CLASS), "normal test")?;
+        let mut anomalies = BTreeMap::new();
+        for sub in list_dirs(&dir.join("test"))? {
+            let name = file_name(&sub);
+            if name != NORMAL_CLASS {
+                let files = list_images(&sub)?;
+                if !files.is_empty() {
+                    anomalies.insert(name, files);
+                }
+            }
+        }
+        Ok(DatasetLayout {
+            dir,
+            train_good,
+            test_good,
+            anomalies,
+        })
+    }
+
+    /// Number of anomalies over all anomaly classes.
+    pub fn n_anomalies(&self) -> usize {
+        self.anomalies.values().map(Vec::len).sum()
+    }
+
+    /// The mask of an anomaly image, `ground_truth/<class>/<stem>_mask.png`, when it exists.
+    pub fn mask_for(&self, class: &str, image: &Path) -> Option<PathBuf> {
+        let stem = image.file_stem()?.to_string_lossy();
+        let mask = self
+            .dir
+            .join("ground_truth")
+            .join(class)
+            .join(format!("{stem}_mask.png"));
+        mask.is_file().then_some(mask)
+    }
+}
+
+fn required_images(dir: &Path, what: &str) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Err(Error::layout(
+            dir,
+            format!("folder missing: put the {what} images there (MVTec layout)"),
+        ));
+    }
+    let files = list_images(dir)?;
+    if files.is_empty() {
+        return Err(Error::layout(
+            dir,
+            format!(
+                "no {what} images here (looked for {})",
+                IMAGE_EXTENSIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(files)
+}

@@ -1,0 +1,13 @@
+//! The data stages: public data sets converted into the MVTec layout ([`convert`]), the
+//! folders of one class ([`layout`]), the protocol split ([`protocol`]), batch slots and the
+//! reference set ([`sampler`]), decoding and augmentation ([`transform`], [`cutmix`]),
+//! normalised batches ([`batch`]) and a picture of one ([`preview`]).
+
+pub mod batch;
+pub mod convert;
+pub mod cutmix;
+pub mod layout;
+pub mod preview;
+pub mod protocol;
+pub mod sampler;
+pub mod transform;

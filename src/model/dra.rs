@@ -1,0 +1,410 @@
+//! The DRA model: a backbone, the image pyramid, the reference set and the four heads.
+//!
+//! Per scale s (the input taken at every 2^s-th pixel, PyTorch's nearest downsampling), the
+//! backbone maps [reference images; query images] to features; the residual head compares
+//! the queries' features with the reference features. Each head scores every query image;
+//! head scores are averaged over scales. The anomaly score is s = −g_n + g_s + g_p + g_r over
+//! enabled heads.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::*;
+use burn::tensor::s;
+use serde::{Deserialize, Serialize};
+
+use crate::choice::choice;
+use crate::error::{Error, Result};
+use crate::model::backbone::{Backbone, BackboneKind};
+use crate::model::heads::{NormalHead, PlainHead, ResidualHead, ResidualMode};
+use crate::rng::materialise;
+use crate::types::Head;
+
+/// A non-empty set of heads, parsed from `seen,pseudo,residual,normal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HeadSet(Vec<Head>);
+
+impl HeadSet {
+    /// All four heads (full DRA).
+    pub fn all() -> Self {
+        HeadSet(Head::ALL.to_vec())
+    }
+
+    /// True when `head` is in the set.
+    pub fn contains(&self, head: Head) -> bool {
+        self.0.contains(&head)
+    }
+
+    /// The heads in paper order.
+    pub fn heads(&self) -> &[Head] {
+        &self.0
+    }
+}
+
+impl Default for HeadSet {
+    fn default() -> Self {
+        HeadSet::all()
+    }
+}
+
+impl FromStr for HeadSet {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let mut heads = Vec::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let head = Head::ALL
+                .into_iter()
+                .find(|h| h.name() == name)
+                .ok_or_else(|| {
+                    Error::Setting(format!(
+                        "unknown head '{name}' (seen, pseudo, residual, normal)"
+                    ))
+                })?;
+            if !heads.contains(&head) {
+                heads.push(head);
+            }
+        }
+        if heads.is_empty() {
+            return Err(Error::Setting(
+                "--heads needs at least one of seen, pseudo, residual, normal".into(),
+            ));
+        }
+        heads.sort();
+        Ok(HeadSet(heads))
+    }
+}
+
+impl TryFrom<String> for HeadSet {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<HeadSet> for String {
+    fn from(h: HeadSet) -> String {
+        h.to_string()
+    }
+}
+
+impl fmt::Display for HeadSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.0.iter().map(|h| h.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+choice! {
+    /// How head scores are combined into the anomaly score.
+    pub enum HeadNorm ("head normalisation") {
+        /// s = −g_n + g_s + g_p + g_r (the paper's).
+        None = "none",
+        /// Each head's score as a z-score over the normal training images (mean and std of
+        /// that head on them, unaugmented) before the signed sum.
+        Standardise = "standardise",
+    }
+}
+
+/// Per-head mean and standard deviation of the scores of the normal training images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadStats(pub Vec<(Head, f32, f32)>);
+
+impl HeadStats {
+    /// Mean and (population) std of each head's raw score over `scores` (one row of
+    /// `(head, score)` pairs per normal image).
+    pub fn of(scores: &[Vec<(Head, f32)>]) -> Self {
+        let heads: Vec<Head> = scores
+            .first()
+            .map_or(Vec::new(), |r| r.iter().map(|(h, _)| *h).collect());
+        let n = scores.len().max(1) as f64;
+        HeadStats(
+            heads
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| {
+                    let mean = scores.iter().map(|r| r[i].1 as f64).sum::<f64>() / n;
+                    let var = scores
+                        .iter()
+                        .map(|r| (r[i].1 as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / n;
+                    (h, mean as f32, var.sqrt() as f32)
+                })
+                .collect(),
+        )
+    }
+
+    /// The anomaly score of raw head scores: Σ sign_h · (g_h − μ_h) / σ_h (σ floored at
+    /// 1e-6, so a constant head adds nothing).
+    pub fn anomaly_score(&self, heads: &[(Head, f32)]) -> f32 {
+        heads
+            .iter()
+            .map(|&(h, g)| {
+                let (_, mean, std) = self
+                    .0
+                    .iter()
+                    .find(|(k, _, _)| *k == h)
+                    .copied()
+                    .unwrap_or((h, 0.0, 1.0));
+                h.sign() * (g - mean) / std.max(1e-6)
+            })
+            .sum()
+    }
+}
+
+/// Scores of a batch per enabled head, each `[N]`, averaged over scales.
+#[derive(Debug, Clone)]
+pub struct HeadScores(Vec<(Head, Tensor<1>)>);
+
+impl HeadScores {
+    /// Scores per head (in paper order).
+    pub fn new(scores: Vec<(Head, Tensor<1>)>) -> Self {
+        HeadScores(scores)
+    }
+
+    /// The enabled heads and their scores, in paper order.
+    pub fn iter(&self) -> impl Iterator<Item = (Head, Tensor<1>)> + '_ {
+        self.0.iter().map(|(h, t)| (*h, t.clone()))
+    }
+
+    /// The score of `head`, if enabled.
+    pub fn get(&self, head: Head) -> Option<Tensor<1>> {
+        self.iter().find(|(h, _)| *h == head).map(|(_, t)| t)
+    }
+
+    /// The anomaly score s = −g_n + g_s + g_p + g_r over the enabled heads.
+    pub fn anomaly_score(&self) -> Tensor<1> {
+        self.iter()
+            .map(|(h, t)| t.mul_scalar(h.sign()))
+            .reduce(|a, b| a + b)
+            .expect("at least one head")
+    }
+
+    fn add(self, other: HeadScores) -> HeadScores {
+        HeadScores(
+            self.0
+                .into_iter()
+                .zip(other.0)
+                .map(|((h, a), (_, b))| (h, a + b))
+                .collect(),
+        )
+    }
+
+    fn scale(self, factor: f32) -> HeadScores {
+        HeadScores(
+            self.0
+                .into_iter()
+                .map(|(h, t)| (h, t.mul_scalar(factor)))
+                .collect(),
+        )
+    }
+}
+
+/// Architecture settings of a DRA model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub backbone: BackboneKind,
+    pub heads: HeadSet,
+    /// Pyramid levels: scale s sees the image at 1/2^s of its side.
+    pub n_scales: usize,
+    /// Fraction of feature-map cells averaged by top-K MIL.
+    pub topk: f64,
+    /// What the residual head compares each query cell with.
+    pub residual: ResidualMode,
+    /// Train the heads only: the backbone keeps its pretrained weights and statistics.
+    pub freeze_backbone: bool,
+    /// One backbone copy per scale holds BatchNorm statistics re-estimated at that scale
+    /// (`--bn-stats recalibrate`, filled by [`Dra::recalibrate`] after training).
+    pub scale_statistics: bool,
+}
+
+impl Default for ModelConfig {
+    /// EfficientNet-Lite0, all four heads, 2 scales, top-K 10 %, the paper's residual, the
+    /// backbone trained, no per-scale statistics.
+    fn default() -> Self {
+        ModelConfig {
+            backbone: BackboneKind::EfficientnetLite0,
+            heads: HeadSet::all(),
+            n_scales: 2,
+            topk: 0.1,
+            residual: ResidualMode::Mean,
+            freeze_backbone: false,
+            scale_statistics: false,
+        }
+    }
+}
+
+/// DRA: backbone and heads.
+#[derive(Module, Debug)]
+pub struct Dra {
+    pub backbone: Backbone,
+    seen: Option<PlainHead>,
+    pseudo: Option<PlainHead>,
+    residual: Option<ResidualHead>,
+    normal: Option<NormalHead>,
+    /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
+    scale_backbones: Vec<Backbone>,
+    n_scales: usize,
+    topk: f64,
+    /// The residual head's nearest-cell mode ([`ResidualMode::Nearest`]).
+    nearest_residual: bool,
+    frozen_backbone: bool,
+}
+
+/// Nearest-neighbour pyramid level: every 2^s-th row and column, starting at 0.
+pub fn pyramid_level(x: Tensor<4>, s: usize) -> Tensor<4> {
+    if s == 0 {
+        return x;
+    }
+    let step = 1isize << s;
+    x.slice(s![.., .., ..;step, ..;step])
+}
+
+impl Dra {
+    /// A model with freshly initialised heads around `backbone`.
+    pub fn new(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
+        let _guard = crate::rng::weight_init_lock();
+        Self::draw(config, backbone, device)
+    }
+
+    /// [`Dra::new`] for a caller that holds [`crate::rng::weight_init_lock`].
+    pub(crate) fn draw(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
+        let c = config.backbone.channels();
+        let on = |h: Head| config.heads.contains(h);
+        let scale_backbones = match config.scale_statistics {
+            true => (0..config.n_scales)
+                .map(|_| Backbone::draw(config.backbone, device))
+                .collect(),
+            false => Vec::new(),
+        };
+        let backbone = match config.freeze_backbone {
+            true => backbone.freeze(),
+            false => backbone,
+        };
+        let model = Dra {
+            backbone,
+            scale_backbones,
+            seen: on(Head::Seen).then(|| PlainHead::new(c, device)),
+            pseudo: on(Head::Pseudo).then(|| PlainHead::new(c, device)),
+            residual: on(Head::Residual).then(|| ResidualHead::new(c, device)),
+            normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
+            n_scales: config.n_scales,
+            topk: config.topk,
+            nearest_residual: config.residual == ResidualMode::Nearest,
+            frozen_backbone: config.freeze_backbone,
+        };
+        // the heads' weights, drawn in the order of their first use in `forward`
+        materialise(&model.seen);
+        materialise(&model.pseudo);
+        materialise(&model.residual);
+        materialise(&model.normal);
+        model
+    }
+
+    /// The backbone with scale `s`'s recalibrated statistics, if the model has them.
+    pub fn scale_backbone(&self, s: usize) -> Option<&Backbone> {
+        self.scale_backbones.get(s)
+    }
+
+    /// True when the residual head, and so a reference set, is used.
+    pub fn needs_reference(&self) -> bool {
+        self.residual.is_some()
+    }
+
+    /// The feature map of `x` at scale `s`: a frozen backbone runs without autodiff, and a
+    /// recalibrated model uses that scale's statistics.
+    fn features(&self, x: Tensor<4>, s: usize) -> Tensor<4> {
+        if self.frozen_backbone && x.is_autodiff() {
+            return self.backbone.valid().features(x.inner()).autodiff();
+        }
+        match self.scale_backbones.get(s) {
+            Some(b) if !x.is_autodiff() => b.features(x),
+            _ => self.backbone.features(x),
+        }
+    }
+
+    /// Head scores of `features` at one scale, given the reference features when needed.
+    fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
+        let mut out = Vec::new();
+        if let Some(h) = &self.seen {
+            out.push((Head::Seen, h.forward(features.clone(), self.topk)));
+        }
+        if let Some(h) = &self.pseudo {
+            out.push((Head::Pseudo, h.forward(features.clone(), self.topk)));
+        }
+        if let (Some(h), Some(r)) = (&self.residual, reference) {
+            let mode = match self.nearest_residual {
+                true => ResidualMode::Nearest,
+                false => ResidualMode::Mean,
+            };
+            out.push((
+                Head::Residual,
+                h.forward(features.clone(), r, mode, self.topk),
+            ));
+        }
+        if let Some(h) = &self.normal {
+            out.push((Head::Normal, h.forward(features)));
+        }
+        HeadScores(out)
+    }
+
+    /// Averages per-scale scores over the pyramid.
+    fn over_scales(&self, per_scale: impl Fn(usize) -> HeadScores) -> HeadScores {
+        let total = (0..self.n_scales)
+            .map(per_scale)
+            .reduce(HeadScores::add)
+            .expect("n_scales ≥ 1");
+        total.scale(1.0 / self.n_scales as f32)
+    }
+
+    /// Training forward: references (if the residual head is on) and queries go through the
+    /// backbone together, so BatchNorm sees them in one batch, as in the reference code.
+    pub fn forward(&self, references: Option<Tensor<4>>, queries: Tensor<4>) -> HeadScores {
+        let n_ref = references.as_ref().map_or(0, |r| r.dims()[0]);
+        let input = match (&references, self.needs_reference()) {
+            (Some(r), true) => Tensor::cat(vec![r.clone(), queries], 0),
+            _ => queries,
+        };
+        let n = input.dims()[0];
+        self.over_scales(|s| {
+            let features = self.features(pyramid_level(input.clone(), s), s);
+            if self.needs_reference() && n_ref > 0 {
+                let reference = features.clone().slice(s![0..n_ref]);
+                self.heads(features.slice(s![n_ref..n]), Some(reference))
+            } else {
+                self.heads(features, None)
+            }
+        })
+    }
+
+    /// The reference features at each scale (evaluation: computed once, reused per batch).
+    pub fn reference_maps(&self, references: Tensor<4>) -> Vec<Tensor<4>> {
+        (0..self.n_scales)
+            .map(|s| self.features(pyramid_level(references.clone(), s), s))
+            .collect()
+    }
+
+    /// Evaluation forward against precomputed reference maps (see [`Dra::reference_maps`]).
+    pub fn score(&self, queries: Tensor<4>, reference_maps: &[Tensor<4>]) -> HeadScores {
+        self.over_scales(|s| {
+            let features = self.features(pyramid_level(queries.clone(), s), s);
+            self.heads(features, reference_maps.get(s).cloned())
+        })
+    }
+
+    /// Re-estimates the backbone's BatchNorm statistics at every scale on `images` (plain
+    /// batches of unaugmented normal images; `self` on an autodiff device) and keeps one set
+    /// per scale. Each layer's mean and biased variance are the averages over the batches
+    /// of its batch statistics (exact for a single batch).
+    pub fn recalibrate(mut self, images: &[Tensor<4>]) -> Self {
+        self.scale_backbones = (0..self.n_scales)
+            .map(|s| {
+                let batches: Vec<Tensor<4>> =
+                    images.iter().map(|x| pyramid_level(x.clone(), s)).collect();
+                self.backbone.recalibrated(&batches)
+            })
+            .collect();
+        self
+    }
+}

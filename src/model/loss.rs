@@ -1,0 +1,185 @@
+//! Losses (`--criterion`) and the per-head targets of DRA.
+//!
+//! | label | normal head | seen head | pseudo head | residual head |
+//! |---|---|---|---|---|
+//! | normal | 1 | 0 | 0 | 0 |
+//! | seen anomaly | 0 | 1 | (not fed) | 1 |
+//! | pseudo anomaly | 0 | (not fed) | 1 | 1 |
+//!
+//! Each head's loss is the mean over the samples routed to it; the total is their sum.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::HeadScores;
+use crate::rng::DraRng;
+use crate::types::{Head, Label};
+
+/// Margin a of the deviation losses: targets 1 are pushed to a z-score of at least a.
+pub const MARGIN: f32 = 5.0;
+/// Size of the N(0, 1) reference sample of the deviation loss.
+pub const REFERENCE_DRAWS: usize = 5000;
+
+/// The training criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Criterion {
+    /// DevNet's deviation loss: (1−t)|z| + t·max(0, a − z), z against a 5000-draw N(0,1) reference.
+    #[default]
+    Deviation,
+    /// The reproduction report's variant: reference of the batch's size, (1−t)z² +
+    /// t·max(0, a − z)², weighted by |t − ½| (always ½ for 0/1 targets: a constant scale).
+    Dweighted,
+    /// Binary cross-entropy with the score as logit.
+    Bce,
+    /// Binary focal loss, α = 1, γ = 2, with the score as logit.
+    Focal,
+}
+
+impl Criterion {
+    /// Every criterion.
+    pub const ALL: [Criterion; 4] = [
+        Criterion::Deviation,
+        Criterion::Dweighted,
+        Criterion::Bce,
+        Criterion::Focal,
+    ];
+
+    /// Name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Criterion::Deviation => "deviation",
+            Criterion::Dweighted => "dweighted",
+            Criterion::Bce => "bce",
+            Criterion::Focal => "focal",
+        }
+    }
+
+    /// Mean loss of `scores` `[n]` against 0/1 `targets`; reference draws come from `rng`.
+    pub fn loss(self, scores: Tensor<1>, targets: &[f32], rng: &mut DraRng) -> Tensor<1> {
+        let device = scores.device();
+        let t = Tensor::<1>::from_data(TensorData::new(targets.to_vec(), [targets.len()]), &device);
+        match self {
+            Criterion::Deviation => {
+                let (mu, sigma) = reference_statistics(REFERENCE_DRAWS, rng);
+                deviation(scores, t, mu, sigma)
+            }
+            Criterion::Dweighted => {
+                let (mu, sigma) = if targets.len() > 1 {
+                    reference_statistics(targets.len(), rng)
+                } else {
+                    (0.0, 1.0)
+                };
+                dweighted(scores, t, mu, sigma)
+            }
+            Criterion::Bce => bce(scores, t).mean(),
+            Criterion::Focal => {
+                let b = bce(scores, t);
+                let pt = b.clone().neg().exp();
+                (pt.neg().add_scalar(1.0).powi_scalar(2) * b).mean()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Criterion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Criterion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Criterion::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                Error::Setting(format!(
+                    "unknown criterion '{s}' (deviation, dweighted, bce or focal)"
+                ))
+            })
+    }
+}
+
+/// Mean and unbiased standard deviation of `n` draws from N(0, 1).
+pub fn reference_statistics(n: usize, rng: &mut DraRng) -> (f32, f32) {
+    let draws: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+    let mean = draws.iter().sum::<f64>() / n as f64;
+    let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    (mean as f32, var.sqrt() as f32)
+}
+
+/// Deviation loss with reference statistics `mu`, `sigma`.
+pub fn deviation(scores: Tensor<1>, t: Tensor<1>, mu: f32, sigma: f32) -> Tensor<1> {
+    let z = scores.sub_scalar(mu).div_scalar(sigma);
+    let inlier = t.clone().neg().add_scalar(1.0) * z.clone().abs();
+    let outlier = t * relu(z.neg().add_scalar(MARGIN));
+    (inlier + outlier).mean()
+}
+
+/// The reproduction report's weighted deviation loss with reference statistics `mu`, `sigma`.
+pub fn dweighted(scores: Tensor<1>, t: Tensor<1>, mu: f32, sigma: f32) -> Tensor<1> {
+    let dev = scores.sub_scalar(mu).div_scalar(sigma);
+    let weight = t.clone().sub_scalar(0.5).abs();
+    let inlier = t.clone().neg().add_scalar(1.0) * dev.clone().powi_scalar(2);
+    let outlier = t * relu(dev.neg().add_scalar(MARGIN)).powi_scalar(2);
+    (weight * (inlier + outlier)).mean()
+}
+
+/// Per-sample binary cross-entropy with logits: max(s, 0) − s·t + ln(1 + e^−|s|).
+fn bce(scores: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
+    let softplus = scores.clone().abs().neg().exp().add_scalar(1.0).log();
+    relu(scores.clone()) - scores * t + softplus
+}
+
+/// Which samples of a batch a head is trained on, and their targets.
+pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
+    labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &l)| {
+            let target = match (head, l) {
+                (Head::Seen, Label::Pseudo) | (Head::Pseudo, Label::Seen) => return None,
+                (Head::Normal, l) => l == Label::Normal,
+                (Head::Seen, l) => l == Label::Seen,
+                (Head::Pseudo, l) => l == Label::Pseudo,
+                (Head::Residual, l) => l != Label::Normal,
+            };
+            Some((i as i64, if target { 1.0 } else { 0.0 }))
+        })
+        .unzip()
+}
+
+/// The DRA loss of a batch: the sum over enabled heads of each head's mean loss on the
+/// samples routed to it. Returns the total and each head's value.
+pub fn dra_loss(
+    criterion: Criterion,
+    scores: &HeadScores,
+    labels: &[Label],
+    rng: &mut DraRng,
+) -> (Tensor<1>, Vec<(Head, Tensor<1>)>) {
+    let mut parts = Vec::new();
+    for (head, s) in scores.iter() {
+        let (index, targets) = routing(head, labels);
+        if index.is_empty() {
+            continue;
+        }
+        let device = s.device();
+        let idx =
+            Tensor::<1, Int>::from_data(TensorData::new(index.clone(), [index.len()]), &device);
+        parts.push((head, criterion.loss(s.select(0, idx), &targets, rng)));
+    }
+    let total = parts
+        .iter()
+        .map(|(_, l)| l.clone())
+        .reduce(|a, b| a + b)
+        .expect("at least one head");
+    (total, parts)
+}

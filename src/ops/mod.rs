@@ -1,0 +1,70 @@
+//! CPU kernels that burn's `flex` backend lacks, added through burn's backend extensions:
+//! BatchNorm fused into one operation (on batch statistics when training; at inference
+//! with the residual addition and ReLU after it), a convolution as tiled im2col copies and
+//! matrix products written in place (forward, weight gradient), and max pooling without
+//! indices (inference). The backbones use them on `flex` and burn's own operations
+//! everywhere else.
+
+pub mod batch_norm;
+pub mod conv;
+pub mod norm;
+pub mod pool;
+
+use burn::backend::DispatchDevice;
+use burn::backend::flex::FlexTensor;
+use burn::nn::PaddingConfig2d;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+/// Whether tensors on `device` can use these kernels (the `flex` CPU backend).
+pub fn available(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// `t` laid out contiguously from the start of its own buffer: itself where it already is
+/// (burn's `to_contiguous` would clone its handle, so the buffer would never be unique), a
+/// copy otherwise.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    let layout = t.layout();
+    let whole = layout.num_elements() * t.dtype().size() == t.bytes().len();
+    if layout.is_contiguous() && layout.start_offset() == 0 && whole {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The values of an f32 tensor, in row-major order.
+fn values(x: &FlexTensor) -> Vec<f32> {
+    x.to_contiguous().storage::<f32>().to_vec()
+}
+
+/// An f32 tensor of `shape` holding `values`.
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The padding of each side per axis of a window (`kernel`, `stride`, `dilation`), where the
+/// two sides are equal for any input size.
+fn symmetric_padding(
+    padding: &PaddingConfig2d,
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    [dh, dw]: [usize; 2],
+) -> Option<[usize; 2]> {
+    match *padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        // "same" pads (k − 1)·d in total, evenly for odd kernels at stride 1
+        PaddingConfig2d::Same if stride == [1, 1] && kh % 2 == 1 && kw % 2 == 1 => {
+            Some([(kh - 1) * dh / 2, (kw - 1) * dw / 2])
+        }
+        PaddingConfig2d::Same if [kh, kw] == [1, 1] => Some([0, 0]),
+        _ => None,
+    }
+}

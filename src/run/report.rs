@@ -1,0 +1,186 @@
+//! The run directory: `config.json`, `model.safetensors`, `metrics.json`, `scores.csv`,
+//! `train_log.csv` and the plots (`scores`, `roc`, `pr` as PNG and SVG).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::metrics::{auc_roc, average_precision, per_class_auc_roc, pr_curve, roc_curve};
+use crate::model::HeadStats;
+use crate::run::plot;
+use crate::run::train::EpochLog;
+use crate::types::{Auc, Metrics};
+use crate::types::{Head, Scored};
+
+impl Metrics {
+    /// Computes the metrics of scored test images, with the standardised combination's
+    /// when the heads' statistics are given.
+    pub fn of(scored: &[Scored], stats: Option<&HeadStats>) -> Result<Self> {
+        let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
+        let auc = |scores: &[f64]| -> Result<Auc> {
+            Ok(Auc {
+                auc_roc: auc_roc(&labels, scores)?,
+                auc_pr: average_precision(&labels, scores)?,
+            })
+        };
+        let total: Vec<f64> = scored.iter().map(|s| s.score as f64).collect();
+        let overall = auc(&total)?;
+        let mut heads = BTreeMap::new();
+        for (k, (head, _)) in scored
+            .first()
+            .map(|s| s.heads.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let values: Vec<f64> = scored
+                .iter()
+                .map(|s| (head.sign() * s.heads[k].1) as f64)
+                .collect();
+            heads.insert(head.name().to_string(), auc(&values)?);
+        }
+        let classes: Vec<Option<&str>> = scored
+            .iter()
+            .map(|s| s.anomaly.then_some(s.class.as_str()))
+            .collect();
+        let standardised = match stats {
+            Some(stats) => {
+                let z: Vec<f64> = scored
+                    .iter()
+                    .map(|s| stats.anomaly_score(&s.heads) as f64)
+                    .collect();
+                Some(auc(&z)?)
+            }
+            None => None,
+        };
+        Ok(Metrics {
+            auc_roc: overall.auc_roc,
+            auc_pr: overall.auc_pr,
+            heads,
+            classes: per_class_auc_roc(&classes, &total)?,
+            standardised,
+        })
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `value` as pretty JSON.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::layout(path, e.to_string()))?;
+    write(path, &(text + "\n"))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// A CSV table: the `leading` columns, then one column per head; each row gives its
+/// leading fields (already joined) and its head values.
+fn csv_with_heads<'a>(
+    leading: &str,
+    rows: impl Iterator<Item = (String, &'a [(Head, f32)])>,
+) -> String {
+    let mut rows = rows.peekable();
+    let mut out = String::from(leading);
+    for (h, _) in rows.peek().map_or(&[][..], |(_, heads)| heads) {
+        write!(out, ",{h}").unwrap();
+    }
+    out.push('\n');
+    for (fields, heads) in rows {
+        out += &fields;
+        for (_, v) in heads {
+            write!(out, ",{v}").unwrap();
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `scores.csv`: path, label (0 normal / 1 anomaly), class, score, then one column per head.
+pub fn scores_csv(scored: &[Scored]) -> String {
+    csv_with_heads(
+        "path,label,class,score",
+        scored.iter().map(|s| {
+            let fields = format!(
+                "{},{},{},{}",
+                csv_field(&s.path.to_string_lossy()),
+                u8::from(s.anomaly),
+                csv_field(&s.class),
+                s.score
+            );
+            (fields, &s.heads[..])
+        }),
+    )
+}
+
+/// `train_log.csv`: epoch, lr, mean loss, then each head's mean loss.
+pub fn train_log_csv(logs: &[EpochLog]) -> String {
+    csv_with_heads(
+        "epoch,lr,loss",
+        logs.iter()
+            .map(|l| (format!("{},{},{}", l.epoch, l.lr, l.loss), &l.heads[..])),
+    )
+}
+
+/// Writes metrics, scores and plots of an evaluation into `dir`; returns the metrics.
+pub fn write_evaluation(
+    dir: &Path,
+    scored: &[Scored],
+    stats: Option<&HeadStats>,
+    title: &str,
+) -> Result<Metrics> {
+    let metrics = Metrics::of(scored, stats)?;
+    write_json(&dir.join("metrics.json"), &metrics)?;
+    write(&dir.join("scores.csv"), &scores_csv(scored))?;
+    let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
+    let total: Vec<f64> = scored.iter().map(|s| s.score as f64).collect();
+    plot::scores(
+        &dir.join("scores"),
+        scored,
+        &format!(
+            "{title}: AUC-ROC {:.4}, AUC-PR {:.4}",
+            metrics.auc_roc, metrics.auc_pr
+        ),
+    )?;
+    plot::curve(
+        &dir.join("roc"),
+        &roc_curve(&labels, &total)?,
+        &format!("ROC, AUC {:.4}", metrics.auc_roc),
+        "false positive rate",
+        "true positive rate",
+        false,
+    )?;
+    plot::curve(
+        &dir.join("pr"),
+        &pr_curve(&labels, &total)?,
+        &format!("precision-recall, AP {:.4}", metrics.auc_pr),
+        "recall",
+        "precision",
+        true,
+    )?;
+    Ok(metrics)
+}
+
+/// The plot files an evaluation writes into `dir`.
+pub fn plot_files(dir: &Path) -> Vec<PathBuf> {
+    ["scores", "roc", "pr"]
+        .iter()
+        .flat_map(|s| ["png", "svg"].map(|e| dir.join(format!("{s}.{e}"))))
+        .collect()
+}
+
+/// Writes the per-epoch losses.
+pub fn write_train_log(dir: &Path, logs: &[EpochLog]) -> Result<()> {
+    write(&dir.join("train_log.csv"), &train_log_csv(logs))
+}

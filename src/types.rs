@@ -1,0 +1,116 @@
+//! The values that pass between the stages, defined below all of them: an image of the
+//! data set, a batch slot and its label, a head, an image's scores and a test set's metrics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the folder that holds normal images.
+pub const NORMAL_CLASS: &str = "good";
+
+/// One image with its class folder name (`good` for normals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub class: String,
+}
+
+impl Sample {
+    /// True for anything but the normal class.
+    pub fn is_anomaly(&self) -> bool {
+        self.class != NORMAL_CLASS
+    }
+}
+
+/// Label of a training sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Label {
+    /// A normal image (0).
+    Normal = 0,
+    /// A labelled, seen anomaly (1).
+    Seen = 1,
+    /// A CutMix pseudo anomaly made from a normal image (2).
+    Pseudo = 2,
+}
+
+/// One batch position: an index into the normal pool (Normal, Pseudo) or the seen
+/// anomalies (Seen), and its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub index: usize,
+    pub label: Label,
+}
+
+/// One of the four heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Head {
+    Seen,
+    Pseudo,
+    Residual,
+    Normal,
+}
+
+impl Head {
+    /// All heads, in the order the paper lists them.
+    pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
+
+    /// Name on the command line and in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::Seen => "seen",
+            Head::Pseudo => "pseudo",
+            Head::Residual => "residual",
+            Head::Normal => "normal",
+        }
+    }
+
+    /// Sign of the head in the anomaly score: −1 for the normal head, +1 otherwise.
+    pub fn sign(self) -> f32 {
+        if self == Head::Normal { -1.0 } else { 1.0 }
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The scores of one test image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub path: PathBuf,
+    /// Class folder (`good` for normals).
+    pub class: String,
+    pub anomaly: bool,
+    /// Anomaly score −g_n + g_s + g_p + g_r.
+    pub score: f32,
+    /// Raw head scores (the normal head's is a normality score).
+    pub heads: Vec<(Head, f32)>,
+}
+
+/// AUC-ROC and AUC-PR (average precision) of one score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Auc {
+    pub auc_roc: f64,
+    pub auc_pr: f64,
+}
+
+/// Image-level metrics of a test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Of the anomaly score.
+    pub auc_roc: f64,
+    pub auc_pr: f64,
+    /// Of each head alone (the normal head negated, so that high means anomalous).
+    pub heads: BTreeMap<String, Auc>,
+    /// AUC-ROC of each anomaly class against all normals.
+    pub classes: BTreeMap<String, f64>,
+    /// Of the sum of the heads' z-scores over the normal training images (`--head-norm
+    /// standardise`), whichever combination the run used.
+    #[serde(default)]
+    pub standardised: Option<Auc>,
+}
