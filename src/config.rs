@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::choice::choice;
 use crate::data::protocol::Protocol;
-use crate::data::sampler::RefMode;
+use crate::data::reference::RefMode;
 use crate::data::transform::{InputNorm, Normalization};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
@@ -147,13 +147,26 @@ impl TrainConfig {
         }
     }
 
-    /// Reads a TOML file of settings over `base` (unknown keys are an error).
+    /// Reads a TOML file of settings over `base` (unknown keys are an error naming the file).
     pub fn from_toml_file(path: &std::path::Path, base: &TrainConfig) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let invalid = |m: String| Error::layout(path, format!("invalid config: {m}"));
-        let file: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
+        let invalid = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("invalid config: {message}"),
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
+        Self::layered(base, &[table]).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// `base` with each table of `layers` set over it in turn, deserialised once (an
+    /// unknown key or a wrong type is an error naming it). The one way settings are
+    /// overridden: by `--config` and flags, and by a grid's base, case and values.
+    pub fn layered(base: &TrainConfig, layers: &[toml::Table]) -> Result<Self> {
+        let invalid = |m: String| Error::Setting(m);
         let mut table = toml::Table::try_from(base).map_err(|e| invalid(e.to_string()))?;
-        table.extend(file);
+        for layer in layers {
+            table.extend(layer.clone());
+        }
         table
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().into()))
@@ -161,14 +174,7 @@ impl TrainConfig {
 
     /// The protocol these settings describe.
     pub fn protocol(&self) -> Protocol {
-        match &self.known_class {
-            Some(known_class) if !known_class.is_empty() => Protocol::Hard {
-                known_class: known_class.clone(),
-            },
-            _ => Protocol::General {
-                test_threshold: self.test_threshold,
-            },
-        }
+        Protocol::new(self.known_class.as_deref(), self.test_threshold)
     }
 
     /// The model architecture part of the settings.
@@ -202,6 +208,14 @@ impl TrainConfig {
         }
     }
 
+    /// Input side at each pyramid scale: every 2^s-th pixel of the `img_size` image, so
+    /// ⌈img_size / 2^s⌉.
+    pub fn scale_sizes(&self) -> Vec<usize> {
+        (0..self.n_scales)
+            .map(|s| self.img_size.div_ceil(1 << s))
+            .collect()
+    }
+
     /// Learning rate of 0-based `epoch`: lr · 0.1^⌊(epoch + 1) / lr_step⌋ (the reference code
     /// steps its StepLR at the start of every epoch, so the first drop comes one epoch early).
     pub fn lr_at(&self, epoch: usize) -> f64 {
@@ -217,8 +231,11 @@ impl TrainConfig {
         if self.n_scales == 0 {
             return bad("--n-scales must be at least 1".into());
         }
-        let smallest = self.img_size >> (self.n_scales - 1);
-        if smallest == 0 || self.backbone.feature_size(smallest).is_err() {
+        // each scale halves the image: it must still have a pixel after n_scales − 1 halvings
+        let smallest = self.scale_sizes()[self.n_scales - 1];
+        if self.img_size >> (self.n_scales - 1) == 0
+            || self.backbone.feature_size(smallest).is_err()
+        {
             return bad(format!(
                 "--img-size {} with --n-scales {} gives an empty image at the smallest scale",
                 self.img_size, self.n_scales
@@ -249,14 +266,11 @@ impl TrainConfig {
             return bad("--lr must be positive and --weight-decay not negative".into());
         }
         match (&self.weights, self.backbone.bundled_weights()) {
-            (None, None) => bad(format!(
-                "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
-                self.backbone
-            )),
-            (Some(path), _) if !path.is_file() => Err(Error::layout(
-                path,
-                "weights file not found (check --weights)",
-            )),
+            (None, None) => bad(crate::model::backbone::weights::no_weights(self.backbone)),
+            (Some(path), _) if !path.is_file() => Err(Error::Weights {
+                path: path.clone(),
+                message: "weights file not found (check --weights)".into(),
+            }),
             _ => Ok(()),
         }
     }

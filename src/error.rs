@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Errors raised by the data layer, converters and metrics.
+/// Errors of every stage, each saying what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A data set or converter input is laid out wrongly; the message says what to fix.
@@ -20,9 +20,22 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A settings file (`--config`, a grid) cannot be read or holds an unknown key.
+    #[error("{}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    /// A weights file cannot be read or does not fit the backbone.
+    #[error("{}: {message}", path.display())]
+    Weights { path: PathBuf, message: String },
+    /// A file of a run directory (settings, checkpoint, model, results) is missing, cannot
+    /// be read or written, or does not match the run.
+    #[error("{}: {message}", path.display())]
+    RunFile { path: PathBuf, message: String },
     /// A setting is out of range or contradicts the data.
     #[error("{0}")]
     Setting(String),
+    /// Training cannot go on (a loss is not finite).
+    #[error("{0}")]
+    Training(String),
 }
 
 /// Result alias used throughout the crate.
@@ -32,6 +45,14 @@ impl Error {
     /// A layout error for `path`.
     pub fn layout(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Layout {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A run-directory error for `path`.
+    pub fn run_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::RunFile {
             path: path.into(),
             message: message.into(),
         }

@@ -41,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use crate::baselines::{Baselines, knn_baseline};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::run::report::write_json;
-use crate::run::{Progress, resumable, train_and_evaluate};
+use crate::run::files::write_json;
+use crate::run::{Plan, Progress, resumable, train_and_evaluate};
 use crate::types::{Auc, Metrics};
 
 /// A grid file.
@@ -156,8 +156,10 @@ impl Grid {
     /// Reads a grid file.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut grid: Grid = toml::from_str(&text)
-            .map_err(|e| Error::layout(path, format!("invalid grid: {}", e.message())))?;
+        let mut grid: Grid = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("invalid grid: {}", e.message()),
+        })?;
         // a relative data root is relative to the grid file
         if let Some(toml::Value::String(root)) = grid.base.get("data_root") {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -204,13 +206,14 @@ impl Grid {
         combos
             .into_iter()
             .map(|combo| {
-                let mut table = self.base.clone();
-                for (k, v) in combo.iter().filter(|(k, _)| k != "case") {
-                    table.insert(k.clone(), v.clone());
-                }
-                let config: TrainConfig = table.try_into().map_err(|e: toml::de::Error| {
-                    Error::Setting(format!("grid '{}': {}", self.name, e.message()))
-                })?;
+                let values: toml::Table = combo
+                    .iter()
+                    .filter(|(k, _)| k != "case")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let config =
+                    TrainConfig::layered(&TrainConfig::default(), &[self.base.clone(), values])
+                        .map_err(|e| Error::Setting(format!("grid '{}': {e}", self.name)))?;
                 // the table's columns: the case's name, then the grid's keys
                 let shown = |k: &str| k == "case" || self.grid.contains_key(k);
                 let values: Vec<(String, String)> = combo
@@ -264,7 +267,7 @@ fn read_result(dir: &Path) -> Result<Option<CellResult>> {
         return Ok(None);
     };
     let mut result: CellResult =
-        serde_json::from_str(&text).map_err(|e| Error::layout(&done, e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| Error::run_file(&done, e.to_string()))?;
     if result.heads.is_empty() {
         // written before cells kept their heads: the cell's metrics.json has them
         result.heads = saved_heads(dir).unwrap_or_default();
@@ -302,13 +305,14 @@ pub fn run_grid(
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let start = Instant::now();
-        let metrics = train_and_evaluate(&cell.config, &dir, resume, progress)?;
+        let mut plan = Plan::new(&cell.config)?;
+        let metrics = train_and_evaluate(&mut plan, &dir, resume, progress)?;
         let seconds = start.elapsed().as_secs_f64();
         let knn = if grid.knn {
             let key = knn_key(&cell.config);
             let auc = match knn_cache.get(&key) {
                 Some(auc) => *auc,
-                None => knn_baseline(&cell.config)?,
+                None => knn_baseline(&mut plan)?,
             };
             knn_cache.insert(key, auc);
             Some(auc)

@@ -213,7 +213,13 @@ fn an_interrupted_cell_continues_from_its_checkpoint() {
         resume: false,
         stop_after: Some(1),
     };
-    dra::run::train_run(&cell.config, &dir, options, &mut ()).unwrap();
+    dra::run::train_run(
+        &mut dra::run::Plan::new(&cell.config).unwrap(),
+        &dir,
+        options,
+        &mut (),
+    )
+    .unwrap();
     let log_after_one = std::fs::read_to_string(dir.join("train_log.csv")).unwrap();
     assert_eq!(log_after_one.lines().count(), 2, "{log_after_one}");
     let resumed = run_grid(&g, cut.path(), &mut (), |_, _, _, _| {}).unwrap();

@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use dra::config::{Preset, TrainConfig};
 use dra::model::backbone::{Backbone, BackboneKind};
-use dra::model::heads::{top_k, top_k_mean};
+use dra::model::heads::{top_k_count, top_k_mean};
 use dra::model::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
 use dra::model::{Dra, HeadScores, HeadSet, ModelConfig, pyramid_level};
 use dra::rng::seeded;
@@ -44,10 +44,10 @@ fn close(a: f32, b: f32) {
 
 #[test]
 fn top_k_rule_and_mean_of_the_largest_cells() {
-    assert_eq!(top_k(14, 14, 0.1), 19); // 448² input
-    assert_eq!(top_k(7, 7, 0.1), 4); // 224²
-    assert_eq!(top_k(2, 2, 0.1), 1); // never below one cell
-    assert_eq!(top_k(4, 4, 1.0), 16);
+    assert_eq!(top_k_count(14, 14, 0.1), 19); // 448² input
+    assert_eq!(top_k_count(7, 7, 0.1), 4); // 224²
+    assert_eq!(top_k_count(2, 2, 0.1), 1); // never below one cell
+    assert_eq!(top_k_count(4, 4, 1.0), 16);
     let map = counting([2, 1, 4, 4]);
     let v = values(top_k_mean(map.clone(), 0.25));
     assert_eq!(v, vec![13.5, 29.5]); // mean of {12..15} and {28..31}
@@ -150,7 +150,7 @@ fn learning_rate_drops_at_epochs_9_19_29() {
 
 #[test]
 fn the_paper_preset_is_the_reference_codes_training_setting() {
-    use dra::data::sampler::RefMode;
+    use dra::data::reference::RefMode;
     use dra::data::transform::InputNorm;
     use dra::model::backbone::BnStats;
     let p = TrainConfig::preset(Preset::Paper);
@@ -311,7 +311,13 @@ fn same_seed_gives_bit_identical_scores() {
     let runs: Vec<String> = (0..2)
         .map(|_| {
             let out = tempfile::tempdir().unwrap();
-            dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
+            dra::run::train_and_evaluate(
+                &mut dra::run::Plan::new(&cfg).unwrap(),
+                out.path(),
+                false,
+                &mut (),
+            )
+            .unwrap();
             for f in [
                 "config.json",
                 "metrics.json",
@@ -330,7 +336,7 @@ fn same_seed_gives_bit_identical_scores() {
     assert_eq!(runs[0].lines().count(), 1 + 75);
     let other = tempfile::tempdir().unwrap();
     dra::run::train_and_evaluate(
-        &TrainConfig { seed: 7, ..cfg },
+        &mut dra::run::Plan::new(&TrainConfig { seed: 7, ..cfg }).unwrap(),
         other.path(),
         false,
         &mut (),
@@ -347,7 +353,13 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     let data = common::bundled_elpv();
     let cfg = demo_config(data.path());
     let out = tempfile::tempdir().unwrap();
-    let trained = dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
+    let trained = dra::run::train_and_evaluate(
+        &mut dra::run::Plan::new(&cfg).unwrap(),
+        out.path(),
+        false,
+        &mut (),
+    )
+    .unwrap();
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     let again = dra::run::evaluate_run(out.path(), &mut ()).unwrap();
     assert_eq!(trained, again);
@@ -398,7 +410,13 @@ fn learns_on_real_kolektorsdd_pieces() {
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let metrics = dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
+    let metrics = dra::run::train_and_evaluate(
+        &mut dra::run::Plan::new(&cfg).unwrap(),
+        out.path(),
+        false,
+        &mut (),
+    )
+    .unwrap();
     let log = std::fs::read_to_string(out.path().join("train_log.csv")).unwrap();
     let losses: Vec<f32> = log
         .lines()

@@ -269,9 +269,15 @@ fn standardisation_learns_from_the_normal_training_images_only() {
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(&cfg, out.path(), false, &mut ()).unwrap();
+    dra::run::train_and_evaluate(
+        &mut dra::run::Plan::new(&cfg).unwrap(),
+        out.path(),
+        false,
+        &mut (),
+    )
+    .unwrap();
     let stats: HeadStats = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join(dra::run::HEAD_STATS)).unwrap(),
+        &std::fs::read_to_string(out.path().join(dra::run::files::HEAD_STATS)).unwrap(),
     )
     .unwrap();
     // the raw head scores of exactly the normal training images give the stored statistics

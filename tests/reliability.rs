@@ -33,7 +33,13 @@ fn a_resumed_run_ends_with_the_uninterrupted_scores() {
     let data = common::bundled_elpv();
     let cfg = tiny(data.path(), "elpv");
     let whole = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(&cfg, whole.path(), false, &mut ()).unwrap();
+    dra::run::train_and_evaluate(
+        &mut dra::run::Plan::new(&cfg).unwrap(),
+        whole.path(),
+        false,
+        &mut (),
+    )
+    .unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     let stop = |n| RunOptions {
@@ -41,7 +47,13 @@ fn a_resumed_run_ends_with_the_uninterrupted_scores() {
         stop_after: Some(n),
     };
     assert_eq!(
-        train_run(&cfg, parts.path(), stop(1), &mut ()).unwrap(),
+        train_run(
+            &mut dra::run::Plan::new(&cfg).unwrap(),
+            parts.path(),
+            stop(1),
+            &mut ()
+        )
+        .unwrap(),
         Outcome::Stopped { epochs_done: 1 }
     );
     assert!(parts.path().join("checkpoint/state.json").is_file());
@@ -51,11 +63,23 @@ fn a_resumed_run_ends_with_the_uninterrupted_scores() {
         stop_after: n,
     };
     assert_eq!(
-        train_run(&cfg, parts.path(), resume(Some(1)), &mut ()).unwrap(),
+        train_run(
+            &mut dra::run::Plan::new(&cfg).unwrap(),
+            parts.path(),
+            resume(Some(1)),
+            &mut ()
+        )
+        .unwrap(),
         Outcome::Stopped { epochs_done: 2 }
     );
     assert!(matches!(
-        train_run(&cfg, parts.path(), resume(None), &mut ()).unwrap(),
+        train_run(
+            &mut dra::run::Plan::new(&cfg).unwrap(),
+            parts.path(),
+            resume(None),
+            &mut ()
+        )
+        .unwrap(),
         Outcome::Finished(_)
     ));
     let read = |d: &Path, f: &str| std::fs::read(d.join(f)).unwrap();

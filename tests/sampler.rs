@@ -4,8 +4,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use dra::data::batch::Batcher;
-use dra::data::sampler::{BatchSampler, RefMode, ReferenceSet};
+use dra::data::batch::{Batcher, ImageStore};
+use dra::data::reference::{RefMode, ReferenceSet};
+use dra::data::sampler::BatchSampler;
 use dra::data::transform::Normalization;
 use dra::rng::seeded;
 use dra::types::{Label, Sample, Slot};
@@ -77,7 +78,7 @@ fn sampling_is_deterministic_per_seed() {
 fn fixed_reference_set_never_changes_and_resample_does() {
     let mut rng = seeded(9);
     let mut fixed = ReferenceSet::new(RefMode::Fixed, 5, 40, &mut rng).unwrap();
-    let first = fixed.draw(&mut rng);
+    let first = fixed.slots(&mut rng);
     assert_eq!(first.len(), 5);
     assert!(first.iter().all(|s| s.label == Label::Normal));
     let mut distinct: Vec<_> = first.iter().map(|s| s.index).collect();
@@ -85,13 +86,13 @@ fn fixed_reference_set_never_changes_and_resample_does() {
     distinct.dedup();
     assert_eq!(distinct.len(), 5);
     for _ in 0..10 {
-        assert_eq!(fixed.draw(&mut rng), first);
+        assert_eq!(fixed.slots(&mut rng), first);
     }
     assert!(!fixed.augmented());
 
     let mut resample = ReferenceSet::new(RefMode::Resample, 5, 40, &mut rng).unwrap();
     assert!(resample.augmented());
-    let draws: Vec<_> = (0..200).map(|_| resample.draw(&mut rng)).collect();
+    let draws: Vec<_> = (0..200).map(|_| resample.slots(&mut rng)).collect();
     assert!(draws.windows(2).any(|w| w[0] != w[1]));
     let pseudo = draws
         .iter()
@@ -126,7 +127,8 @@ fn batcher_builds_normalised_nchw_batches_with_labels() {
     };
     let normals = vec![sample("n0.png", "good", 1), sample("n1.png", "good", 2)];
     let anomalies = vec![sample("a0.png", "crack", 3)];
-    let mut batcher = Batcher::new(&normals, &anomalies, 16);
+    let mut store = ImageStore::new(16);
+    let mut batcher = Batcher::new(&normals, &anomalies, &mut store);
     let mut sampler = BatchSampler::new(2, 1, 6).unwrap();
     let mut rng = seeded(0);
     let slots = sampler.next_batch(&mut rng);

@@ -10,13 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::baselines::knn::{knn_scores, pooled};
 use crate::baselines::patch::{image_scores, memory_bank, patch_features};
-use crate::config::TrainConfig;
 use crate::data::batch::{ImageStore, eval_batch};
 use crate::error::Result;
 use crate::metrics::{auc_roc, average_precision};
 use crate::model::backbone::Backbone;
-use crate::run::prepare;
-use crate::run::train::load_backbone;
+use crate::run::Plan;
 use crate::types::{Auc, Sample};
 
 /// The two baselines' AUCs on one test split.
@@ -56,27 +54,28 @@ fn embed(
     Ok(out)
 }
 
-/// Both baselines on the test split of `config` (its seed draws the split and the coreset).
-pub fn knn_baseline(config: &TrainConfig) -> Result<Baselines> {
-    let mut p = prepare(config)?;
-    let device = config.device.device()?;
-    let backbone = load_backbone(config, &device)?;
-    let mut store = ImageStore::new(config.img_size as u32);
+/// Both baselines on the test split of `plan`, with its backbone and decoded images (its
+/// seed draws the coreset, from a copy of its generator).
+pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
+    let mut rng = plan.rng.clone();
+    let device = plan.config.device.device()?;
+    let batch_size = plan.config.batch_size;
+    let p = &plan.split;
     let bank = embed(
-        &backbone,
-        &mut store,
-        &p.split.train_normal,
-        config.batch_size,
+        &plan.backbone,
+        &mut plan.images,
+        &p.train_normal,
+        batch_size,
         &device,
     )?;
     let test = embed(
-        &backbone,
-        &mut store,
-        &p.split.test,
-        config.batch_size,
+        &plan.backbone,
+        &mut plan.images,
+        &p.test,
+        batch_size,
         &device,
     )?;
-    let labels: Vec<bool> = p.split.test.iter().map(|s| s.is_anomaly()).collect();
+    let labels: Vec<bool> = p.test.iter().map(|s| s.is_anomaly()).collect();
     let auc = |scores: Vec<f32>| -> Result<Auc> {
         let scores: Vec<f64> = scores.into_iter().map(f64::from).collect();
         Ok(Auc {
@@ -84,7 +83,7 @@ pub fn knn_baseline(config: &TrainConfig) -> Result<Baselines> {
             auc_pr: average_precision(&labels, &scores)?,
         })
     };
-    let memory = memory_bank(bank.patches, &mut p.rng);
+    let memory = memory_bank(bank.patches, &mut rng);
     let patch: Vec<f32> = test
         .patches
         .into_iter()

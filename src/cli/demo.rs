@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::{Bars, create_run_dir, print_metrics};
 use super::preview::{BatchArgs, write_preview};
-use super::train::{Bars, create_run_dir, print_metrics};
 use dra::config::TrainConfig;
 use dra::data::convert::Converter;
-use dra::data::sampler::RefMode;
+use dra::data::reference::RefMode;
+use dra::run::Plan;
 
 /// The bundled ELPV subset, in the package's own layout.
 const DEMO_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/elpv-demo");
@@ -50,8 +51,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     );
 
     let cfg = demo_config(&data_root, a.seed);
-    let mut prepared = dra::run::prepare(&cfg)?;
-    let split = &prepared.split;
+    let mut plan = Plan::new(&cfg)?;
+    let split = &plan.split;
     println!(
         "2. general protocol, {} seen anomalies: train {} normal + {} seen, test {} ({} anomalies)",
         cfg.n_anomaly,
@@ -69,7 +70,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         n_ref: cfg.n_ref,
         ref_mode: RefMode::Fixed,
     };
-    write_preview(split, &batch, &mut prepared.rng, &preview)?;
+    // from a copy of the plan's generator: the picture does not change what is trained
+    write_preview(split, &batch, &mut plan.rng.clone(), &preview)?;
     println!(
         "3. a training batch with its reference set: {}",
         preview.display()
@@ -79,10 +81,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
         cfg.backbone, cfg.img_size, cfg.epochs, cfg.steps_per_epoch, cfg.batch_size
     );
     let mut bars = Bars::new(cfg.epochs, cfg.steps_per_epoch);
-    let metrics = dra::run::train_and_evaluate(&cfg, &run_dir, false, &mut bars)?;
+    let metrics = dra::run::train_and_evaluate(&mut plan, &run_dir, false, &mut bars)?;
     print_metrics(&run_dir, &metrics);
     println!("5. the unsupervised baselines on the same split (no anomaly seen, nothing trained)");
-    let knn = dra::baselines::knn_baseline(&cfg)?;
+    let knn = dra::baselines::knn_baseline(&mut plan)?;
     for (name, auc) in [("pooled kNN", knn.pooled), ("patch kNN", knn.patch)] {
         println!(
             "   {name:<10} AUC-ROC: {:.4}, AUC-PR: {:.4}",

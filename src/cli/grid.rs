@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::train::Bars;
+use super::output::Bars;
 use dra::grid::{Grid, aggregate, markdown, run_grid, write_tables};
 
 #[derive(Debug, Args)]

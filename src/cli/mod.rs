@@ -4,6 +4,7 @@ mod classify;
 mod convert;
 mod demo;
 mod grid;
+mod output;
 mod preview;
 mod split;
 mod train;
@@ -82,14 +83,7 @@ pub struct DataArgs {
 
 impl DataArgs {
     fn protocol(&self) -> Protocol {
-        match &self.known_class {
-            Some(known_class) => Protocol::Hard {
-                known_class: known_class.clone(),
-            },
-            None => Protocol::General {
-                test_threshold: self.test_threshold,
-            },
-        }
+        Protocol::new(self.known_class.as_deref(), self.test_threshold)
     }
 
     /// Opens the layout and splits it, returning the RNG that continues after the split.
@@ -120,21 +114,14 @@ pub struct BackboneArgs {
 impl BackboneArgs {
     /// The backbone with its weights loaded, on `device`.
     fn load(&self, device: &burn::tensor::Device) -> Result<Backbone> {
-        let path = match (&self.weights, self.backbone.bundled_weights()) {
-            (Some(path), _) => path.clone(),
-            (None, Some(bundled)) => bundled,
-            (None, None) => anyhow::bail!(
-                "{} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)",
-                self.backbone
-            ),
-        };
-        let mut net = Backbone::new(self.backbone, device);
-        weights::load(&mut net, &path)?;
-        Ok(net)
+        Ok(weights::pretrained(
+            self.backbone,
+            self.weights.as_deref(),
+            device,
+        )?)
     }
 }
 
-/// Runs the parsed command.
 /// An error and its causes on one line, each cause left out when the text so far already
 /// says it (library errors embed their source in their own message).
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
@@ -150,6 +137,7 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(a) => convert::run(a),

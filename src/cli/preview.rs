@@ -6,10 +6,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::DataArgs;
-use dra::data::batch::Batcher;
+use dra::data::batch::{Batcher, ImageStore};
 use dra::data::preview::{REFERENCE_COLOR, grid, label_color};
 use dra::data::protocol::Split;
-use dra::data::sampler::{BatchSampler, RefMode, ReferenceSet};
+use dra::data::reference::{RefMode, ReferenceSet};
+use dra::data::sampler::BatchSampler;
 use dra::rng::DraRng;
 
 /// Settings of the batch drawn for a preview.
@@ -58,8 +59,9 @@ pub fn write_preview(split: &Split, b: &BatchArgs, rng: &mut DraRng, out: &Path)
         split.train_anomaly.len(),
         b.batch_size,
     )?;
-    let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, b.img_size);
-    let ref_slots = refs.draw(rng);
+    let mut store = ImageStore::new(b.img_size);
+    let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut store);
+    let ref_slots = refs.slots(rng);
     let mut tiles: Vec<_> = batcher
         .images(&ref_slots, refs.augmented(), rng)?
         .into_iter()

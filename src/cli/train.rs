@@ -1,23 +1,23 @@
 //! `dra train`, `dra eval` and `dra predict`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use dra::config::{Preset, TrainConfig};
-use dra::data::sampler::RefMode;
+use dra::data::reference::RefMode;
 use dra::data::transform::InputNorm;
 use dra::device::DeviceChoice;
 use dra::model::backbone::{BackboneKind, BnStats};
 use dra::model::heads::ResidualMode;
 use dra::model::loss::Criterion;
 use dra::model::{HeadNorm, HeadSet};
-use dra::run::report::plot_files;
-use dra::run::train::StepReport;
-use dra::run::{self, Progress};
-use dra::types::Metrics;
+use dra::run::files::read_record;
+use dra::run::{self, Plan};
+use serde::Serialize;
+
+use super::output::{Bars, create_run_dir, print_metrics};
 
 /// Every training setting; each overrides `--config` and the defaults.
 #[derive(Debug, Args)]
@@ -44,9 +44,15 @@ pub struct TrainArgs {
     /// Stop after this many epochs in this invocation; `--resume` continues later.
     #[arg(long)]
     stop_after: Option<usize>,
-    /// Leave out images that cannot be decoded (listed in config.json) instead of stopping.
-    #[arg(long)]
-    skip_bad_images: bool,
+    #[command(flatten)]
+    settings: SettingArgs,
+}
+
+/// Every setting of a run as an optional flag, merged over the preset and `--config`
+/// exactly as a grid cell's values are: only the flags given are set (TOML leaves out the
+/// fields that are `None`).
+#[derive(Debug, Default, Args, Serialize)]
+pub struct SettingArgs {
     /// Data root in MVTec layout.
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -144,54 +150,30 @@ pub struct TrainArgs {
     /// --preset paper: imagenet].
     #[arg(long)]
     normalization: Option<InputNorm>,
+    /// Leave out images that cannot be decoded (listed in config.json) instead of stopping.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    skip_bad_images: Option<bool>,
     /// Seed of every random choice [default: 42].
     #[arg(long)]
     seed: Option<u64>,
 }
 
-macro_rules! override_fields {
-    ($cfg:ident, $args:ident, $($field:ident),*) => {
-        $( if let Some(v) = $args.$field.clone() { $cfg.$field = v; } )*
-    };
-}
-
-/// The settings flags, for `override_fields!` and the `--resume` check.
-macro_rules! setting_fields {
-    ($mac:ident, $($pre:tt)*) => {
-        $mac!(
-            $($pre)* data_root, class, n_anomaly, backbone, device, criterion, epochs, steps_per_epoch,
-            batch_size, img_size, n_scales, topk, n_ref, ref_mode, heads, lr, weight_decay,
-            lr_step, clip_norm, residual, head_norm, freeze_backbone, bn_stats, bn_momentum,
-            drop_connect, normalization, seed
-        )
-    };
-}
-
-macro_rules! any_some {
-    ($args:ident, $($field:ident),*) => {
-        false $( || $args.$field.is_some() )*
-    };
+impl SettingArgs {
+    /// The flags given, as a settings table.
+    fn table(&self) -> Result<toml::Table> {
+        Ok(toml::Table::try_from(self)?)
+    }
 }
 
 impl TrainArgs {
-    /// Defaults ← `--config` file ← flags.
+    /// Preset ← `--config` file ← flags.
     pub fn config(&self) -> Result<TrainConfig> {
-        let base = TrainConfig::preset(self.preset);
-        let mut cfg = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path, &base)?,
-            None => base,
+        let preset = TrainConfig::preset(self.preset);
+        let base = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path, &preset)?,
+            None => preset,
         };
-        setting_fields!(override_fields, cfg, self,);
-        cfg.skip_bad_images |= self.skip_bad_images;
-        if self.known_class.is_some() {
-            cfg.known_class = self.known_class.clone();
-        }
-        if self.test_threshold.is_some() {
-            cfg.test_threshold = self.test_threshold;
-        }
-        if self.weights.is_some() {
-            cfg.weights = self.weights.clone();
-        }
+        let cfg = TrainConfig::layered(&base, &[self.settings.table()?])?;
         if cfg.data_root.as_os_str().is_empty() || cfg.class.is_empty() {
             anyhow::bail!(
                 "--data-root and --class are required (on the command line or in --config)"
@@ -199,148 +181,6 @@ impl TrainArgs {
         }
         Ok(cfg)
     }
-
-    /// True when any settings flag is given.
-    fn any_setting(&self) -> bool {
-        let s = self;
-        setting_fields!(any_some, s,)
-            || s.known_class.is_some()
-            || s.test_threshold.is_some()
-            || s.weights.is_some()
-            || s.skip_bad_images
-    }
-}
-
-/// Progress bars: one per epoch with the running loss, seconds per step and the time the
-/// rest of the training should take, then one for evaluation.
-pub struct Bars {
-    steps: usize,
-    epochs: usize,
-    bar: Option<ProgressBar>,
-    running: f32,
-    /// When the first step of this invocation began, and steps done since.
-    started: Option<(std::time::Instant, usize)>,
-}
-
-impl Bars {
-    pub fn new(epochs: usize, steps: usize) -> Self {
-        Bars {
-            steps,
-            epochs,
-            bar: None,
-            running: 0.0,
-            started: None,
-        }
-    }
-
-    fn style(template: &str) -> ProgressStyle {
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> ")
-    }
-}
-
-impl Progress for Bars {
-    fn step(&mut self, r: &StepReport) {
-        if r.step == 0 {
-            let bar = ProgressBar::new(self.steps as u64)
-                .with_style(Self::style("epoch {prefix} [{bar:25}] {pos}/{len} {msg}"));
-            bar.set_prefix(format!("{:>2}/{}", r.epoch + 1, self.epochs));
-            self.bar = Some(bar);
-            self.running = 0.0;
-        }
-        self.running += r.loss;
-        // the bar's clock starts after the first step (which also loads the images), so
-        // the rate counts the steps after it
-        let (start, done) = self.started.get_or_insert((std::time::Instant::now(), 0));
-        let per_step = match *done {
-            0 => None,
-            n => Some(start.elapsed().as_secs_f64() / n as f64),
-        };
-        *done += 1;
-        if let Some(bar) = &self.bar {
-            let left = (self.epochs - r.epoch - 1) * self.steps + (self.steps - r.step - 1);
-            let timing = per_step.map_or(String::new(), |t| {
-                format!(
-                    ", {t:.1} s/step, training done in {}",
-                    minutes(t * left as f64)
-                )
-            });
-            bar.set_message(format!(
-                "loss {:.4} lr {:.1e}{timing}",
-                self.running / (r.step + 1) as f32,
-                r.lr
-            ));
-            bar.inc(1);
-            if r.step + 1 == self.steps {
-                bar.finish();
-            }
-        }
-    }
-
-    fn evaluated(&mut self, done: usize, total: usize) {
-        if self
-            .bar
-            .as_ref()
-            .is_none_or(|b| b.length() != Some(total as u64) || b.is_finished())
-        {
-            self.bar = Some(
-                ProgressBar::new(total as u64)
-                    .with_style(Self::style("evaluate [{bar:25}] {pos}/{len} ({elapsed})")),
-            );
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
-            if done == total {
-                bar.finish();
-            }
-        }
-    }
-}
-
-/// `1 h 05 min`, `4 min 10 s` or `35 s`.
-fn minutes(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
-        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
-    }
-}
-
-/// Creates the run directory, refusing an existing one unless `overwrite`.
-pub fn create_run_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    if dir.exists() {
-        if !overwrite {
-            anyhow::bail!(
-                "{} already exists: choose another --out or pass --overwrite",
-                dir.display()
-            );
-        }
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {} (is it writable?)", dir.display()))
-}
-
-/// Prints the metrics and where the outputs are.
-pub fn print_metrics(dir: &Path, m: &Metrics) {
-    println!("AUC-ROC: {:.4}, AUC-PR: {:.4}", m.auc_roc, m.auc_pr);
-    for (head, a) in &m.heads {
-        println!(
-            "  {head:<9} head alone: AUC-ROC {:.4}, AUC-PR {:.4}",
-            a.auc_roc, a.auc_pr
-        );
-    }
-    for (class, auc) in &m.classes {
-        println!("  class {class:<12} AUC-ROC {auc:.4}");
-    }
-    println!("run directory: {}", dir.display());
-    let plots: Vec<_> = plot_files(dir)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    println!("plots: {}", plots.join(", "));
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -350,25 +190,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let (cfg, out) = match &a.resume {
         Some(dir) => {
-            if a.any_setting() {
+            if !a.settings.table()?.is_empty() {
                 anyhow::bail!(
                     "--resume continues with the run's own settings (its config.json): drop the other settings flags"
                 );
             }
-            (run::read_record(dir)?.settings, dir.clone())
+            (read_record(dir)?.settings, dir.clone())
         }
         None => (a.config()?, a.out.clone().expect("clap requires --out")),
     };
+    // every check of settings, data, weights and memory before the run directory is touched
+    let mut plan = Plan::new(&cfg)?;
     if !options.resume {
-        // every check of data, weights and memory before the run directory is touched
-        cfg.validate()?;
-        run::prepare(&cfg)?;
-        dra::run::train::load_backbone(&cfg, &cfg.device.device()?)?;
-        run::check_memory(&cfg)?;
         create_run_dir(&out, a.overwrite)?;
     }
     let mut bars = Bars::new(cfg.epochs, cfg.steps_per_epoch);
-    match run::train_run(&cfg, &out, options, &mut bars)? {
+    match run::train_run(&mut plan, &out, options, &mut bars)? {
         run::Outcome::Finished(metrics) => print_metrics(&out, &metrics),
         run::Outcome::Stopped { epochs_done } => println!(
             "stopped after epoch {epochs_done} of {}; continue with: dra train --resume {}",

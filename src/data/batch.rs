@@ -79,22 +79,29 @@ impl ImageStore {
     }
 }
 
-/// Materialises slots from the training normals and seen anomalies.
+/// Materialises slots from the training normals and seen anomalies, and batches of any
+/// images, through one store of decoded images.
 #[derive(Debug)]
 pub struct Batcher<'a> {
     normals: &'a [Sample],
     anomalies: &'a [Sample],
-    store: ImageStore,
+    store: &'a mut ImageStore,
 }
 
 impl<'a> Batcher<'a> {
-    /// A batcher over the training images of a split, at `img_size`².
-    pub fn new(normals: &'a [Sample], anomalies: &'a [Sample], img_size: u32) -> Self {
+    /// A batcher over the training images of a split, decoding through `store`.
+    pub fn new(normals: &'a [Sample], anomalies: &'a [Sample], store: &'a mut ImageStore) -> Self {
         Batcher {
             normals,
             anomalies,
-            store: ImageStore::new(img_size),
+            store,
         }
+    }
+
+    /// The normalised, unaugmented batch of `samples` (test images, say), labelled normal
+    /// or anomalous.
+    pub fn eval_batch(&mut self, samples: &[Sample], norm: &Normalization) -> Result<Batch> {
+        eval_batch(self.store, samples, norm)
     }
 
     /// The images of `slots`: with `augment`, normals and seen anomalies are randomly

@@ -1,6 +1,6 @@
 //! The data stages: public data sets converted into the MVTec layout ([`convert`]), the
-//! folders of one class ([`layout`]), the protocol split ([`protocol`]), batch slots and the
-//! reference set ([`sampler`]), decoding and augmentation ([`transform`], [`cutmix`]),
+//! folders of one class ([`layout`]), the protocol split ([`protocol`]), batch slots ([`sampler`]), the
+//! reference set ([`reference`]), decoding and augmentation ([`transform`], [`cutmix`]),
 //! normalised batches ([`batch`]) and a picture of one ([`preview`]).
 
 pub mod batch;
@@ -9,5 +9,6 @@ pub mod cutmix;
 pub mod layout;
 pub mod preview;
 pub mod protocol;
+pub mod reference;
 pub mod sampler;
 pub mod transform;

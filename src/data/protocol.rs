@@ -27,6 +27,19 @@ pub enum Protocol {
     Hard { known_class: String },
 }
 
+impl Protocol {
+    /// Hard with a known class (an empty name, useful in grids, means general), else
+    /// general with `test_threshold`.
+    pub fn new(known_class: Option<&str>, test_threshold: Option<usize>) -> Self {
+        match known_class {
+            Some(known_class) if !known_class.is_empty() => Protocol::Hard {
+                known_class: known_class.to_string(),
+            },
+            _ => Protocol::General { test_threshold },
+        }
+    }
+}
+
 /// The training and test sets of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Split {

@@ -52,9 +52,18 @@ impl Normalization {
     }
 }
 
+/// Images this process has decoded (successfully or not).
+static DECODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many images this process has decoded so far, for tests that count the work a run does.
+pub fn images_decoded() -> usize {
+    DECODED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Decodes any supported image (grey, RGBA, 16-bit, …) to 8-bit RGB. The format is taken
 /// from the file's content, so a mislabelled extension still decodes if the data is an image.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reader = ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()

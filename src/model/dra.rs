@@ -265,16 +265,16 @@ impl Dra {
     /// A model with freshly initialised heads around `backbone`.
     pub fn new(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
         let _guard = crate::rng::weight_init_lock();
-        Self::draw(config, backbone, device)
+        Self::new_locked(config, backbone, device)
     }
 
     /// [`Dra::new`] for a caller that holds [`crate::rng::weight_init_lock`].
-    pub(crate) fn draw(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
+    pub(crate) fn new_locked(config: &ModelConfig, backbone: Backbone, device: &Device) -> Self {
         let c = config.backbone.channels();
         let on = |h: Head| config.heads.contains(h);
         let scale_backbones = match config.scale_statistics {
             true => (0..config.n_scales)
-                .map(|_| Backbone::draw(config.backbone, device))
+                .map(|_| Backbone::new_locked(config.backbone, device))
                 .collect(),
             false => Vec::new(),
         };

@@ -1,39 +1,63 @@
-//! Evaluation: scores every test image with the trained model (BatchNorm on running
-//! statistics), against the reference set.
+//! Evaluation: scores images with the trained model (BatchNorm on running statistics),
+//! against the reference set.
+
+use burn::prelude::*;
 
 use crate::config::TrainConfig;
-use crate::data::batch::{Batcher, ImageStore, eval_batch};
-use crate::data::sampler::ReferenceSet;
+use crate::data::batch::Batcher;
+use crate::data::reference::ReferenceSet;
+use crate::data::transform::Normalization;
 use crate::error::Result;
 use crate::model::Dra;
 use crate::rng::DraRng;
-use crate::types::Scored;
-use crate::types::{Head, Sample};
+use crate::types::{Head, Sample, Scored};
 
-/// Scores `samples` in batches of `config.batch_size`, calling `on_batch(done, total)`.
-/// `model` must be on a plain (non-autodiff) device, e.g. `trained.valid()`.
+/// How images are scored: on which device, normalised how, how many at a time.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    pub device: Device,
+    pub norm: Normalization,
+    pub batch_size: usize,
+}
+
+impl Scoring {
+    /// The scoring of a run's settings (its plain device, normalisation and batch size).
+    pub fn of(config: &TrainConfig) -> Result<Self> {
+        Ok(Scoring {
+            device: config.device.device()?,
+            norm: config.normalization(),
+            batch_size: config.batch_size,
+        })
+    }
+}
+
+/// Scores `samples` in batches, against references drawn from `batcher`'s normals, calling
+/// `on_batch(done, total)`. `model` must be on a plain (non-autodiff) device, e.g.
+/// `trained.valid()`.
 pub fn score_samples(
     model: &Dra,
-    config: &TrainConfig,
+    scoring: &Scoring,
     samples: &[Sample],
     references: &mut ReferenceSet,
     batcher: &mut Batcher,
     rng: &mut DraRng,
     mut on_batch: impl FnMut(usize, usize),
 ) -> Result<Vec<Scored>> {
-    let device = config.device.device()?;
-    let norm = config.normalization();
-    let mut store = ImageStore::new(config.img_size as u32);
+    let Scoring {
+        device,
+        norm,
+        batch_size,
+    } = scoring;
     let mut maps = None;
     let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(config.batch_size) {
+    for chunk in samples.chunks(*batch_size) {
         if model.needs_reference() && (maps.is_none() || references.augmented()) {
-            let slots = references.draw(rng);
-            let refs = batcher.batch(&slots, references.augmented(), &norm, rng)?;
-            maps = Some(model.reference_maps(refs.to_tensor(&device)));
+            let slots = references.slots(rng);
+            let refs = batcher.batch(&slots, references.augmented(), norm, rng)?;
+            maps = Some(model.reference_maps(refs.to_tensor(device)));
         }
-        let batch = eval_batch(&mut store, chunk, &norm)?;
-        let scores = model.score(batch.to_tensor(&device), maps.as_deref().unwrap_or(&[]));
+        let batch = batcher.eval_batch(chunk, norm)?;
+        let scores = model.score(batch.to_tensor(device), maps.as_deref().unwrap_or(&[]));
         let total: Vec<f32> = scores
             .anomaly_score()
             .into_data()

@@ -27,7 +27,7 @@ fn register_font() {
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::layout(path, format!("cannot draw plot: {e}"))
+    Error::run_file(path, format!("cannot draw plot: {e}"))
 }
 
 type Drawn = std::result::Result<(), String>;

@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::error::{Error, Result};
 use crate::metrics::{auc_roc, average_precision, per_class_auc_roc, pr_curve, roc_curve};
 use crate::model::HeadStats;
+use crate::run::files::write_json;
 use crate::run::plot;
 use crate::run::train::EpochLog;
 use crate::types::{Auc, Metrics};
@@ -68,13 +67,6 @@ impl Metrics {
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
-}
-
-/// Writes `value` as pretty JSON.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|e| Error::layout(path, e.to_string()))?;
-    write(path, &(text + "\n"))
 }
 
 fn csv_field(s: &str) -> String {

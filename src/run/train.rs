@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::batch::Batcher;
-use crate::data::protocol::Split;
-use crate::data::sampler::{BatchSampler, ReferenceSet};
+use crate::data::reference::ReferenceSet;
+use crate::data::sampler::BatchSampler;
 use crate::error::{Error, Result};
 use crate::model::Dra;
-use crate::model::backbone::{Backbone, weights};
+use crate::model::backbone::Backbone;
 use crate::model::loss::dra_loss;
 use crate::rng::{DraRng, weight_init_lock};
+use crate::run::files::write_json;
+use crate::run::plan::Plan;
 use crate::types::Head;
 
 /// What one optimisation step did.
@@ -39,24 +41,6 @@ pub struct EpochLog {
     pub lr: f64,
     pub loss: f32,
     pub heads: Vec<(Head, f32)>,
-}
-
-/// The backbone of `config` with its weights (given or bundled), on `device`.
-pub fn load_backbone(config: &TrainConfig, device: &Device) -> Result<Backbone> {
-    let mut backbone = Backbone::new(config.backbone, device);
-    load_weights(config, &mut backbone)?;
-    Ok(backbone)
-}
-
-/// Loads the weights of `config` (given or bundled) into `backbone`.
-fn load_weights(config: &TrainConfig, backbone: &mut Backbone) -> Result<()> {
-    config.validate()?;
-    let path = config
-        .weights
-        .clone()
-        .or(config.backbone.bundled_weights())
-        .expect("validated");
-    weights::load(backbone, &path)
 }
 
 /// The model being trained: per-scale statistics come only after training.
@@ -148,23 +132,24 @@ const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 
 impl Trainer {
-    /// A fresh model (pretrained backbone, new heads) for `split`; `rng` continues from the
-    /// split and the reference set.
-    pub fn new(
-        config: &TrainConfig,
-        split: &Split,
-        references: ReferenceSet,
-        mut rng: DraRng,
-    ) -> Result<Self> {
+    /// A fresh model for `plan`: its pretrained backbone and new heads; the generator
+    /// continues from the plan's split and reference set.
+    pub fn new(plan: &Plan) -> Result<Self> {
+        let config = &plan.config;
+        let mut rng = plan.rng.clone();
         let device = config.device.device()?.autodiff();
         let model = {
             let _guard = weight_init_lock(); // the seed and the draws it governs, together
             device.seed(rng.next_u64());
-            let mut backbone = Backbone::draw(config.backbone, &device);
-            load_weights(config, &mut backbone)?;
+            // drawn as if untrained, so that the heads' initial values follow the same draws
+            // whichever weights the backbone then takes
+            let mut backbone = Backbone::new_locked(config.backbone, &device);
+            backbone.take_weights(&plan.backbone)?;
             let backbone = backbone.configure(&config.backbone_training());
-            Dra::draw(&training_model(config), backbone, &device)
+            Dra::new_locked(&training_model(config), backbone, &device)
         };
+        let split = &plan.split;
+        let references = plan.references.clone();
         let sampler = BatchSampler::new(
             split.train_normal.len(),
             split.train_anomaly.len(),
@@ -210,7 +195,7 @@ impl Trainer {
             && !st.references.augmented()
         {
             true => {
-                let slots = st.references.draw(&mut st.rng);
+                let slots = st.references.slots(&mut st.rng);
                 let refs = batcher.batch(&slots, false, &norm, &mut st.rng)?;
                 Some(self.model.reference_maps(refs.to_tensor(&device)))
             }
@@ -218,7 +203,7 @@ impl Trainer {
         };
         for step in 0..config.steps_per_epoch {
             let refs = if self.model.needs_reference() && fixed_maps.is_none() {
-                let slots = st.references.draw(&mut st.rng);
+                let slots = st.references.slots(&mut st.rng);
                 Some(
                     batcher
                         .batch(&slots, st.references.augmented(), &norm, &mut st.rng)?
@@ -248,7 +233,7 @@ impl Trainer {
                     0 => "no epoch had finished".to_string(),
                     e => format!("the checkpoint after epoch {e} is kept"),
                 };
-                return Err(Error::Setting(format!(
+                return Err(Error::Training(format!(
                     "the {head} head's loss is not finite at epoch {epoch}, step {step} (try a lower --lr); {kept}"
                 )));
             }
@@ -296,11 +281,11 @@ impl Trainer {
         self.model
             .valid()
             .save_into(&mut store)
-            .map_err(|e| Error::layout(tmp.join(MODEL), e.to_string()))?;
+            .map_err(|e| Error::run_file(tmp.join(MODEL), e.to_string()))?;
         self.optim
             .save(tmp.join(OPTIMIZER))
-            .map_err(|e| Error::layout(tmp.join(OPTIMIZER), e.to_string()))?;
-        crate::run::report::write_json(&tmp.join(STATE), &self.state)?;
+            .map_err(|e| Error::run_file(tmp.join(OPTIMIZER), e.to_string()))?;
+        write_json(&tmp.join(STATE), &self.state)?;
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&old);
             std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
@@ -310,13 +295,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Continues from the checkpoint folder `dir` (or the `dir.old` a crash between the two
-    /// renames of [`Trainer::save_checkpoint`] may leave).
     /// Whether `dir` (or the previous checkpoint beside it) holds a checkpoint to resume.
     pub fn has_checkpoint(dir: &Path) -> bool {
         dir.join(STATE).is_file() || dir.with_extension("old").join(STATE).is_file()
     }
 
+    /// Continues from the checkpoint folder `dir` (or the `dir.old` a crash between the two
+    /// renames of [`Trainer::save_checkpoint`] may leave).
     pub fn resume(config: &TrainConfig, dir: &Path) -> Result<Self> {
         let dir = if dir.join(STATE).is_file() {
             dir.to_path_buf()
@@ -325,10 +310,10 @@ impl Trainer {
         };
         let state_path = dir.join(STATE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| {
-            Error::layout(&state_path, format!("no checkpoint to resume from ({e})"))
+            Error::run_file(&state_path, format!("no checkpoint to resume from ({e})"))
         })?;
         let state: TrainState = serde_json::from_str(&text)
-            .map_err(|e| Error::layout(&state_path, format!("invalid checkpoint: {e}")))?;
+            .map_err(|e| Error::run_file(&state_path, format!("invalid checkpoint: {e}")))?;
         let device = config.device.device()?.autodiff();
         let backbone =
             Backbone::new(config.backbone, &device).configure(&config.backbone_training());
@@ -336,16 +321,16 @@ impl Trainer {
         let mut store = BurnpackStore::from_file(dir.join(MODEL)).auto_extension(false);
         let result = model
             .load_from(&mut store)
-            .map_err(|e| Error::layout(dir.join(MODEL), format!("cannot read: {e}")))?;
+            .map_err(|e| Error::run_file(dir.join(MODEL), format!("cannot read: {e}")))?;
         if !result.missing.is_empty() || !result.errors.is_empty() {
-            return Err(Error::layout(
+            return Err(Error::run_file(
                 dir.join(MODEL),
                 "does not match the run's config.json",
             ));
         }
         let optim = optimizer(config)
             .load(dir.join(OPTIMIZER))
-            .map_err(|e| Error::layout(dir.join(OPTIMIZER), format!("cannot read: {e}")))?;
+            .map_err(|e| Error::run_file(dir.join(OPTIMIZER), format!("cannot read: {e}")))?;
         Ok(Trainer {
             model,
             optim,

@@ -154,14 +154,14 @@ impl Backbone {
     /// A randomly initialised network of `kind`.
     pub fn new(kind: BackboneKind, device: &Device) -> Self {
         let _guard = crate::rng::weight_init_lock();
-        let backbone = Self::draw(kind, device);
+        let backbone = Self::new_locked(kind, device);
         crate::rng::materialise(&backbone);
         backbone
     }
 
     /// [`Backbone::new`] for a caller that holds [`crate::rng::weight_init_lock`]; the
     /// weights are drawn lazily.
-    pub(crate) fn draw(kind: BackboneKind, device: &Device) -> Self {
+    pub(crate) fn new_locked(kind: BackboneKind, device: &Device) -> Self {
         match kind {
             BackboneKind::Resnet18 => Backbone::Resnet18(ResNet18::new(device)),
             BackboneKind::EfficientnetLite0 => {
@@ -210,6 +210,22 @@ impl Backbone {
             Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => {
                 n.batch_norms_mut()
             }
+        }
+    }
+
+    /// Takes the parameters and running statistics of `other` (the same kind), on this
+    /// backbone's own device.
+    pub fn take_weights(&mut self, other: &Backbone) -> Result<()> {
+        use burn::store::ModuleSnapshot;
+        let result = self.apply(other.collect(None, None, false), None, None, false);
+        match result.errors.first() {
+            None if result.missing.is_empty() => Ok(()),
+            e => Err(Error::Setting(format!(
+                "a {} backbone cannot take these weights ({} missing{})",
+                self.kind(),
+                result.missing.len(),
+                e.map_or(String::new(), |e| format!(", {e}"))
+            ))),
         }
     }
 

@@ -9,7 +9,9 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
-use super::Backbone;
+use burn::tensor::Device;
+
+use super::{Backbone, BackboneKind};
 use crate::error::{Error, Result};
 
 /// The EfficientNet-Lite0 ImageNet weights shipped in the repository (Apache-2.0).
@@ -49,7 +51,10 @@ fn remapper(prefix: &str) -> KeyRemapper {
 }
 
 fn weights_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::layout(path, message)
+    Error::Weights {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 fn list(keys: &[String]) -> String {
@@ -86,6 +91,32 @@ fn check(path: &Path, result: ApplyResult, backbone: &str) -> Result<()> {
     Ok(())
 }
 
+/// Weights files this process has read, for tests that count the work a run does.
+static READ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many weights files this process has read so far.
+pub fn files_read() -> usize {
+    READ.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The backbone `kind` with the weights of `path`, or its bundled ones without a path, on
+/// `device`.
+pub fn pretrained(kind: BackboneKind, path: Option<&Path>, device: &Device) -> Result<Backbone> {
+    let path = match (path, kind.bundled_weights()) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(bundled)) => bundled,
+        (None, None) => return Err(Error::Setting(no_weights(kind))),
+    };
+    let mut net = Backbone::new(kind, device);
+    load(&mut net, &path)?;
+    Ok(net)
+}
+
+/// What to do when `kind` has no bundled weights.
+pub fn no_weights(kind: BackboneKind) -> String {
+    format!("{kind} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)")
+}
+
 /// Loads `path` (`.pth`, `.pt` or `.safetensors`, PyTorch names) into `backbone`.
 pub fn load(backbone: &mut Backbone, path: &Path) -> Result<()> {
     load_prefixed(backbone, path, "")
@@ -100,6 +131,7 @@ pub fn load_prefixed(backbone: &mut Backbone, path: &Path, prefix: &str) -> Resu
             "weights file not found (check --weights)",
         ));
     }
+    READ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = backbone.kind().name();
     let ext = path
         .extension()

@@ -1,0 +1,50 @@
+//! The JSON files of a run directory: `config.json` (every setting and what follows from
+//! it), read back by `eval`, `predict` and `--resume`, and any other value written as JSON.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::run::plan::Derived;
+
+/// `config.json`: every setting and what follows from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub settings: TrainConfig,
+    pub derived: Derived,
+}
+
+/// The run directory's per-head statistics of the normal training images.
+pub const HEAD_STATS: &str = "head_stats.json";
+
+/// The checkpoint folder of a run directory.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Writes `value` as pretty JSON.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::run_file(path, e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+/// Reads `config.json` of a run directory.
+pub fn read_record(dir: &Path) -> Result<RunRecord> {
+    read_json(&dir.join("config.json"))
+}
+
+/// Reads one JSON file of a run directory.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::run_file(
+            path,
+            format!(
+                "not a run directory, or one that did not finish ({e}): train one with `dra train`"
+            ),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::run_file(path, format!("invalid run file: {e}")))
+}
