@@ -294,3 +294,142 @@ fn print_predictions(scored: &[dra::types::Scored], json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `dra train` alone, to parse its flags.
+    #[derive(Debug, Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    /// A value other than the default for every setting, as the flag would give it.
+    fn changed(key: &str) -> &'static str {
+        match key {
+            "data_root" => "/data",
+            "class" => "tile",
+            "n_anomaly" => "3",
+            "known_class" => "crack",
+            "test_threshold" => "4",
+            "backbone" => "resnet18",
+            "weights" => "/w.pth",
+            "device" => "wgpu",
+            "criterion" => "focal",
+            "epochs" => "9",
+            "steps_per_epoch" => "7",
+            "batch_size" => "10",
+            "img_size" => "96",
+            "n_scales" => "3",
+            "topk" => "0.2",
+            "n_ref" => "8",
+            "ref_mode" => "resample",
+            "heads" => "seen,residual",
+            "residual" => "mean",
+            "head_norm" => "none",
+            "freeze_backbone" => "false",
+            "bn_stats" => "frozen",
+            "bn_momentum" => "0.01",
+            "drop_connect" => "0.2",
+            "normalization" => "imagenet",
+            "lr" => "0.5",
+            "weight_decay" => "0.25",
+            "lr_step" => "3",
+            "clip_norm" => "2.5",
+            "seed" => "5",
+            "skip_bad_images" => "true",
+            other => panic!("setting {other} has no test value: add one here"),
+        }
+    }
+
+    /// Every setting's name, from the settings themselves (JSON keeps the `None` ones).
+    fn setting_keys() -> Vec<String> {
+        match serde_json::to_value(TrainConfig::default()).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The settings as JSON values, by name.
+    fn values(c: &TrainConfig) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(c).unwrap() {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_and_a_toml_key() {
+        let default = values(&TrainConfig::default());
+        let flags: Vec<String> = Train::command()
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = setting_keys();
+        for key in &keys {
+            assert!(flags.contains(key), "no --{} flag", key.replace('_', "-"));
+            // the flag alone sets exactly that setting
+            let flag = format!("--{}", key.replace('_', "-"));
+            let argv = ["dra", "--out", "x", &flag, changed(key)];
+            let cfg = TrainConfig::layered(
+                &TrainConfig::default(),
+                &[Train::try_parse_from(argv)
+                    .unwrap()
+                    .args
+                    .settings
+                    .table()
+                    .unwrap()],
+            )
+            .unwrap();
+            let got = values(&cfg);
+            for k in &keys {
+                assert_eq!(got[k] != default[k], k == key, "--{key} changed {k}");
+            }
+            // and so does the key in a TOML file
+            let value = match default[key] {
+                serde_json::Value::String(_) | serde_json::Value::Null
+                    if !matches!(key.as_str(), "n_anomaly" | "test_threshold") =>
+                {
+                    format!("\"{}\"", changed(key))
+                }
+                _ => changed(key).to_string(),
+            };
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, format!("{key} = {value}\n")).unwrap();
+            let from_file = TrainConfig::from_toml_file(&file, &TrainConfig::default()).unwrap();
+            assert_eq!(from_file, cfg, "{key} in TOML");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_the_preset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "data_root = \"/d\"\nclass = \"c\"\nepochs = 4\nlr = 0.5\n",
+        )
+        .unwrap();
+        let argv = [
+            "dra",
+            "--preset",
+            "paper",
+            "--config",
+            file.to_str().unwrap(),
+            "--out",
+            "x",
+        ];
+        let parsed = |extra: &[&str]| {
+            let argv: Vec<&str> = argv.iter().chain(extra).copied().collect();
+            Train::try_parse_from(argv).unwrap().args.config().unwrap()
+        };
+        let c = parsed(&["--lr", "0.25"]);
+        assert_eq!((c.epochs, c.lr, c.img_size), (4, 0.25, 448));
+        assert_eq!(parsed(&[]).lr, 0.5);
+    }
+}
