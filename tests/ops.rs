@@ -1,0 +1,245 @@
+//! The CPU kernels against burn's own layers: BatchNorm (inference formula, fused training
+//! kernel with its gradients and running statistics), convolution (training and inference)
+//! and max pooling, over the geometries the backbones and heads use.
+
+#[path = "common/fixtures.rs"]
+mod fixtures;
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use fixtures::{relative_l2, values};
+
+#[test]
+fn eval_batchnorm_is_the_running_statistics_formula() {
+    // y = (x − mean) / √(var + ε) · γ + β per channel, checked against the formula
+    let device = Device::flex();
+    let mut bn = burn::nn::BatchNormConfig::new(3).init(&device);
+    bn.running_mean =
+        burn::module::RunningState::new(Tensor::from_data([0.5f32, -1.0, 2.0], &device));
+    bn.running_var =
+        burn::module::RunningState::new(Tensor::from_data([4.0f32, 0.25, 1.0], &device));
+    bn.gamma = burn::module::Param::from_tensor(Tensor::from_data([2.0f32, 1.0, -1.0], &device));
+    bn.beta = burn::module::Param::from_tensor(Tensor::from_data([0.0f32, 1.0, 0.5], &device));
+    // two images, so that the channel of each plane matters
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![2.5f32, -0.5, 3.0, 2.5, -0.5, 3.0], [2, 3, 1, 1]),
+        &device,
+    );
+    let one = [
+        (2.5 - 0.5) / (4.0f32 + 1e-5).sqrt() * 2.0,
+        (-0.5 + 1.0) / (0.25f32 + 1e-5).sqrt() + 1.0,
+        -(3.0 - 2.0) / (1.0f32 + 1e-5).sqrt() + 0.5,
+    ];
+    let expected = [one, one].concat();
+    let close = |y: Vec<f32>, expected: &[f32]| {
+        assert_eq!(y.len(), expected.len());
+        for (a, b) in y.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{y:?} vs {expected:?}");
+        }
+    };
+    // burn's layer and the backbones' folded scale-and-shift (the kernel's single pass on
+    // flex) give the same values
+    close(values(bn.forward(x.clone())), &expected);
+    close(
+        values(dra::ops::norm::batch_norm(&bn, x.clone())),
+        &expected,
+    );
+    // fused with ReLU, and with a residual added before the ReLU (one sum per sign)
+    let relu = |v: f32| v.max(0.0);
+    let relu_only: Vec<f32> = expected.iter().map(|&v| relu(v)).collect();
+    let y = dra::ops::norm::batch_norm_relu(&bn, x.clone(), None);
+    close(values(y), &relu_only);
+    let r = [0.5f32, -3.0, 1.0, -2.0, 0.5, 0.25];
+    let with_residual: Vec<f32> = expected.iter().zip(r).map(|(&v, r)| relu(v + r)).collect();
+    let residual = Tensor::<4>::from_data(TensorData::new(r.to_vec(), [2, 3, 1, 1]), &device);
+    let y = dra::ops::norm::batch_norm_relu(&bn, x, Some(residual));
+    close(values(y), &with_residual);
+}
+
+#[test]
+fn training_batchnorm_kernel_matches_burns_layer() {
+    // the fused kernel against burn's BatchNorm: output, gradients of x, γ and β, and the
+    // running statistics; one channel sits far from zero (mean 50, spread 1), where a naive
+    // E[x²] − E[x]² would cancel
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let offset = Tensor::<4>::from_data(
+        TensorData::new(vec![0f32, 50.0, -3.0], [1, 3, 1, 1]),
+        &device,
+    );
+    let x = Tensor::<4>::random(
+        [4, 3, 5, 7],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    ) + offset;
+    let w = Tensor::<4>::random(
+        [4, 3, 5, 7],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    // a fresh layer per run: clones share their running statistics
+    let layer = || burn::nn::BatchNorm {
+        gamma: burn::module::Param::from_tensor(Tensor::from_data([2.0f32, 0.5, -1.0], &device)),
+        beta: burn::module::Param::from_tensor(Tensor::from_data([0.1f32, 1.0, -0.5], &device)),
+        ..burn::nn::BatchNormConfig::new(3)
+            .with_momentum(0.3)
+            .init(&device)
+    };
+    let run = |apply: &dyn Fn(&burn::nn::BatchNorm, Tensor<4>) -> Tensor<4>| {
+        let bn = layer();
+        let x = x.clone().detach().require_grad();
+        let y = apply(&bn, x.clone());
+        let grads = (y.clone() * w.clone()).sum().backward();
+        [
+            values(y),
+            values(x.grad(&grads).unwrap()),
+            values(bn.gamma.grad(&grads).unwrap()),
+            values(bn.beta.grad(&grads).unwrap()),
+            values(bn.running_mean.value_sync()),
+            values(bn.running_var.value_sync()),
+        ]
+    };
+    let burn_layer = run(&|bn, x| bn.forward(x));
+    let kernel = run(&|bn, x| dra::ops::norm::batch_norm(bn, x));
+    let names = [
+        "output",
+        "x grad",
+        "γ grad",
+        "β grad",
+        "running mean",
+        "running var",
+    ];
+    for ((name, a), b) in names.iter().zip(&burn_layer).zip(&kernel) {
+        let err = relative_l2(b, a);
+        assert!(err < 1e-5, "{name}: relative L2 {err}");
+    }
+    // the running mean moved by momentum · batch mean from its initial 0
+    assert!((kernel[4][1] - 0.3 * 50.0).abs() < 0.3, "{:?}", kernel[4]);
+}
+
+#[test]
+fn convolution_kernel_matches_burns_layer() {
+    // output and gradients of x, weight and bias through the kernel against burn's layer,
+    // over the geometries the backbones and heads use (and dilation); the 40 × 41 map spans
+    // four tiles of the forward pass, the last one shorter
+    use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let cases = [
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40),
+        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9),
+        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10),
+        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12),
+        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6),
+        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7),
+        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8),
+    ];
+    for (channels, kernel, stride, dilation, padding, size) in cases {
+        let case = format!("{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?}");
+        let conv = burn::nn::conv::Conv2dConfig::new(channels, kernel)
+            .with_stride(stride)
+            .with_dilation(dilation)
+            .with_padding(padding)
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [2, channels[0], size, size + 1],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |apply: &dyn Fn(&burn::nn::conv::Conv2d, Tensor<4>) -> Tensor<4>| {
+            let conv = conv.clone();
+            let x = x.clone().detach().require_grad();
+            let y = apply(&conv, x.clone());
+            let w = Tensor::<4>::ones(y.shape(), &device).cumsum(3).sin();
+            let grads = (y.clone() * w).sum().backward();
+            [
+                values(y),
+                values(x.grad(&grads).unwrap()),
+                values(conv.weight.grad(&grads).unwrap()),
+                values(conv.bias.as_ref().unwrap().grad(&grads).unwrap()),
+            ]
+        };
+        let burn_layer = run(&|conv, x| conv.forward(x));
+        let kernel = run(&|conv, x| dra::ops::conv::conv2d(conv, x));
+        for ((name, a), b) in ["output", "x grad", "weight grad", "bias grad"]
+            .iter()
+            .zip(&burn_layer)
+            .zip(&kernel)
+        {
+            assert_eq!(a.len(), b.len(), "{case}: {name}");
+            let err = relative_l2(b, a);
+            assert!(err < 1e-5, "{case}: {name} relative L2 {err}");
+        }
+    }
+}
+
+#[test]
+fn inference_convolution_kernel_matches_burns_layer() {
+    // without autodiff, one image: a single tile (one job, the product itself in parallel)
+    // and a map of several tiles
+    let device = Device::flex();
+    device.seed(4);
+    for (size, kernel, stride) in [(12, 3, 1), (50, 3, 1), (50, 1, 1), (50, 7, 2)] {
+        let conv = burn::nn::conv::Conv2dConfig::new([4, 5], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(
+                kernel / 2,
+                kernel / 2,
+                kernel / 2,
+                kernel / 2,
+            ))
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [1, 4, size, size + 3],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let expected = values(conv.forward(x.clone()));
+        let got = values(dra::ops::conv::conv2d(&conv, x));
+        assert_eq!(got.len(), expected.len());
+        let err = relative_l2(&got, &expected);
+        assert!(
+            err < 1e-5,
+            "{size} {kernel}×{kernel} s{stride}: relative L2 {err}"
+        );
+    }
+}
+
+#[test]
+fn inference_max_pool_kernel_matches_burns_layer() {
+    // ResNet's 3×3 / 2 with padding 1, on odd and even sizes, and other windows; all values
+    // negative somewhere, so a zero in place of the −∞ padding would show
+    use burn::nn::PaddingConfig2d::{Explicit, Valid};
+    let device = Device::flex();
+    device.seed(5);
+    let cases = [
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [11, 12]),
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [112, 113]),
+        ([2, 2], [2, 2], Valid, [9, 10]),
+        ([3, 2], [1, 2], Explicit(1, 0, 1, 0), [7, 8]),
+    ];
+    for (kernel, stride, padding, [h, w]) in cases {
+        let pool = burn::nn::pool::MaxPool2dConfig::new(kernel)
+            .with_strides(stride)
+            .with_padding(padding.clone())
+            .init();
+        let x = Tensor::<4>::random(
+            [2, 3, h, w],
+            burn::tensor::Distribution::Normal(-1.0, 1.0),
+            &device,
+        );
+        let expected = pool.forward(x.clone());
+        let got = dra::ops::pool::max_pool2d(&pool, x);
+        assert_eq!(
+            got.dims(),
+            expected.dims(),
+            "{kernel:?} {stride:?} {padding:?}"
+        );
+        assert_eq!(
+            values(got),
+            values(expected),
+            "{kernel:?} {stride:?} {padding:?}"
+        );
+    }
+}
