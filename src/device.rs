@@ -1,22 +1,20 @@
 //! Device choice: `cpu` (burn's pure-Rust `flex` backend), `cuda` and `wgpu` when the build
 //! has their cargo features.
 
-use std::fmt;
-use std::str::FromStr;
-
-use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
-
+use crate::choice::choice;
 use crate::error::{Error, Result};
+use burn::tensor::Device;
 
-/// A compute device named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda,
-    Wgpu,
+choice! {
+    /// A compute device named on the command line.
+    pub enum DeviceChoice ("device") {
+        /// burn's pure-Rust `flex` backend.
+        Cpu = "cpu",
+        /// The first CUDA GPU (builds with `--features cuda`).
+        Cuda = "cuda",
+        /// The default wgpu adapter (builds with `--features wgpu`).
+        Wgpu = "wgpu",
+    }
 }
 
 impl DeviceChoice {
@@ -48,29 +46,5 @@ pub fn reuse_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
-    }
-}
-
-impl fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Cuda => "cuda",
-            DeviceChoice::Wgpu => "wgpu",
-        })
-    }
-}
-
-impl FromStr for DeviceChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda),
-            "wgpu" => Ok(DeviceChoice::Wgpu),
-            _ => Err(Error::Setting(format!(
-                "unknown device '{s}' (cpu, cuda or wgpu)"
-            ))),
-        }
     }
 }

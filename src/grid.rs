@@ -1,4 +1,4 @@
-//! Experiment grids (`dra bench`): every combination of the listed settings is a cell, one
+//! Experiment grids (`dra grid`): every combination of the listed settings is a cell, one
 //! training run each; cells that differ only in `seed` are aggregated to mean ± std. Each
 //! row also carries the unsupervised kNN baseline on the same test split. A finished cell
 //! (its `result.json` written last) is not run again and an interrupted one continues from

@@ -224,7 +224,7 @@ fn feature_sizes_follow_the_stride_32_rule() {
     );
     assert!(BackboneKind::Resnet18.feature_size(0).is_err());
     let device = Device::flex();
-    for kind in BackboneKind::ALL {
+    for &kind in BackboneKind::ALL {
         let net = Backbone::new(kind, &device);
         let out = net.features(Tensor::zeros([1, 3, 100, 100], &device));
         let s = kind.feature_size(100).unwrap();

@@ -30,7 +30,7 @@ fn help_lists_the_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in [
-        "convert", "split", "preview", "demo", "train", "eval", "predict", "classify", "bench",
+        "convert", "split", "preview", "demo", "train", "eval", "predict", "classify", "grid",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help");
     }

@@ -211,7 +211,7 @@ fn an_interrupted_cell_continues_from_its_checkpoint() {
     let g = grid(&text);
     let whole = tempfile::tempdir().unwrap();
     let straight = run_grid(&g, whole.path(), &mut (), |_, _, _, _| {}).unwrap();
-    // the same cell stopped after its first epoch, as a killed `dra bench` leaves it
+    // the same cell stopped after its first epoch, as a killed `dra grid` leaves it
     let cut = tempfile::tempdir().unwrap();
     let cell = &g.cells().unwrap()[0];
     let dir = cut.path().join(&cell.id);

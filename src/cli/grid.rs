@@ -1,4 +1,5 @@
-//! `dra bench`.
+//! `dra grid` (also `dra bench`, its earlier name): accuracy grids of training runs, as
+//! against the speed benchmarks of `benches/`.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use super::output::Bars;
 use dra::grid::{Grid, aggregate, markdown, run_grid, write_tables};
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub struct GridArgs {
     /// Grid file (TOML): `name`, a `[base]` table of `dra train` settings, a `[grid]` table
     /// of settings to vary (lists; `seed` lists are aggregated to mean ± std), `knn`.
     #[arg(long)]
@@ -23,7 +24,7 @@ pub struct BenchArgs {
     report: bool,
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
+pub fn run(a: GridArgs) -> Result<()> {
     let grid = Grid::read(&a.config)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;

@@ -54,7 +54,8 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Run a grid of experiments (data sets, protocols, shots, seeds, criteria, heads, …)
     /// into mean ± std tables with the kNN baseline; rerun to resume.
-    Bench(grid::BenchArgs),
+    #[command(alias = "bench")]
+    Grid(grid::GridArgs),
 }
 
 /// Arguments that choose a data set class and a protocol split.
@@ -148,6 +149,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => train::eval(a),
         Command::Predict(a) => train::predict(a),
         Command::Classify(a) => classify::run(a),
-        Command::Bench(a) => grid::run(a),
+        Command::Grid(a) => grid::run(a),
     }
 }

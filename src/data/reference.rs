@@ -1,36 +1,22 @@
 //! The reference set: the normal images the residual head compares each query with, fixed
 //! once (paper, eq. 6) or drawn afresh for every batch (the official code).
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
+use crate::choice::choice;
 use crate::data::sampler::{Stream, normal_or_pseudo};
 use crate::error::{Error, Result};
 use crate::rng::DraRng;
 use crate::types::{Label, Slot};
 
-/// How the reference set for the residual head is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RefMode {
-    /// Drawn once from the normal training images, never augmented (paper, eq. 6).
-    Fixed,
-    /// Drawn afresh for every batch through the training augmentation, about half of them
-    /// pseudo anomalies (the official code's behaviour).
-    Resample,
-}
-
-impl FromStr for RefMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "fixed" => Ok(RefMode::Fixed),
-            "resample" => Ok(RefMode::Resample),
-            _ => Err(Error::Setting(format!(
-                "unknown reference mode '{s}' (fixed or resample)"
-            ))),
-        }
+choice! {
+    /// How the reference set for the residual head is chosen.
+    pub enum RefMode ("reference mode") {
+        /// Drawn once from the normal training images, never augmented (paper, eq. 6).
+        Fixed = "fixed",
+        /// Drawn afresh for every batch through the training augmentation, about half of
+        /// them pseudo anomalies (the official code's behaviour).
+        Resample = "resample",
     }
 }
 

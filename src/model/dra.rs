@@ -247,8 +247,9 @@ pub struct Dra {
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
     topk: f64,
-    /// The residual head's nearest-cell mode ([`ResidualMode::Nearest`]).
-    nearest_residual: bool,
+    /// What the residual head compares each query cell with.
+    #[module(skip)]
+    residual_mode: ResidualMode,
     frozen_backbone: bool,
 }
 
@@ -291,7 +292,7 @@ impl Dra {
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
-            nearest_residual: config.residual == ResidualMode::Nearest,
+            residual_mode: config.residual,
             frozen_backbone: config.freeze_backbone,
         };
         // the heads' weights, drawn in the order of their first use in `forward`
@@ -334,13 +335,9 @@ impl Dra {
             out.push((Head::Pseudo, h.forward(features.clone(), self.topk)));
         }
         if let (Some(h), Some(r)) = (&self.residual, reference) {
-            let mode = match self.nearest_residual {
-                true => ResidualMode::Nearest,
-                false => ResidualMode::Mean,
-            };
             out.push((
                 Head::Residual,
-                h.forward(features.clone(), r, mode, self.topk),
+                h.forward(features.clone(), r, self.residual_mode, self.topk),
             ));
         }
         if let Some(h) = &self.normal {

@@ -8,15 +8,11 @@
 //!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::choice::choice;
 use crate::model::HeadScores;
 use crate::rng::DraRng;
 use crate::types::{Head, Label};
@@ -26,41 +22,23 @@ pub const MARGIN: f32 = 5.0;
 /// Size of the N(0, 1) reference sample of the deviation loss.
 pub const REFERENCE_DRAWS: usize = 5000;
 
-/// The training criterion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Criterion {
-    /// DevNet's deviation loss: (1−t)|z| + t·max(0, a − z), z against a 5000-draw N(0,1) reference.
-    #[default]
-    Deviation,
-    /// The reproduction report's variant: reference of the batch's size, (1−t)z² +
-    /// t·max(0, a − z)², weighted by |t − ½| (always ½ for 0/1 targets: a constant scale).
-    Dweighted,
-    /// Binary cross-entropy with the score as logit.
-    Bce,
-    /// Binary focal loss, α = 1, γ = 2, with the score as logit.
-    Focal,
+choice! {
+    /// The training criterion.
+    pub enum Criterion ("criterion") {
+        /// DevNet's deviation loss: (1−t)|z| + t·max(0, a − z), z against a 5000-draw N(0,1)
+        /// reference.
+        Deviation = "deviation",
+        /// The reproduction report's variant: reference of the batch's size, (1−t)z² +
+        /// t·max(0, a − z)², weighted by |t − ½| (always ½ for 0/1 targets: a constant scale).
+        Dweighted = "dweighted",
+        /// Binary cross-entropy with the score as logit.
+        Bce = "bce",
+        /// Binary focal loss, α = 1, γ = 2, with the score as logit.
+        Focal = "focal",
+    }
 }
 
 impl Criterion {
-    /// Every criterion.
-    pub const ALL: [Criterion; 4] = [
-        Criterion::Deviation,
-        Criterion::Dweighted,
-        Criterion::Bce,
-        Criterion::Focal,
-    ];
-
-    /// Name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Criterion::Deviation => "deviation",
-            Criterion::Dweighted => "dweighted",
-            Criterion::Bce => "bce",
-            Criterion::Focal => "focal",
-        }
-    }
-
     /// Mean loss of `scores` `[n]` against 0/1 `targets`; reference draws come from `rng`.
     pub fn loss(self, scores: Tensor<1>, targets: &[f32], rng: &mut DraRng) -> Tensor<1> {
         let device = scores.device();
@@ -85,26 +63,6 @@ impl Criterion {
                 (pt.neg().add_scalar(1.0).powi_scalar(2) * b).mean()
             }
         }
-    }
-}
-
-impl fmt::Display for Criterion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Criterion {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Criterion::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                Error::Setting(format!(
-                    "unknown criterion '{s}' (deviation, dweighted, bce or focal)"
-                ))
-            })
     }
 }
 

@@ -18,56 +18,38 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::choice::choice;
 use crate::error::{Error, Result};
 pub use writer::{Item, Writer};
 
-/// A supported source data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Converter {
-    Sdd,
-    Aitex,
-    Elpv,
-    Optical,
-    Mastcam,
-    BrainMri,
-    HeadCt,
-    HyperKvasir,
-    MagneticTile,
+choice! {
+    /// A supported source data set; its name is also the class folder it writes.
+    pub enum Converter ("converter") {
+        /// KolektorSDD.
+        Sdd = "sdd",
+        /// AITEX fabric.
+        Aitex = "aitex",
+        /// ELPV solar cells.
+        Elpv = "elpv",
+        /// The DAGM 2007 optical-inspection set.
+        Optical = "optical",
+        /// Mastcam novelty.
+        Mastcam = "mastcam",
+        /// Brain MRI tumours.
+        BrainMri = "brainmri",
+        /// Head CT haemorrhage.
+        HeadCt = "headct",
+        /// Hyper-Kvasir.
+        HyperKvasir = "hyperkvasir",
+        /// Magnetic tile defects.
+        MagneticTile = "magnetic-tile",
+    }
 }
 
 impl Converter {
-    /// Every converter, in the order `--help` lists them.
-    pub const ALL: [Converter; 9] = [
-        Converter::Sdd,
-        Converter::Aitex,
-        Converter::Elpv,
-        Converter::Optical,
-        Converter::Mastcam,
-        Converter::BrainMri,
-        Converter::HeadCt,
-        Converter::HyperKvasir,
-        Converter::MagneticTile,
-    ];
-
-    /// The converter's name on the command line; also the class folder it writes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Converter::Sdd => "sdd",
-            Converter::Aitex => "aitex",
-            Converter::Elpv => "elpv",
-            Converter::Optical => "optical",
-            Converter::Mastcam => "mastcam",
-            Converter::BrainMri => "brainmri",
-            Converter::HeadCt => "headct",
-            Converter::HyperKvasir => "hyperkvasir",
-            Converter::MagneticTile => "magnetic-tile",
-        }
-    }
-
     /// The input layout the converter expects, for help texts and errors.
     pub fn expected_input(self) -> &'static str {
         match self {
@@ -156,22 +138,6 @@ impl Converter {
             ),
             other => other,
         }
-    }
-}
-
-impl FromStr for Converter {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Converter::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Converter::ALL.iter().map(|c| c.name()).collect();
-                Error::Setting(format!(
-                    "unknown converter '{s}' (one of {})",
-                    names.join(", ")
-                ))
-            })
     }
 }
 

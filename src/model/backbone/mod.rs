@@ -11,11 +11,7 @@ pub mod efficientnet;
 pub mod resnet;
 pub mod weights;
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::choice::choice;
 use crate::data::transform::Normalization;
@@ -23,32 +19,19 @@ use crate::error::{Error, Result};
 pub use efficientnet::EfficientNetLite0;
 pub use resnet::ResNet18;
 
-/// Which backbone, and which of its feature maps, DRA uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackboneKind {
-    Resnet18,
-    EfficientnetLite0,
-    EfficientnetLite0Head,
+choice! {
+    /// Which backbone, and which of its feature maps, DRA uses.
+    pub enum BackboneKind ("backbone") {
+        /// ResNet-18 to layer4, 512 channels (the paper's; weights from the user).
+        Resnet18 = "resnet18",
+        /// EfficientNet-Lite0's last MBConv block, 320 channels (weights bundled).
+        EfficientnetLite0 = "efficientnet-lite0",
+        /// EfficientNet-Lite0 after its head convolution and ReLU6, 1280 channels.
+        EfficientnetLite0Head = "efficientnet-lite0-head",
+    }
 }
 
 impl BackboneKind {
-    /// Every backbone, in the order `--help` lists them.
-    pub const ALL: [BackboneKind; 3] = [
-        BackboneKind::Resnet18,
-        BackboneKind::EfficientnetLite0,
-        BackboneKind::EfficientnetLite0Head,
-    ];
-
-    /// Name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackboneKind::Resnet18 => "resnet18",
-            BackboneKind::EfficientnetLite0 => "efficientnet-lite0",
-            BackboneKind::EfficientnetLite0Head => "efficientnet-lite0-head",
-        }
-    }
-
     /// Channels of the feature map DRA reads.
     pub fn channels(self) -> usize {
         match self {
@@ -92,28 +75,6 @@ impl BackboneKind {
             BackboneKind::Resnet18 => None,
             _ => Some(weights::bundled_efficientnet_lite0()),
         }
-    }
-}
-
-impl fmt::Display for BackboneKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for BackboneKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        BackboneKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = BackboneKind::ALL.iter().map(|k| k.name()).collect();
-                Error::Setting(format!(
-                    "unknown backbone '{s}' (one of {})",
-                    names.join(", ")
-                ))
-            })
     }
 }
 
