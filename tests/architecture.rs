@@ -5,8 +5,19 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest first.
 const ORDER: [&str; 13] = [
-    "types", "error", "rng", "choice", "device", "metrics", "ops", "data", "model", "config",
-    "run", "baselines", "grid",
+    "types",
+    "error",
+    "rng",
+    "choice",
+    "device",
+    "metrics",
+    "ops",
+    "data",
+    "model",
+    "config",
+    "run",
+    "baselines",
+    "grid",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -43,7 +54,13 @@ fn every_module_imports_only_those_before_it() {
     let mut wrong = Vec::new();
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap();
-        let top = rel.components().next().unwrap().as_os_str().to_str().unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_str()
+            .unwrap();
         let top = top.trim_end_matches(".rs");
         let Some(own) = rank(top) else {
             continue; // lib.rs, main.rs and the command line sit above everything
@@ -56,8 +73,16 @@ fn every_module_imports_only_those_before_it() {
             }
         }
     }
-    assert!(checked > 40, "only {checked} files found under {}", src.display());
-    assert!(wrong.is_empty(), "imports against the flow:\n{}", wrong.join("\n"));
+    assert!(
+        checked > 40,
+        "only {checked} files found under {}",
+        src.display()
+    );
+    assert!(
+        wrong.is_empty(),
+        "imports against the flow:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

@@ -311,13 +311,7 @@ fn same_seed_gives_bit_identical_scores() {
     let runs: Vec<String> = (0..2)
         .map(|_| {
             let out = tempfile::tempdir().unwrap();
-            dra::run::train_and_evaluate(
-                &mut dra::run::Plan::new(&cfg).unwrap(),
-                out.path(),
-                false,
-                &mut (),
-            )
-            .unwrap();
+            common::train(&cfg, out.path());
             for f in [
                 "config.json",
                 "metrics.json",
@@ -335,13 +329,7 @@ fn same_seed_gives_bit_identical_scores() {
     assert_eq!(runs[0], runs[1]);
     assert_eq!(runs[0].lines().count(), 1 + 75);
     let other = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(
-        &mut dra::run::Plan::new(&TrainConfig { seed: 7, ..cfg }).unwrap(),
-        other.path(),
-        false,
-        &mut (),
-    )
-    .unwrap();
+    common::train(&TrainConfig { seed: 7, ..cfg }, other.path());
     assert_ne!(
         std::fs::read_to_string(other.path().join("scores.csv")).unwrap(),
         runs[0]
@@ -353,13 +341,7 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     let data = common::bundled_elpv();
     let cfg = demo_config(data.path());
     let out = tempfile::tempdir().unwrap();
-    let trained = dra::run::train_and_evaluate(
-        &mut dra::run::Plan::new(&cfg).unwrap(),
-        out.path(),
-        false,
-        &mut (),
-    )
-    .unwrap();
+    let trained = common::train(&cfg, out.path());
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     let again = dra::run::evaluate_run(out.path(), &mut ()).unwrap();
     assert_eq!(trained, again);
@@ -410,13 +392,7 @@ fn learns_on_real_kolektorsdd_pieces() {
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let metrics = dra::run::train_and_evaluate(
-        &mut dra::run::Plan::new(&cfg).unwrap(),
-        out.path(),
-        false,
-        &mut (),
-    )
-    .unwrap();
+    let metrics = common::train(&cfg, out.path());
     let log = std::fs::read_to_string(out.path().join("train_log.csv")).unwrap();
     let losses: Vec<f32> = log
         .lines()

@@ -8,14 +8,7 @@ use dra::data::layout::DatasetLayout;
 #[test]
 fn layout_lists_sorted_images_per_class() {
     let tmp = tempfile::tempdir().unwrap();
-    common::make_layout(
-        tmp.path(),
-        "tile",
-        20,
-        6,
-        &[("crack", 12), ("hole", 7), ("stain", 4)],
-    );
-    let layout = DatasetLayout::open(tmp.path(), "tile").unwrap();
+    let layout = common::tile_layout(tmp.path());
     assert_eq!(layout.train_good.len(), 20);
     assert_eq!(layout.test_good.len(), 6);
     assert_eq!(

@@ -24,14 +24,7 @@ fn hard(class: &str) -> Protocol {
 
 fn fixture() -> (tempfile::TempDir, DatasetLayout) {
     let tmp = tempfile::tempdir().unwrap();
-    common::make_layout(
-        tmp.path(),
-        "tile",
-        20,
-        6,
-        &[("crack", 12), ("hole", 7), ("stain", 4)],
-    );
-    let layout = DatasetLayout::open(tmp.path(), "tile").unwrap();
+    let layout = common::tile_layout(tmp.path());
     (tmp, layout)
 }
 

@@ -269,13 +269,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(
-        &mut dra::run::Plan::new(&cfg).unwrap(),
-        out.path(),
-        false,
-        &mut (),
-    )
-    .unwrap();
+    common::train(&cfg, out.path());
     let stats: HeadStats = serde_json::from_str(
         &std::fs::read_to_string(out.path().join(dra::run::files::HEAD_STATS)).unwrap(),
     )

@@ -33,13 +33,7 @@ fn a_resumed_run_ends_with_the_uninterrupted_scores() {
     let data = common::bundled_elpv();
     let cfg = tiny(data.path(), "elpv");
     let whole = tempfile::tempdir().unwrap();
-    dra::run::train_and_evaluate(
-        &mut dra::run::Plan::new(&cfg).unwrap(),
-        whole.path(),
-        false,
-        &mut (),
-    )
-    .unwrap();
+    common::train(&cfg, whole.path());
 
     let parts = tempfile::tempdir().unwrap();
     let stop = |n| RunOptions {

@@ -102,3 +102,22 @@ pub fn bundled_elpv() -> tempfile::TempDir {
         .unwrap();
     data
 }
+
+/// Trains and evaluates `config` into `out` from a fresh plan, as `dra train` does.
+pub fn train(config: &dra::config::TrainConfig, out: &Path) -> dra::types::Metrics {
+    let mut plan = dra::run::Plan::new(config).unwrap();
+    dra::run::train_and_evaluate(&mut plan, out, false, &mut ()).unwrap()
+}
+
+/// The class `tile` under `root`: 20 + 6 normals and three anomaly classes (crack 12, hole 7,
+/// stain 4), opened.
+pub fn tile_layout(root: &Path) -> dra::data::layout::DatasetLayout {
+    make_layout(
+        root,
+        "tile",
+        20,
+        6,
+        &[("crack", 12), ("hole", 7), ("stain", 4)],
+    );
+    dra::data::layout::DatasetLayout::open(root, "tile").unwrap()
+}
