@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::backbone::{BackboneKind, BackboneTraining, BnStats};
 use crate::model::heads::ResidualMode;
 use crate::model::loss::Criterion;
+use crate::model::memory::MemoryMode;
 use crate::model::{HeadNorm, HeadSet, ModelConfig};
 
 choice! {
@@ -61,6 +62,8 @@ pub struct TrainConfig {
     pub residual: ResidualMode,
     /// How head scores are combined into the anomaly score.
     pub head_norm: HeadNorm,
+    /// Whether the anomaly score also draws on a memory of normal patches.
+    pub memory: MemoryMode,
     /// Train the heads only; the backbone keeps its pretrained weights and statistics.
     pub freeze_backbone: bool,
     /// Which statistics the backbone's BatchNorm layers use in training and evaluation.
@@ -105,6 +108,7 @@ impl Default for TrainConfig {
             heads: HeadSet::all(),
             residual: ResidualMode::Nearest,
             head_norm: HeadNorm::Standardise,
+            memory: MemoryMode::None,
             freeze_backbone: true,
             bn_stats: BnStats::Batch,
             bn_momentum: 0.1,
@@ -133,6 +137,7 @@ impl TrainConfig {
                 ref_mode: RefMode::Resample,
                 residual: ResidualMode::Mean,
                 head_norm: HeadNorm::None,
+                memory: MemoryMode::None,
                 freeze_backbone: false,
                 bn_stats: BnStats::Batch,
                 bn_momentum: 0.1,
@@ -261,6 +266,15 @@ impl TrainConfig {
                 "--drop-connect {} must be in [0, 1)",
                 self.drop_connect
             ));
+        }
+        if self.memory == MemoryMode::Patch
+            && (!self.freeze_backbone || self.head_norm != HeadNorm::Standardise)
+        {
+            return bad(
+                "--memory patch needs --freeze-backbone true and --head-norm standardise (its \
+                 patches come from the pretrained backbone, its score is added as a z-score)"
+                    .into(),
+            );
         }
         if self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("--lr must be positive and --weight-decay not negative".into());

@@ -43,7 +43,8 @@ pub struct Slot {
     pub label: Label,
 }
 
-/// One of the four heads.
+/// One of the four heads, or the memory of normal patches (a score term, not a head of the
+/// network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Head {
@@ -51,10 +52,11 @@ pub enum Head {
     Pseudo,
     Residual,
     Normal,
+    Memory,
 }
 
 impl Head {
-    /// All heads, in the order the paper lists them.
+    /// The network's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
 
     /// Name on the command line and in outputs.
@@ -64,6 +66,7 @@ impl Head {
             Head::Pseudo => "pseudo",
             Head::Residual => "residual",
             Head::Normal => "normal",
+            Head::Memory => "memory",
         }
     }
 

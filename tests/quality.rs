@@ -10,10 +10,12 @@ use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::s;
-use dra::baselines::patch::{coreset, image_scores, patch_features};
 use dra::config::TrainConfig;
 use dra::model::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
 use dra::model::heads::nearest_cells;
+use dra::model::memory::{
+    MemoryMode, PatchMemory, coreset, image_scores, memory_bank, patch_features,
+};
 use dra::model::{Dra, HeadNorm, HeadStats, ModelConfig};
 use dra::rng::seeded;
 use dra::types::Head;
@@ -314,7 +316,13 @@ fn scores_csv_rows(csv: &str) -> Vec<(f32, Vec<(Head, f32)>)> {
         .unwrap()
         .split(',')
         .skip(4)
-        .map(|h| Head::ALL.into_iter().find(|k| k.name() == h).unwrap())
+        .map(|h| {
+            Head::ALL
+                .into_iter()
+                .chain([Head::Memory])
+                .find(|k| k.name() == h)
+                .unwrap()
+        })
         .collect();
     csv.lines()
         .skip(1)
@@ -355,4 +363,96 @@ fn a_frozen_backbone_scores_alike_with_references_in_the_batch_or_precomputed() 
         assert_eq!(h, k);
         assert_close(&values(a), &values(b), 1e-6);
     }
+}
+
+#[test]
+fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normals() {
+    let data = common::bundled_elpv();
+    let cfg = TrainConfig {
+        data_root: data.path().to_path_buf(),
+        class: "elpv".into(),
+        img_size: 64,
+        batch_size: 12,
+        epochs: 1,
+        steps_per_epoch: 2,
+        memory: MemoryMode::Patch,
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut plan = dra::run::Plan::new(&cfg).unwrap();
+    let metrics = dra::run::train_and_evaluate(&mut plan, out.path(), false, &mut ()).unwrap();
+    // its bank is the baseline's: the memory alone scores what the patch kNN does
+    let knn = dra::baselines::knn_baseline(&mut plan).unwrap();
+    assert_eq!(metrics.heads["memory"], knn.patch);
+
+    // its statistics: the normal training images scored against the bank of the other half
+    // (even against odd, odd against even), computed here from the library's pieces
+    let device = Device::flex();
+    let norm = cfg.normalization();
+    let images: Vec<Tensor<4>> = plan
+        .split
+        .train_normal
+        .iter()
+        .map(|s| {
+            let b = dra::data::batch::eval_batch(&mut plan.images, std::slice::from_ref(s), &norm);
+            PatchMemory::features(&plan.backbone, b.unwrap().to_tensor(&device))
+        })
+        .collect();
+    let mut rng = plan.rng.clone();
+    let bank = memory_bank(images.clone(), &mut rng);
+    let half = |k: usize| -> Vec<Tensor<4>> { images.iter().skip(k).step_by(2).cloned().collect() };
+    let mut own = Vec::new();
+    for k in 0..2 {
+        let other = memory_bank(half(1 - k), &mut rng);
+        own.extend(image_scores(&other, Tensor::cat(half(k), 0)));
+    }
+    let mean = own.iter().sum::<f32>() / own.len() as f32;
+    let std = (own.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / own.len() as f32).sqrt();
+    let stats: HeadStats = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join(dra::run::files::HEAD_STATS)).unwrap(),
+    )
+    .unwrap();
+    let (_, m, s) = stats
+        .0
+        .iter()
+        .find(|(h, _, _)| *h == Head::Memory)
+        .copied()
+        .unwrap();
+    assert!(
+        (m - mean).abs() < 1e-4 * mean.abs() && (s - std).abs() < 1e-3 * std,
+        "{m} {s}"
+    );
+    // the saved bank is that bank
+    let saved = PatchMemory::load(&out.path().join("memory.npy"), &device).unwrap();
+    assert_eq!(saved.bank.to_data(), bank.to_data());
+
+    // the score: each head's z-score plus four times the memory's (as much as the heads)
+    let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    for (score, heads) in scores_csv_rows(&csv) {
+        let z = |h: Head| {
+            let (_, m, s) = stats.0.iter().find(|(k, _, _)| *k == h).copied().unwrap();
+            let g = heads.iter().find(|(k, _)| *k == h).unwrap().1;
+            h.sign() * (g - m) / s
+        };
+        let expected = z(Head::Seen)
+            + z(Head::Pseudo)
+            + z(Head::Residual)
+            + z(Head::Normal)
+            + 4.0 * z(Head::Memory);
+        assert!(
+            (score - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+            "{score} {expected}"
+        );
+    }
+    // and a saved run scores an image as training did, through the saved bank
+    let first = &plan.split.test[0].path;
+    let p = dra::run::predict(out.path(), std::slice::from_ref(first)).unwrap();
+    let line = csv
+        .lines()
+        .find(|l| l.contains(first.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(
+        p.scored[0].score,
+        line.split(',').nth(3).unwrap().parse::<f32>().unwrap()
+    );
 }

@@ -1,19 +1,18 @@
 //! The unsupervised baselines of a split, for comparison with DRA: kNN on pooled features
-//! ([`crate::baselines::knn`]) and patch kNN ([`crate::baselines::patch`]), both on the frozen pretrained
+//! ([`crate::baselines::knn`]) and patch kNN ([`crate::model::memory`]), both on the frozen pretrained
 //! backbone, with the normal training images as their memory. They use no anomaly at all.
 
 pub mod knn;
-pub mod patch;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::baselines::knn::{knn_scores, pooled};
-use crate::baselines::patch::{image_scores, memory_bank, patch_features};
 use crate::data::batch::{ImageStore, eval_batch};
 use crate::error::Result;
 use crate::metrics::{auc_roc, average_precision};
 use crate::model::backbone::Backbone;
+use crate::model::memory::{image_scores, memory_bank, patch_features};
 use crate::run::Plan;
 use crate::types::{Auc, Sample};
 

@@ -12,6 +12,7 @@ use dra::device::DeviceChoice;
 use dra::model::backbone::{BackboneKind, BnStats};
 use dra::model::heads::ResidualMode;
 use dra::model::loss::Criterion;
+use dra::model::memory::MemoryMode;
 use dra::model::{HeadNorm, HeadSet};
 use dra::run::files::read_record;
 use dra::run::{self, Plan};
@@ -131,6 +132,10 @@ pub struct SettingArgs {
     /// none].
     #[arg(long)]
     head_norm: Option<HeadNorm>,
+    /// Add to the score a memory of normal patches (patch, PatchCore-style, counted as much
+    /// as all heads together) or not (none, the paper's) [default: none].
+    #[arg(long)]
+    memory: Option<MemoryMode>,
     /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
     /// --preset paper: false].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -331,6 +336,7 @@ mod tests {
             "heads" => "seen,residual",
             "residual" => "mean",
             "head_norm" => "none",
+            "memory" => "patch",
             "freeze_backbone" => "false",
             "bn_stats" => "frozen",
             "bn_momentum" => "0.01",

@@ -111,8 +111,17 @@ choice! {
 pub struct HeadStats(pub Vec<(Head, f32, f32)>);
 
 impl HeadStats {
+    /// Replaces (or adds) the statistics of `head`.
+    pub fn set(&mut self, head: Head, mean: f32, std: f32) {
+        self.0.retain(|(h, _, _)| *h != head);
+        self.0.push((head, mean, std));
+    }
+
     /// Mean and (population) std of each head's raw score over `scores` (one row of
     /// `(head, score)` pairs per normal image).
+    ///
+    /// The memory's row is replaced afterwards ([`HeadStats::set`]): the training images'
+    /// own patches are in its bank.
     pub fn of(scores: &[Vec<(Head, f32)>]) -> Self {
         let heads: Vec<Head> = scores
             .first()
@@ -135,19 +144,25 @@ impl HeadStats {
         )
     }
 
-    /// The anomaly score of raw head scores: Σ sign_h · (g_h − μ_h) / σ_h (σ floored at
-    /// 1e-6, so a constant head adds nothing).
+    /// The anomaly score of raw head scores: Σ w_h · sign_h · (g_h − μ_h) / σ_h (σ floored at
+    /// 1e-6, so a constant head adds nothing), w = 1 for each head of the network and, for the
+    /// memory, the number of those heads: the memory counts as much as they do together.
     pub fn anomaly_score(&self, heads: &[(Head, f32)]) -> f32 {
+        let learned = heads.iter().filter(|(h, _)| *h != Head::Memory).count();
         heads
             .iter()
             .map(|&(h, g)| {
+                let weight = match h {
+                    Head::Memory => learned.max(1) as f32,
+                    _ => 1.0,
+                };
                 let (_, mean, std) = self
                     .0
                     .iter()
                     .find(|(k, _, _)| *k == h)
                     .copied()
                     .unwrap_or((h, 0.0, 1.0));
-                h.sign() * (g - mean) / std.max(1e-6)
+                weight * h.sign() * (g - mean) / std.max(1e-6)
             })
             .sum()
     }

@@ -97,7 +97,7 @@ fn bce(scores: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
     relu(scores.clone()) - scores * t + softplus
 }
 
-/// Which samples of a batch a head is trained on, and their targets.
+/// Which samples of a batch a head is trained on, and their targets (none for the memory).
 pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
     labels
         .iter()
@@ -105,6 +105,7 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
         .filter_map(|(i, &l)| {
             let target = match (head, l) {
                 (Head::Seen, Label::Pseudo) | (Head::Pseudo, Label::Seen) => return None,
+                (Head::Memory, _) => return None, // not trained
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,

@@ -5,5 +5,6 @@ pub mod backbone;
 pub mod dra;
 pub mod heads;
 pub mod loss;
+pub mod memory;
 
 pub use dra::{Dra, HeadNorm, HeadScores, HeadSet, HeadStats, ModelConfig, pyramid_level};

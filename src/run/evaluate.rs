@@ -9,6 +9,7 @@ use crate::data::reference::ReferenceSet;
 use crate::data::transform::Normalization;
 use crate::error::Result;
 use crate::model::Dra;
+use crate::model::memory::PatchMemory;
 use crate::rng::DraRng;
 use crate::types::{Head, Sample, Scored};
 
@@ -31,11 +32,13 @@ impl Scoring {
     }
 }
 
-/// Scores `samples` in batches, against references drawn from `batcher`'s normals, calling
-/// `on_batch(done, total)`. `model` must be on a plain (non-autodiff) device, e.g.
-/// `trained.valid()`.
+/// Scores `samples` in batches, against references drawn from `batcher`'s normals (and the
+/// patch memory, if any, through the model's frozen backbone), calling `on_batch(done,
+/// total)`. `model` must be on a plain (non-autodiff) device, e.g. `trained.valid()`.
+#[allow(clippy::too_many_arguments)]
 pub fn score_samples(
     model: &Dra,
+    memory: Option<&PatchMemory>,
     scoring: &Scoring,
     samples: &[Sample],
     references: &mut ReferenceSet,
@@ -56,17 +59,19 @@ pub fn score_samples(
             let refs = batcher.batch(&slots, references.augmented(), norm, rng)?;
             maps = Some(model.reference_maps(refs.to_tensor(device)));
         }
-        let batch = batcher.eval_batch(chunk, norm)?;
-        let scores = model.score(batch.to_tensor(device), maps.as_deref().unwrap_or(&[]));
+        let batch = batcher.eval_batch(chunk, norm)?.to_tensor(device);
+        let remembered = memory.map(|m| m.scores(&model.backbone, batch.clone()));
+        let scores = model.score(batch, maps.as_deref().unwrap_or(&[]));
         let total: Vec<f32> = scores
             .anomaly_score()
             .into_data()
             .try_to_vec()
             .expect("f32 scores");
-        let heads: Vec<(Head, Vec<f32>)> = scores
+        let mut heads: Vec<(Head, Vec<f32>)> = scores
             .iter()
             .map(|(h, t)| (h, t.into_data().try_to_vec().expect("f32 scores")))
             .collect();
+        heads.extend(remembered.map(|v| (Head::Memory, v)));
         for (i, sample) in chunk.iter().enumerate() {
             out.push(Scored {
                 path: sample.path.clone(),

@@ -21,9 +21,10 @@ use crate::data::protocol::Split;
 use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
 use crate::model::backbone::Backbone;
+use crate::model::memory::{MEMORY_FILE, MemoryMode, PatchMemory};
 use crate::model::{Dra, HeadNorm, HeadStats};
 use crate::rng::{DraRng, seeded};
-use crate::types::{Metrics, Sample, Scored};
+use crate::types::{Head, Metrics, Sample, Scored};
 use evaluate::{Scoring, score_samples};
 use files::{HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record, write_json};
 pub use plan::Plan;
@@ -109,9 +110,23 @@ pub fn train_run(
         false => trainer.model.valid(),
     };
     save_model(&model, &out.join("model.safetensors"))?;
+    let memory = match config.memory {
+        MemoryMode::Patch => {
+            let features = normal_batches(&scoring, &split.train_normal, &mut batcher)?
+                .into_iter()
+                .map(|x| PatchMemory::features(&plan.backbone, x))
+                .collect();
+            // the generator of the patch-kNN baseline, so the bank is the same
+            let (memory, mean, std) = PatchMemory::build(features, &mut plan.rng.clone());
+            memory.save(&out.join(MEMORY_FILE))?;
+            Some((memory, mean, std))
+        }
+        MemoryMode::None => None,
+    };
     let st = &mut trainer.state;
     let scored = score_samples(
         &model,
+        memory.as_ref().map(|m| &m.0),
         &scoring,
         &split.train_normal,
         &mut st.references,
@@ -120,10 +135,14 @@ pub fn train_run(
         |_, _| {},
     )?;
     let rows: Vec<Vec<_>> = scored.into_iter().map(|s| s.heads).collect();
-    let stats = HeadStats::of(&rows);
+    let mut stats = HeadStats::of(&rows);
+    if let Some((_, mean, std)) = memory {
+        stats.set(Head::Memory, mean, std);
+    }
     write_json(&out.join(HEAD_STATS), &stats)?;
     let mut scored = score_samples(
         &model,
+        memory.as_ref().map(|m| &m.0),
         &scoring,
         &split.test,
         &mut st.references,
@@ -296,9 +315,17 @@ fn score_saved(
             (split.train_normal, references, rng, samples)
         }
     };
+    let memory = match config.memory {
+        MemoryMode::Patch => Some(PatchMemory::load(
+            &dir.join(MEMORY_FILE),
+            &config.device.device()?,
+        )?),
+        MemoryMode::None => None,
+    };
     let mut batcher = Batcher::new(&normals, &[], images);
     let mut scored = score_samples(
         &model,
+        memory.as_ref(),
         &Scoring::of(config)?,
         &samples,
         &mut references,

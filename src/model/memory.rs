@@ -1,0 +1,256 @@
+//! A memory of normal patches (PatchCore-style), the patch-kNN baseline and DRA's optional
+//! memory term (`--memory patch`): locally averaged (3×3) patches of the frozen backbone's
+//! stride-16 and stride-32 maps, the latter bilinearly upsampled to the stride-16 grid and
+//! concatenated; a memory bank of every patch of the normal training images, reduced by
+//! greedy coreset selection when it is large; an image scores the largest distance of any
+//! of its patches to the nearest patch of the bank.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::pool::AvgPool2dConfig;
+use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::s;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+use crate::choice::choice;
+use crate::error::{Error, Result};
+use crate::model::backbone::Backbone;
+use crate::rng::DraRng;
+
+choice! {
+    /// Whether the anomaly score also draws on a memory of normal patches.
+    pub enum MemoryMode ("memory") {
+        /// The heads alone (the paper's).
+        None = "none",
+        /// Plus the patch memory's score, standardised and weighted as all heads together.
+        Patch = "patch",
+    }
+}
+
+/// Memory banks with more patches than this are reduced to it by greedy coreset selection.
+pub const BANK_MAX: usize = 10_000;
+/// Dimensions of the random projection in which the coreset selection measures distances.
+pub const PROJECTION: usize = 128;
+/// Query patches compared with the bank in one matrix product.
+const QUERY_CHUNK: usize = 2048;
+
+/// Patch features `[N, C16 + C32, h16, w16]` of a stride-16 and a stride-32 map: each map
+/// averaged over 3×3 neighbourhoods (borders over the cells inside), the stride-32 one
+/// bilinearly upsampled (half-pixel centres) to the stride-16 grid, then concatenated.
+pub fn patch_features(stride16: Tensor<4>, stride32: Tensor<4>) -> Tensor<4> {
+    let pool = AvgPool2dConfig::new([3, 3])
+        .with_strides([1, 1])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_count_include_pad(false)
+        .init();
+    let [_, _, h, w] = stride16.dims();
+    let coarse = interpolate(
+        pool.forward(stride32),
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([h, w]),
+    );
+    Tensor::cat(vec![pool.forward(stride16), coarse], 1)
+}
+
+/// The patches of `[N, D, h, w]` features as rows `[N·h·w, D]`, image by image.
+pub fn patch_rows(features: Tensor<4>) -> Tensor<2> {
+    let [n, d, h, w] = features.dims();
+    features.permute([0, 2, 3, 1]).reshape([n * h * w, d])
+}
+
+/// Greedy k-center coreset of `rows` `[B, D]`: starting from a random row, repeatedly the row
+/// farthest from those chosen (distances in a seeded Gaussian projection to [`PROJECTION`]
+/// dimensions when D is larger). Returns the indices of `size` rows.
+pub fn coreset(rows: &Tensor<2>, size: usize, rng: &mut DraRng) -> Vec<usize> {
+    let [b, d] = rows.dims();
+    if size >= b {
+        return (0..b).collect();
+    }
+    let points = if d > PROJECTION {
+        let scale = 1.0 / (PROJECTION as f32).sqrt();
+        let proj: Vec<f32> = (0..d * PROJECTION)
+            .map(|_| rng.sample::<f32, _>(StandardNormal) * scale)
+            .collect();
+        let proj = Tensor::<2>::from_data(TensorData::new(proj, [d, PROJECTION]), &rows.device());
+        rows.clone().matmul(proj)
+    } else {
+        rows.clone()
+    };
+    let dim = points.dims()[1];
+    let points: Vec<f32> = points.into_data().try_to_vec().expect("f32 features");
+    let mut nearest = vec![f32::INFINITY; b];
+    let mut chosen = Vec::with_capacity(size);
+    let mut last = rng.random_range(0..b);
+    while chosen.len() < size {
+        chosen.push(last);
+        let centre = &points[last * dim..(last + 1) * dim];
+        nearest
+            .par_iter_mut()
+            .zip(points.par_chunks(dim))
+            .for_each(|(m, p)| {
+                let d2: f32 = p.iter().zip(centre).map(|(x, y)| (x - y) * (x - y)).sum();
+                *m = m.min(d2);
+            });
+        last = (0..b)
+            .max_by(|&i, &j| nearest[i].total_cmp(&nearest[j]).then(j.cmp(&i)))
+            .expect("non-empty");
+    }
+    chosen
+}
+
+/// Distance of every query row `[Q, D]` to its nearest bank row `[B, D]`.
+pub fn nearest_distances(bank: &Tensor<2>, queries: Tensor<2>) -> Vec<f32> {
+    let [q, _] = queries.dims();
+    let bank_sq = bank.clone().powi_scalar(2).sum_dim(1).transpose(); // [1, B]
+    let mut out = Vec::with_capacity(q);
+    let mut start = 0;
+    while start < q {
+        let end = (start + QUERY_CHUNK).min(q);
+        let chunk = queries.clone().slice(s![start..end]);
+        let q_sq = chunk.clone().powi_scalar(2).sum_dim(1); // [q, 1]
+        let d2 = q_sq + bank_sq.clone() - chunk.matmul(bank.clone().transpose()).mul_scalar(2.0);
+        let min: Vec<f32> = d2.min_dim(1).into_data().try_to_vec().expect("f32");
+        out.extend(min.into_iter().map(|v| v.max(0.0).sqrt()));
+        start = end;
+    }
+    out
+}
+
+/// Image scores of query patch features `[N, D, h, w]` against the bank: the largest
+/// nearest-neighbour distance among each image's patches.
+pub fn image_scores(bank: &Tensor<2>, queries: Tensor<4>) -> Vec<f32> {
+    let [n, _, h, w] = queries.dims();
+    nearest_distances(bank, patch_rows(queries))
+        .chunks(h * w)
+        .take(n)
+        .map(|p| p.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+        .collect()
+}
+
+/// The memory bank of the normal images' patch features (each `[N, D, h, w]`), reduced to
+/// [`BANK_MAX`] rows by [`coreset`] when larger.
+pub fn memory_bank(features: Vec<Tensor<4>>, rng: &mut DraRng) -> Tensor<2> {
+    let rows = Tensor::cat(features.into_iter().map(patch_rows).collect(), 0);
+    let keep = coreset(&rows, BANK_MAX, rng);
+    if keep.len() == rows.dims()[0] {
+        return rows;
+    }
+    let idx = Tensor::<1, Int>::from_data(
+        TensorData::new(keep.iter().map(|&i| i as i64).collect(), [keep.len()]),
+        &rows.device(),
+    );
+    rows.select(0, idx)
+}
+
+/// The memory of a run: the bank of normal patches, saved in the run directory.
+#[derive(Debug, Clone)]
+pub struct PatchMemory {
+    pub bank: Tensor<2>,
+}
+
+/// The memory's file in a run directory (NumPy `.npy`, float32 `[patches, channels]`).
+pub const MEMORY_FILE: &str = "memory.npy";
+
+impl PatchMemory {
+    /// Patch features of `images` (normalised `[N, 3, H, W]`) through `backbone`.
+    pub fn features(backbone: &Backbone, images: Tensor<4>) -> Tensor<4> {
+        let (s16, s32) = backbone.stride16_and_features(images);
+        patch_features(s16, s32)
+    }
+
+    /// The memory of the normal images' patch features (batches `[N, D, h, w]`), with the
+    /// mean and std of their own scores, each image scored against the bank of the other
+    /// half (even and odd images): scored against a bank of their own patches they would
+    /// all be near 0.
+    pub fn build(features: Vec<Tensor<4>>, rng: &mut DraRng) -> (Self, f32, f32) {
+        let images: Vec<Tensor<4>> = features
+            .iter()
+            .flat_map(|t| (0..t.dims()[0]).map(move |i| t.clone().slice(s![i..i + 1])))
+            .collect();
+        let bank = memory_bank(features, rng);
+        let half =
+            |k: usize| -> Vec<Tensor<4>> { images.iter().skip(k).step_by(2).cloned().collect() };
+        let mut own = Vec::with_capacity(images.len());
+        if images.len() >= 2 {
+            for k in 0..2 {
+                let other = memory_bank(half(1 - k), rng);
+                own.extend(image_scores(&other, Tensor::cat(half(k), 0)));
+            }
+        }
+        let n = own.len().max(1) as f64;
+        let mean = own.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = own.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        (PatchMemory { bank }, mean as f32, var.sqrt() as f32)
+    }
+
+    /// Scores of `images` (normalised `[N, 3, H, W]`) through `backbone`.
+    pub fn scores(&self, backbone: &Backbone, images: Tensor<4>) -> Vec<f32> {
+        image_scores(&self.bank, Self::features(backbone, images))
+    }
+
+    /// Writes the bank as `.npy` (float32, C order), a format any notebook reads.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let [rows, cols] = self.bank.dims();
+        let values: Vec<f32> = self.bank.to_data().try_to_vec().expect("f32 bank");
+        let mut header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+        // magic (6) + version (2) + length (2) + header + newline, to a multiple of 64
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads a bank written by [`PatchMemory::save`] onto `device`.
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        let bad = |m: &str| Error::run_file(path, format!("not a memory bank: {m}"));
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::run_file(
+                path,
+                format!("missing ({e}): the run's --memory patch needs it"),
+            )
+        })?;
+        if bytes.len() < 10 || &bytes[..8] != b"\x93NUMPY\x01\x00" {
+            return Err(bad("no .npy header"));
+        }
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let header = std::str::from_utf8(bytes.get(10..10 + len).ok_or_else(|| bad("short"))?)
+            .map_err(|_| bad("header"))?;
+        if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+            return Err(bad("not float32 in C order"));
+        }
+        let shape = header
+            .split("'shape': (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad("no shape"))?;
+        let dims: Vec<usize> = shape
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().map_err(|_| bad("shape")))
+            .collect::<Result<_>>()?;
+        let [rows, cols] = dims[..] else {
+            return Err(bad("not two-dimensional"));
+        };
+        let data = &bytes[10 + len..];
+        if data.len() != rows * cols * 4 {
+            return Err(bad("size does not match its shape"));
+        }
+        let values: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(PatchMemory {
+            bank: Tensor::from_data(TensorData::new(values, [rows, cols]), device),
+        })
+    }
+}
