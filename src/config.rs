@@ -108,7 +108,7 @@ impl Default for TrainConfig {
             heads: HeadSet::all(),
             residual: ResidualMode::Nearest,
             head_norm: HeadNorm::Standardise,
-            memory: MemoryMode::None,
+            memory: MemoryMode::Patch,
             freeze_backbone: true,
             bn_stats: BnStats::Batch,
             bn_momentum: 0.1,

@@ -268,6 +268,8 @@ fn standardisation_learns_from_the_normal_training_images_only() {
         epochs: 1,
         steps_per_epoch: 2,
         head_norm: HeadNorm::Standardise,
+        // the heads' statistics; the memory's own (from the other half) are tested below
+        memory: MemoryMode::None,
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();

@@ -133,7 +133,8 @@ pub struct SettingArgs {
     #[arg(long)]
     head_norm: Option<HeadNorm>,
     /// Add to the score a memory of normal patches (patch, PatchCore-style, counted as much
-    /// as all heads together) or not (none, the paper's) [default: none].
+    /// as all heads together) or not (none, the paper's) [default: patch; --preset paper:
+    /// none].
     #[arg(long)]
     memory: Option<MemoryMode>,
     /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
@@ -336,7 +337,7 @@ mod tests {
             "heads" => "seen,residual",
             "residual" => "mean",
             "head_norm" => "none",
-            "memory" => "patch",
+            "memory" => "none",
             "freeze_backbone" => "false",
             "bn_stats" => "frozen",
             "bn_momentum" => "0.01",
