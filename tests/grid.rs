@@ -165,10 +165,20 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     let names: Vec<&str> = first[0].heads.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["memory", "normal", "pseudo", "residual", "seen", "standardised"]
+        [
+            "memory",
+            "normal",
+            "pseudo",
+            "residual",
+            "seen",
+            "standardised"
+        ]
     );
     // the memory term alone is the patch-kNN baseline
-    assert_eq!(first[0].heads["memory"], first[0].patch_knn.unwrap().auc_roc);
+    assert_eq!(
+        first[0].heads["memory"],
+        first[0].patch_knn.unwrap().auc_roc
+    );
     for (h, auc) in &first[0].heads {
         let expected = match h.as_str() {
             "standardised" => metrics.standardised.unwrap().auc_roc,

@@ -303,6 +303,10 @@ fn a_run_killed_at_random_points_resumes_to_the_same_scores() {
     let out = dirs.path().join("killed");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let (mut kills, mut resumed, mut finished) = (0, 0, false);
+    // the first attempts are killed the moment a checkpoint write has begun (its temporary
+    // folder exists), until one is caught inside the write; the rest at random times
+    let (mut in_write, mut aimed) = (0, 0);
+    let tmp = out.join("checkpoint.tmp");
     for _ in 0..40 {
         let checkpoint = ["checkpoint", "checkpoint.old"]
             .iter()
@@ -320,17 +324,27 @@ fn a_run_killed_at_random_points_resumes_to_the_same_scores() {
             .unwrap();
         // between a third of the whole run's time and all of it
         let kill_at = whole_run.mul_f64(rng.random_range(0.33..1.0));
+        let aim_at_write = in_write == 0 && aimed < 10;
+        aimed += usize::from(aim_at_write);
         let start = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
             }
-            if start.elapsed() >= kill_at {
+            let due = match aim_at_write {
+                true => tmp.is_dir(),
+                false => start.elapsed() >= kill_at,
+            };
+            if due {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
+                in_write += usize::from(tmp.is_dir());
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            match aim_at_write {
+                true => std::thread::sleep(Duration::from_micros(200)),
+                false => std::thread::sleep(Duration::from_millis(5)),
+            }
         };
         match status {
             Some(status) => {
@@ -346,7 +360,13 @@ fn a_run_killed_at_random_points_resumes_to_the_same_scores() {
         kills >= 1 && resumed >= 1,
         "{kills} kills, {resumed} resumes"
     );
-    eprintln!("{kills} kills, {resumed} resumes, whole run {whole_run:?}");
+    assert!(
+        in_write >= 1,
+        "no kill landed inside a checkpoint write in {aimed} tries"
+    );
+    eprintln!(
+        "{kills} kills ({in_write} inside a checkpoint write), {resumed} resumes, whole run {whole_run:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(out.join("scores.csv")).unwrap(),
         expected
