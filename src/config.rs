@@ -64,6 +64,9 @@ pub struct TrainConfig {
     pub head_norm: HeadNorm,
     /// Whether the anomaly score also draws on a memory of normal patches.
     pub memory: MemoryMode,
+    /// The false-positive rate on the normal training images that sets the stored decision
+    /// threshold (optimistic: those images were trained on).
+    pub fpr: f64,
     /// Train the heads only; the backbone keeps its pretrained weights and statistics.
     pub freeze_backbone: bool,
     /// Which statistics the backbone's BatchNorm layers use in training and evaluation.
@@ -109,6 +112,7 @@ impl Default for TrainConfig {
             residual: ResidualMode::Nearest,
             head_norm: HeadNorm::Standardise,
             memory: MemoryMode::Patch,
+            fpr: 0.01,
             freeze_backbone: true,
             bn_stats: BnStats::Batch,
             bn_momentum: 0.1,
@@ -275,6 +279,9 @@ impl TrainConfig {
                  patches come from the pretrained backbone, its score is added as a z-score)"
                     .into(),
             );
+        }
+        if !(0.0..1.0).contains(&self.fpr) {
+            return bad(format!("--fpr {} must be in [0, 1)", self.fpr));
         }
         if self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("--lr must be positive and --weight-decay not negative".into());

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::types::Decisions;
 
 /// Points of a curve, one per distinct score threshold (highest threshold first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,4 +138,68 @@ pub fn per_class_auc_roc(
         out.insert(name.to_string(), auc_roc(&labels, &sub)?);
     }
     Ok(out)
+}
+
+/// The decision threshold that flags at most ⌊fpr · n⌋ of `normal_scores` (flagged: above
+/// the threshold): the (n − ⌊fpr · n⌋)-th smallest of them.
+pub fn threshold_at_fpr(normal_scores: &[f64], fpr: f64) -> Result<f64> {
+    if normal_scores.is_empty() || !(0.0..1.0).contains(&fpr) {
+        return Err(Error::Setting(format!(
+            "a threshold at --fpr {fpr} needs normal scores and 0 <= fpr < 1"
+        )));
+    }
+    let mut sorted = normal_scores.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let allowed = ((fpr * sorted.len() as f64).floor() as usize).min(sorted.len() - 1);
+    Ok(sorted[sorted.len() - 1 - allowed])
+}
+
+/// The confusion matrix, precision, recall and F1 of flagging scores above `threshold`.
+pub fn decisions(labels: &[bool], scores: &[f64], threshold: f64) -> Decisions {
+    let count = |anomaly: bool, flagged: bool| {
+        labels
+            .iter()
+            .zip(scores)
+            .filter(|&(&l, &s)| l == anomaly && (s > threshold) == flagged)
+            .count()
+    };
+    let (tp, fp) = (count(true, true), count(false, true));
+    let (tn, fneg) = (count(false, false), count(true, false));
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (precision, recall) = (ratio(tp, tp + fp), ratio(tp, tp + fneg));
+    let f1 = match precision + recall {
+        0.0 => 0.0,
+        sum => 2.0 * precision * recall / sum,
+    };
+    Decisions {
+        threshold,
+        true_positives: tp,
+        false_positives: fp,
+        true_negatives: tn,
+        false_negatives: fneg,
+        precision,
+        recall,
+        f1,
+    }
+}
+
+/// The largest F1 over all thresholds, with a threshold that gives it (halfway between the
+/// lowest flagged score and the next lower one).
+pub fn f1_max(labels: &[bool], scores: &[f64]) -> Result<(f64, f64)> {
+    let c = counts(labels, scores)?;
+    let positives = *c.tps.last().expect("non-empty");
+    let mut best = (0.0, f64::INFINITY);
+    for i in 0..c.tps.len() {
+        let (tp, fp) = (c.tps[i], c.fps[i]);
+        let f1 = 2.0 * tp / (tp + fp + positives);
+        if f1 > best.0 {
+            let below = c
+                .thresholds
+                .get(i + 1)
+                .copied()
+                .unwrap_or(c.thresholds[i] - 1.0);
+            best = (f1, (c.thresholds[i] + below) / 2.0);
+        }
+    }
+    Ok(best)
 }

@@ -116,4 +116,25 @@ pub struct Metrics {
     /// standardise`), whichever combination the run used.
     #[serde(default)]
     pub standardised: Option<Auc>,
+    /// At the run's stored decision threshold (`decision.json`), if it has one.
+    #[serde(default)]
+    pub decision: Option<Decisions>,
+    /// The best F1 over all thresholds, and a threshold that gives it.
+    #[serde(default)]
+    pub f1_max: Option<(f64, f64)>,
+}
+
+/// What a decision threshold does on a test set: an image is flagged anomalous when its
+/// score is above the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub threshold: f64,
+    /// Anomalies flagged, normals flagged, normals passed, anomalies passed.
+    pub true_positives: usize,
+    pub false_positives: usize,
+    pub true_negatives: usize,
+    pub false_negatives: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
 }

@@ -351,10 +351,44 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     );
     // predict on the first test image gives its row of scores.csv
     let row: Vec<&str> = scores.lines().nth(1).unwrap().split(',').collect();
-    let predicted = dra::run::predict(out.path(), &[row[0].into()])
+    let predicted = dra::run::predict(out.path(), &[row[0].into()]).unwrap();
+    assert_eq!(predicted.scored[0].score.to_string(), row[3]);
+    // the stored threshold flags at most 1 % of the normal training images, whose scores
+    // (without the memory, which saw them: see tests/quality.rs) predict gives
+    let decision: dra::run::files::Decision =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("decision.json")).unwrap())
+            .unwrap();
+    assert_eq!(predicted.threshold, Some(decision.threshold));
+    assert_eq!(trained.decision.unwrap().threshold, decision.threshold);
+    let d = trained.decision.unwrap();
+    assert_eq!(
+        d.true_positives + d.false_positives + d.true_negatives + d.false_negatives,
+        75
+    );
+}
+
+#[test]
+fn the_stored_threshold_is_the_fpr_quantile_of_the_normal_training_scores() {
+    let data = common::bundled_elpv();
+    let cfg = TrainConfig {
+        memory: dra::model::memory::MemoryMode::None,
+        fpr: 0.05,
+        ..demo_config(data.path())
+    };
+    let out = tempfile::tempdir().unwrap();
+    common::train(&cfg, out.path());
+    let normals = dra::data::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
+    let scores: Vec<f64> = dra::run::predict(out.path(), &normals)
         .unwrap()
-        .scored;
-    assert_eq!(predicted[0].score.to_string(), row[3]);
+        .scored
+        .iter()
+        .map(|s| s.score as f64)
+        .collect();
+    let expected = dra::metrics::threshold_at_fpr(&scores, 0.05).unwrap();
+    let stored = dra::run::saved_decision(out.path()).unwrap().unwrap();
+    assert_eq!((stored.threshold, stored.fpr), (expected, 0.05));
+    let above = scores.iter().filter(|&&s| s > expected).count();
+    assert!(above <= scores.len() / 20, "{above} of {}", scores.len());
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! (`roc_auc_score`, `average_precision_score`, `roc_curve(drop_intermediate=False)`,
 //! `precision_recall_curve`).
 
-use dra::metrics::{auc_roc, average_precision, per_class_auc_roc, pr_curve, roc_curve};
+use dra::metrics::{
+    auc_roc, average_precision, decisions, f1_max, per_class_auc_roc, pr_curve, roc_curve,
+    threshold_at_fpr,
+};
 
 fn labels(y: &[u8]) -> Vec<bool> {
     y.iter().map(|&v| v == 1).collect()
@@ -174,4 +177,39 @@ fn per_class_auc_uses_each_class_against_all_normals() {
     assert_eq!(per.len(), 2);
     assert_close(per["a"], 0.75); // scikit-learn: roc_auc_score([0,0,1,1],[0.1,0.4,0.3,0.9])
     assert_close(per["b"], 0.25); // roc_auc_score([0,0,1,1],[0.1,0.4,0.05,0.2])
+}
+
+#[test]
+fn decision_thresholds_and_their_confusion_matrix_by_hand() {
+    // 100 normal scores 0, 1, …, 99: at 1 % one may lie above the threshold, so it is 98
+    let normals: Vec<f64> = (0..100).rev().map(f64::from).collect();
+    assert_eq!(threshold_at_fpr(&normals, 0.01).unwrap(), 98.0);
+    assert_eq!(threshold_at_fpr(&normals, 0.0).unwrap(), 99.0);
+    assert_eq!(threshold_at_fpr(&normals, 0.25).unwrap(), 74.0);
+    // 50 normals at 1 %: none may lie above, so it is the largest
+    assert_eq!(threshold_at_fpr(&normals[..50], 0.01).unwrap(), 99.0);
+    assert!(threshold_at_fpr(&[], 0.01).is_err());
+    assert!(threshold_at_fpr(&normals, 1.0).is_err());
+
+    // labels and scores: anomalies 0.9, 0.8, 0.3; normals 0.7, 0.2, 0.1
+    let labels = [true, true, true, false, false, false];
+    let scores = [0.9, 0.8, 0.3, 0.7, 0.2, 0.1];
+    let d = decisions(&labels, &scores, 0.5);
+    let counts = (
+        d.true_positives,
+        d.false_positives,
+        d.true_negatives,
+        d.false_negatives,
+    );
+    assert_eq!(counts, (2, 1, 2, 1));
+    assert!((d.precision - 2.0 / 3.0).abs() < 1e-12 && (d.recall - 2.0 / 3.0).abs() < 1e-12);
+    assert!((d.f1 - 2.0 / 3.0).abs() < 1e-12);
+    // a score equal to the threshold is not flagged
+    assert_eq!(decisions(&labels, &scores, 0.8).true_positives, 1);
+    // F1 at each cut, scores descending: 0.9 → 2/4, 0.8 → 4/5, 0.7 → 4/6, 0.3 → 6/7,
+    // 0.2 → 6/8, 0.1 → 6/9; the best, 6/7, flags down to 0.3 (threshold halfway to 0.2)
+    let (f1, t) = f1_max(&labels, &scores).unwrap();
+    assert!((f1 - 6.0 / 7.0).abs() < 1e-12, "{f1}");
+    assert!((t - 0.25).abs() < 1e-12, "{t}");
+    assert!((decisions(&labels, &scores, t).f1 - f1).abs() < 1e-12);
 }

@@ -424,6 +424,36 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
         (m - mean).abs() < 1e-4 * mean.abs() && (s - std).abs() < 1e-3 * std,
         "{m} {s}"
     );
+    // the decision threshold: 1 % of the normal training images above it, each scored with
+    // its memory score against the other half's bank (the order of `own`: even, then odd)
+    let n_even = plan.split.train_normal.len().div_ceil(2);
+    let own_of = |i: usize| match i % 2 {
+        0 => own[i / 2],
+        _ => own[n_even + i / 2],
+    };
+    let normals: Vec<_> = plan
+        .split
+        .train_normal
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    let scores: Vec<f64> = dra::run::predict(out.path(), &normals)
+        .unwrap()
+        .scored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let heads: Vec<(Head, f32)> = s
+                .heads
+                .iter()
+                .map(|&(h, g)| (h, if h == Head::Memory { own_of(i) } else { g }))
+                .collect();
+            stats.anomaly_score(&heads) as f64
+        })
+        .collect();
+    let stored = dra::run::saved_decision(out.path()).unwrap().unwrap();
+    let expected = dra::metrics::threshold_at_fpr(&scores, 0.01).unwrap();
+    assert!((stored.threshold - expected).abs() < 1e-4 * (1.0 + expected.abs()));
     // the saved bank is that bank
     let saved = PatchMemory::load(&out.path().join("memory.npy"), &device).unwrap();
     assert_eq!(saved.bank.to_data(), bank.to_data());

@@ -135,6 +135,23 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
     for (class, auc) in &m.classes {
         println!("  class {class:<12} AUC-ROC {auc:.4}");
     }
+    if let Some(d) = &m.decision {
+        println!(
+            "at the stored threshold {:.4}: precision {:.3}, recall {:.3}, F1 {:.3} \
+             ({} anomalies and {} normals flagged, {} normals and {} anomalies passed)",
+            d.threshold,
+            d.precision,
+            d.recall,
+            d.f1,
+            d.true_positives,
+            d.false_positives,
+            d.true_negatives,
+            d.false_negatives
+        );
+    }
+    if let Some((f1, t)) = m.f1_max {
+        println!("best F1 over all thresholds: {f1:.3} (at {t:.4})");
+    }
     println!("run directory: {}", dir.display());
     let plots: Vec<_> = plot_files(dir)
         .iter()

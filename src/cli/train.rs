@@ -137,6 +137,10 @@ pub struct SettingArgs {
     /// none].
     #[arg(long)]
     memory: Option<MemoryMode>,
+    /// False-positive rate on the normal training images that sets the stored decision
+    /// threshold (optimistic, as the model saw them) [default: 0.01].
+    #[arg(long)]
+    fpr: Option<f64>,
     /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
     /// --preset paper: false].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -250,8 +254,12 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: PredictArgs) -> Result<()> {
-    let run::Predictions { scored, failed } = run::predict(&a.model, &a.images)?;
-    print_predictions(&scored, a.json)?;
+    let run::Predictions {
+        scored,
+        failed,
+        threshold,
+    } = run::predict(&a.model, &a.images)?;
+    print_predictions(&scored, threshold, a.json)?;
     for (_, e) in &failed {
         eprintln!("not scored: {}", super::one_line(e));
     }
@@ -265,8 +273,13 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// The scores as a table (or JSON) on standard output.
-fn print_predictions(scored: &[dra::types::Scored], json: bool) -> Result<()> {
+/// The scores and decisions as a table (or JSON) on standard output.
+fn print_predictions(
+    scored: &[dra::types::Scored],
+    threshold: Option<f64>,
+    json: bool,
+) -> Result<()> {
+    let decision = |score: f32| threshold.map(|t| score as f64 > t);
     if json {
         let rows: Vec<_> = scored
             .iter()
@@ -276,7 +289,13 @@ fn print_predictions(scored: &[dra::types::Scored], json: bool) -> Result<()> {
                     .iter()
                     .map(|(h, v)| (h.name().to_string(), serde_json::json!(v)))
                     .collect();
-                serde_json::json!({"path": s.path, "score": s.score, "heads": heads})
+                serde_json::json!({
+                    "path": s.path,
+                    "score": s.score,
+                    "anomalous": decision(s.score),
+                    "threshold": threshold,
+                    "heads": heads,
+                })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -286,13 +305,21 @@ fn print_predictions(scored: &[dra::types::Scored], json: bool) -> Result<()> {
         .first()
         .map(|s| s.heads.iter().map(|(h, _)| h.to_string()).collect())
         .unwrap_or_default();
-    print!("{:>10}", "score");
+    if let Some(t) = threshold {
+        println!("decision: anomalous when the score is above {t:.4} (the run's decision.json)");
+    }
+    print!("{:>10} {:>9}", "score", "decision");
     for h in &heads {
         print!(" {h:>10}");
     }
     println!("  image");
     for s in scored {
-        print!("{:>10.4}", s.score);
+        let d = match decision(s.score) {
+            Some(true) => "anomalous",
+            Some(false) => "normal",
+            None => "-",
+        };
+        print!("{:>10.4} {d:>9}", s.score);
         for (_, v) in &s.heads {
             print!(" {v:>10.4}");
         }
@@ -338,6 +365,7 @@ mod tests {
             "residual" => "mean",
             "head_norm" => "none",
             "memory" => "none",
+            "fpr" => "0.05",
             "freeze_backbone" => "false",
             "bn_stats" => "frozen",
             "bn_momentum" => "0.01",

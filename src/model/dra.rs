@@ -111,17 +111,10 @@ choice! {
 pub struct HeadStats(pub Vec<(Head, f32, f32)>);
 
 impl HeadStats {
-    /// Replaces (or adds) the statistics of `head`.
-    pub fn set(&mut self, head: Head, mean: f32, std: f32) {
-        self.0.retain(|(h, _, _)| *h != head);
-        self.0.push((head, mean, std));
-    }
-
     /// Mean and (population) std of each head's raw score over `scores` (one row of
     /// `(head, score)` pairs per normal image).
-    ///
-    /// The memory's row is replaced afterwards ([`HeadStats::set`]): the training images'
-    /// own patches are in its bank.
+    /// (A run gives the memory each normal's score against the other half's bank: its own
+    /// patches are in the full one.)
     pub fn of(scores: &[Vec<(Head, f32)>]) -> Self {
         let heads: Vec<Head> = scores
             .first()

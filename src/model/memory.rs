@@ -162,11 +162,10 @@ impl PatchMemory {
         patch_features(s16, s32)
     }
 
-    /// The memory of the normal images' patch features (batches `[N, D, h, w]`), with the
-    /// mean and std of their own scores, each image scored against the bank of the other
-    /// half (even and odd images): scored against a bank of their own patches they would
-    /// all be near 0.
-    pub fn build(features: Vec<Tensor<4>>, rng: &mut DraRng) -> (Self, f32, f32) {
+    /// The memory of the normal images' patch features (batches `[N, D, h, w]`), with each
+    /// image's own score against the bank of the other half (even and odd images; scored
+    /// against a bank of its own patches it would be near 0), in the images' order.
+    pub fn build(features: Vec<Tensor<4>>, rng: &mut DraRng) -> (Self, Vec<f32>) {
         let images: Vec<Tensor<4>> = features
             .iter()
             .flat_map(|t| (0..t.dims()[0]).map(move |i| t.clone().slice(s![i..i + 1])))
@@ -174,17 +173,17 @@ impl PatchMemory {
         let bank = memory_bank(features, rng);
         let half =
             |k: usize| -> Vec<Tensor<4>> { images.iter().skip(k).step_by(2).cloned().collect() };
-        let mut own = Vec::with_capacity(images.len());
+        let mut own = vec![0.0; images.len()];
         if images.len() >= 2 {
             for k in 0..2 {
                 let other = memory_bank(half(1 - k), rng);
-                own.extend(image_scores(&other, Tensor::cat(half(k), 0)));
+                let scores = image_scores(&other, Tensor::cat(half(k), 0));
+                for (j, v) in scores.into_iter().enumerate() {
+                    own[k + 2 * j] = v;
+                }
             }
         }
-        let n = own.len().max(1) as f64;
-        let mean = own.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = own.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        (PatchMemory { bank }, mean as f32, var.sqrt() as f32)
+        (PatchMemory { bank }, own)
     }
 
     /// Scores of `images` (normalised `[N, 3, H, W]`) through `backbone`.

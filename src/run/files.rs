@@ -19,6 +19,19 @@ pub struct RunRecord {
 /// The run directory's per-head statistics of the normal training images.
 pub const HEAD_STATS: &str = "head_stats.json";
 
+/// The run directory's decision threshold.
+pub const DECISION: &str = "decision.json";
+
+/// `decision.json`: the score above which an image is flagged anomalous, and where it came
+/// from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub threshold: f64,
+    /// The false-positive rate it was set for, on `source`.
+    pub fpr: f64,
+    pub source: String,
+}
+
 /// The checkpoint folder of a run directory.
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")

@@ -20,13 +20,16 @@ use crate::data::layout::DatasetLayout;
 use crate::data::protocol::Split;
 use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
+use crate::metrics::threshold_at_fpr;
 use crate::model::backbone::Backbone;
 use crate::model::memory::{MEMORY_FILE, MemoryMode, PatchMemory};
 use crate::model::{Dra, HeadNorm, HeadStats};
 use crate::rng::{DraRng, seeded};
 use crate::types::{Head, Metrics, Sample, Scored};
 use evaluate::{Scoring, score_samples};
-use files::{HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record, write_json};
+use files::{
+    DECISION, Decision, HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record, write_json,
+};
 pub use plan::Plan;
 use train::{StepReport, Trainer};
 
@@ -117,9 +120,9 @@ pub fn train_run(
                 .map(|x| PatchMemory::features(&plan.backbone, x))
                 .collect();
             // the generator of the patch-kNN baseline, so the bank is the same
-            let (memory, mean, std) = PatchMemory::build(features, &mut plan.rng.clone());
+            let (memory, own) = PatchMemory::build(features, &mut plan.rng.clone());
             memory.save(&out.join(MEMORY_FILE))?;
-            Some((memory, mean, std))
+            Some((memory, own))
         }
         MemoryMode::None => None,
     };
@@ -134,12 +137,31 @@ pub fn train_run(
         &mut st.rng,
         |_, _| {},
     )?;
-    let rows: Vec<Vec<_>> = scored.into_iter().map(|s| s.heads).collect();
-    let mut stats = HeadStats::of(&rows);
-    if let Some((_, mean, std)) = memory {
-        stats.set(Head::Memory, mean, std);
+    let mut normals = scored;
+    if let Some((_, own)) = &memory {
+        // each normal's memory score against the other half's bank, not its own patches
+        for (s, &v) in normals.iter_mut().zip(own) {
+            for (h, g) in &mut s.heads {
+                if *h == Head::Memory {
+                    *g = v;
+                }
+            }
+        }
     }
+    let rows: Vec<Vec<_>> = normals.iter().map(|s| s.heads.clone()).collect();
+    let stats = HeadStats::of(&rows);
     write_json(&out.join(HEAD_STATS), &stats)?;
+    combine(&config, Some(&stats), &mut normals);
+    let normal_scores: Vec<f64> = normals.iter().map(|s| s.score as f64).collect();
+    let decision = Decision {
+        threshold: threshold_at_fpr(&normal_scores, config.fpr)?,
+        fpr: config.fpr,
+        source: format!(
+            "the {} normal training images (optimistic: the model saw them)",
+            normals.len()
+        ),
+    };
+    write_json(&out.join(DECISION), &decision)?;
     let mut scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
@@ -155,6 +177,7 @@ pub fn train_run(
         out,
         &scored,
         Some(&stats),
+        Some(decision.threshold),
         &title(&config),
     )?))
 }
@@ -204,6 +227,15 @@ fn saved_head_stats(dir: &Path, config: &TrainConfig) -> Result<Option<HeadStats
             &path,
             "missing: the run's --head-norm standardise needs it (train the run again)",
         )),
+    }
+}
+
+/// The decision threshold of a saved run (absent from runs written before it existed).
+pub fn saved_decision(dir: &Path) -> Result<Option<Decision>> {
+    let path = dir.join(DECISION);
+    match path.is_file() {
+        true => read_json(&path).map(Some),
+        false => Ok(None),
     }
 }
 
@@ -342,7 +374,14 @@ pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics>
     let img_size = read_record(dir)?.settings.img_size as u32;
     let (record, scored) = score_saved(dir, None, &mut ImageStore::new(img_size), progress)?;
     let stats = saved_head_stats(dir, &record.settings)?;
-    report::write_evaluation(dir, &scored, stats.as_ref(), &title(&record.settings))
+    let threshold = saved_decision(dir)?.map(|d| d.threshold);
+    report::write_evaluation(
+        dir,
+        &scored,
+        stats.as_ref(),
+        threshold,
+        &title(&record.settings),
+    )
 }
 
 /// What [`predict`] made of its images.
@@ -352,6 +391,8 @@ pub struct Predictions {
     pub scored: Vec<Scored>,
     /// The images that could not be read, with the reason.
     pub failed: Vec<(PathBuf, Error)>,
+    /// The run's decision threshold: a score above it flags the image anomalous.
+    pub threshold: Option<f64>,
 }
 
 /// Scores images with a saved run's model (against its reference set). An image that
@@ -377,5 +418,9 @@ pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
     for s in &mut scored {
         s.anomaly = false;
     }
-    Ok(Predictions { scored, failed })
+    Ok(Predictions {
+        scored,
+        failed,
+        threshold: saved_decision(dir)?.map(|d| d.threshold),
+    })
 }

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::metrics::{auc_roc, average_precision, per_class_auc_roc, pr_curve, roc_curve};
+use crate::metrics::{
+    auc_roc, average_precision, decisions, f1_max, per_class_auc_roc, pr_curve, roc_curve,
+};
 use crate::model::HeadStats;
 use crate::run::files::write_json;
 use crate::run::plot;
@@ -16,8 +18,12 @@ use crate::types::{Head, Scored};
 
 impl Metrics {
     /// Computes the metrics of scored test images, with the standardised combination's
-    /// when the heads' statistics are given.
-    pub fn of(scored: &[Scored], stats: Option<&HeadStats>) -> Result<Self> {
+    /// when the heads' statistics are given and the decisions at `threshold` if any.
+    pub fn of(
+        scored: &[Scored],
+        stats: Option<&HeadStats>,
+        threshold: Option<f64>,
+    ) -> Result<Self> {
         let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
         let auc = |scores: &[f64]| -> Result<Auc> {
             Ok(Auc {
@@ -61,6 +67,8 @@ impl Metrics {
             heads,
             classes: per_class_auc_roc(&classes, &total)?,
             standardised,
+            decision: threshold.map(|t| decisions(&labels, &total, t)),
+            f1_max: Some(f1_max(&labels, &total)?),
         })
     }
 }
@@ -130,9 +138,10 @@ pub fn write_evaluation(
     dir: &Path,
     scored: &[Scored],
     stats: Option<&HeadStats>,
+    threshold: Option<f64>,
     title: &str,
 ) -> Result<Metrics> {
-    let metrics = Metrics::of(scored, stats)?;
+    let metrics = Metrics::of(scored, stats, threshold)?;
     write_json(&dir.join("metrics.json"), &metrics)?;
     write(&dir.join("scores.csv"), &scores_csv(scored))?;
     let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
