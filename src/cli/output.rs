@@ -137,16 +137,15 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
     }
     if let Some(d) = &m.decision {
         println!(
-            "at the stored threshold {:.4}: precision {:.3}, recall {:.3}, F1 {:.3} \
-             ({} anomalies and {} normals flagged, {} normals and {} anomalies passed)",
+            "at the stored threshold {:.4}: precision {:.3}, recall {:.3}, F1 {:.3} (flagged {} of {} anomalies and {} of {} normals)",
             d.threshold,
             d.precision,
             d.recall,
             d.f1,
             d.true_positives,
+            d.true_positives + d.false_negatives,
             d.false_positives,
-            d.true_negatives,
-            d.false_negatives
+            d.false_positives + d.true_negatives
         );
     }
     if let Some((f1, t)) = m.f1_max {
