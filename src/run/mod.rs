@@ -107,7 +107,7 @@ pub fn train_run(
     let scoring = Scoring::of(&config)?;
     let model = match config.model().scale_statistics {
         true => {
-            let images = normal_batches(&scoring, &split.train_normal, &mut batcher)?;
+            let images = normal_batches(&scoring, &split.train_normal, &mut batcher, |x| x)?;
             trainer.model.recalibrate(&images).valid()
         }
         false => trainer.model.valid(),
@@ -115,10 +115,9 @@ pub fn train_run(
     save_model(&model, &out.join("model.safetensors"))?;
     let memory = match config.memory {
         MemoryMode::Patch => {
-            let features = normal_batches(&scoring, &split.train_normal, &mut batcher)?
-                .into_iter()
-                .map(|x| PatchMemory::features(&plan.backbone, x))
-                .collect();
+            let features = normal_batches(&scoring, &split.train_normal, &mut batcher, |x| {
+                PatchMemory::features(&plan.backbone, x)
+            })?;
             // the generator of the patch-kNN baseline, so the bank is the same
             let (memory, own) = PatchMemory::build(features, &mut plan.rng.clone());
             memory.save(&out.join(MEMORY_FILE))?;
@@ -200,18 +199,19 @@ pub fn train_and_evaluate(
     }
 }
 
-/// The unaugmented normal training images in batches, as tensors.
-fn normal_batches(
+/// `each` of the unaugmented normal training images' batches, as tensors.
+fn normal_batches<T>(
     scoring: &Scoring,
     normals: &[Sample],
     batcher: &mut Batcher,
-) -> Result<Vec<Tensor<4>>> {
+    mut each: impl FnMut(Tensor<4>) -> T,
+) -> Result<Vec<T>> {
     normals
         .chunks(scoring.batch_size)
         .map(|chunk| {
             batcher
                 .eval_batch(chunk, &scoring.norm)
-                .map(|b| b.to_tensor(&scoring.device))
+                .map(|b| each(b.to_tensor(&scoring.device)))
         })
         .collect()
 }
@@ -262,9 +262,8 @@ fn save_model(model: &Dra, path: &Path) -> Result<()> {
         .map_err(|e| Error::run_file(path, format!("cannot write the model: {e}")))
 }
 
-/// Reads `config.json` and the model of a run directory onto the configured device.
-pub fn load_run(dir: &Path) -> Result<(RunRecord, Dra)> {
-    let record = read_record(dir)?;
+/// The model of a run directory (`record` its `config.json`) on the configured device.
+fn load_model(dir: &Path, record: &RunRecord) -> Result<Dra> {
     let device = record.settings.device.device()?;
     let backbone = Backbone::new(record.settings.backbone, &device);
     let mut model = Dra::new(&record.settings.model(), backbone, &device);
@@ -288,7 +287,7 @@ pub fn load_run(dir: &Path) -> Result<(RunRecord, Dra)> {
             ),
         ));
     }
-    Ok((record, model))
+    Ok(model)
 }
 
 /// A saved run's split as training drew it (listed, not decoded; the images training left
@@ -316,71 +315,95 @@ fn saved_split(record: &RunRecord) -> Result<(Split, ReferenceSet, DraRng)> {
     Ok((split, references, rng))
 }
 
-/// Scores `samples` (default: the run's test split) with a saved run's model against its
-/// reference set. A fixed reference set is read from the paths `config.json` records, so
-/// that scoring given images reads no other image of the data set.
-fn score_saved(
-    dir: &Path,
-    samples: Option<Vec<Sample>>,
-    images: &mut ImageStore,
-    progress: &mut impl Progress,
-) -> Result<(RunRecord, Vec<Scored>)> {
-    let (record, model) = load_run(dir)?;
-    let config = &record.settings;
-    let stats = saved_head_stats(dir, config)?;
-    let (normals, mut references, mut rng, samples) = match (samples, config.ref_mode) {
-        (Some(samples), RefMode::Fixed) => {
-            let paths = &record.derived.reference_paths;
-            let normals: Vec<Sample> = paths
-                .iter()
-                .map(|p| Sample {
-                    path: p.clone(),
-                    class: crate::types::NORMAL_CLASS.into(),
-                })
-                .collect();
-            let references = ReferenceSet::fixed((0..paths.len()).collect(), paths.len())?;
-            (normals, references, seeded(config.seed), samples)
-        }
-        (samples, _) => {
-            let (split, references, rng) = saved_split(&record)?;
-            let samples = samples.unwrap_or(split.test);
-            (split.train_normal, references, rng, samples)
-        }
-    };
-    let memory = match config.memory {
-        MemoryMode::Patch => Some(PatchMemory::load(
-            &dir.join(MEMORY_FILE),
-            &config.device.device()?,
-        )?),
-        MemoryMode::None => None,
-    };
-    let mut batcher = Batcher::new(&normals, &[], images);
-    let mut scored = score_samples(
-        &model,
-        memory.as_ref(),
-        &Scoring::of(config)?,
-        &samples,
-        &mut references,
-        &mut batcher,
-        &mut rng,
-        |d, t| progress.evaluated(d, t),
-    )?;
-    combine(config, stats.as_ref(), &mut scored);
-    Ok((record, scored))
+/// A saved run directory as `eval` and `predict` read it: its settings, head statistics and
+/// decision threshold, each read once.
+struct SavedRun<'a> {
+    dir: &'a Path,
+    record: RunRecord,
+    stats: Option<HeadStats>,
+    threshold: Option<f64>,
+}
+
+impl<'a> SavedRun<'a> {
+    fn open(dir: &'a Path) -> Result<Self> {
+        let record = read_record(dir)?;
+        Ok(SavedRun {
+            stats: saved_head_stats(dir, &record.settings)?,
+            threshold: saved_decision(dir)?.map(|d| d.threshold),
+            dir,
+            record,
+        })
+    }
+
+    /// An empty store for images at the run's size.
+    fn image_store(&self) -> ImageStore {
+        ImageStore::new(self.record.settings.img_size as u32)
+    }
+
+    /// Scores `samples` (default: the run's test split) with the run's model against its
+    /// reference set. A fixed reference set is read from the paths `config.json` records, so
+    /// that scoring given images reads no other image of the data set.
+    fn score(
+        &self,
+        samples: Option<Vec<Sample>>,
+        images: &mut ImageStore,
+        progress: &mut impl Progress,
+    ) -> Result<Vec<Scored>> {
+        let (record, dir) = (&self.record, self.dir);
+        let model = load_model(dir, record)?;
+        let config = &record.settings;
+        let (normals, mut references, mut rng, samples) = match (samples, config.ref_mode) {
+            (Some(samples), RefMode::Fixed) => {
+                let paths = &record.derived.reference_paths;
+                let normals: Vec<Sample> = paths
+                    .iter()
+                    .map(|p| Sample {
+                        path: p.clone(),
+                        class: crate::types::NORMAL_CLASS.into(),
+                    })
+                    .collect();
+                let references = ReferenceSet::fixed((0..paths.len()).collect(), paths.len())?;
+                (normals, references, seeded(config.seed), samples)
+            }
+            (samples, _) => {
+                let (split, references, rng) = saved_split(record)?;
+                let samples = samples.unwrap_or(split.test);
+                (split.train_normal, references, rng, samples)
+            }
+        };
+        let memory = match config.memory {
+            MemoryMode::Patch => Some(PatchMemory::load(
+                &dir.join(MEMORY_FILE),
+                &config.device.device()?,
+            )?),
+            MemoryMode::None => None,
+        };
+        let mut batcher = Batcher::new(&normals, &[], images);
+        let mut scored = score_samples(
+            &model,
+            memory.as_ref(),
+            &Scoring::of(config)?,
+            &samples,
+            &mut references,
+            &mut batcher,
+            &mut rng,
+            |d, t| progress.evaluated(d, t),
+        )?;
+        combine(config, self.stats.as_ref(), &mut scored);
+        Ok(scored)
+    }
 }
 
 /// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
 pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
-    let img_size = read_record(dir)?.settings.img_size as u32;
-    let (record, scored) = score_saved(dir, None, &mut ImageStore::new(img_size), progress)?;
-    let stats = saved_head_stats(dir, &record.settings)?;
-    let threshold = saved_decision(dir)?.map(|d| d.threshold);
+    let run = SavedRun::open(dir)?;
+    let scored = run.score(None, &mut run.image_store(), progress)?;
     report::write_evaluation(
         dir,
         &scored,
-        stats.as_ref(),
-        threshold,
-        &title(&record.settings),
+        run.stats.as_ref(),
+        run.threshold,
+        &title(&run.record.settings),
     )
 }
 
@@ -398,10 +421,10 @@ pub struct Predictions {
 /// Scores images with a saved run's model (against its reference set). An image that
 /// cannot be read is listed in `failed` and the others are still scored.
 pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
-    let record = read_record(dir)?;
+    let run = SavedRun::open(dir)?;
     let mut failed = Vec::new();
     let mut samples = Vec::new();
-    let mut store = ImageStore::new(record.settings.img_size as u32);
+    let mut store = run.image_store();
     for p in images {
         match store.get(p) {
             Ok(_) => samples.push(Sample {
@@ -413,7 +436,7 @@ pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
     }
     let mut scored = match samples.is_empty() {
         true => Vec::new(),
-        false => score_saved(dir, Some(samples), &mut store, &mut ())?.1,
+        false => run.score(Some(samples), &mut store, &mut ())?,
     };
     for s in &mut scored {
         s.anomaly = false;
@@ -421,6 +444,6 @@ pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
     Ok(Predictions {
         scored,
         failed,
-        threshold: saved_decision(dir)?.map(|d| d.threshold),
+        threshold: run.threshold,
     })
 }
