@@ -67,6 +67,9 @@ pub struct TrainConfig {
     /// The false-positive rate on the normal training images that sets the stored decision
     /// threshold (optimistic: those images were trained on).
     pub fpr: f64,
+    /// The standard deviation, in pixels of the model's input, of the Gaussian that smooths
+    /// anomaly maps (0: none).
+    pub map_sigma: f32,
     /// Train the heads only; the backbone keeps its pretrained weights and statistics.
     pub freeze_backbone: bool,
     /// Which statistics the backbone's BatchNorm layers use in training and evaluation.
@@ -113,6 +116,7 @@ impl Default for TrainConfig {
             head_norm: HeadNorm::Standardise,
             memory: MemoryMode::Patch,
             fpr: 0.01,
+            map_sigma: 4.0,
             freeze_backbone: true,
             bn_stats: BnStats::Batch,
             bn_momentum: 0.1,
@@ -279,6 +283,9 @@ impl TrainConfig {
                  patches come from the pretrained backbone, its score is added as a z-score)"
                     .into(),
             );
+        }
+        if !(self.map_sigma >= 0.0 && self.map_sigma.is_finite()) {
+            return bad(format!("--map-sigma {} must be 0 or more", self.map_sigma));
         }
         if !(0.0..1.0).contains(&self.fpr) {
             return bad(format!("--fpr {} must be in [0, 1)", self.fpr));

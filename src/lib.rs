@@ -17,6 +17,7 @@ pub mod error;
 pub mod grid;
 pub mod metrics;
 pub mod model;
+pub mod npy;
 pub mod ops;
 pub mod rng;
 pub mod run;

@@ -122,6 +122,31 @@ pub struct Metrics {
     /// The best F1 over all thresholds, and a threshold that gives it.
     #[serde(default)]
     pub f1_max: Option<(f64, f64)>,
+    /// Of the anomaly maps against the test set's masks, where it has masks.
+    #[serde(default)]
+    pub pixel: Option<PixelMetrics>,
+}
+
+/// Pixel AUROC and AUPRO of a set of anomaly maps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PixelAuc {
+    pub auc_roc: f64,
+    pub aupro: f64,
+}
+
+/// Pixel metrics of a test set's maps: the combined map's and each head's alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PixelMetrics {
+    pub auc_roc: f64,
+    pub aupro: f64,
+    /// Each head's map alone (the memory's is the patch-kNN baseline's), by head name.
+    pub heads: BTreeMap<String, PixelAuc>,
+    /// Images in the metrics: normals and the anomalies that have a mask.
+    pub images: usize,
+    /// Defect regions (8-connected components of the masks).
+    pub regions: usize,
+    /// Anomalies left out for want of a mask.
+    pub unmasked: usize,
 }
 
 /// What a decision threshold does on a test set: an image is flagged anomalous when its

@@ -311,8 +311,10 @@ fn train_reads_a_toml_config_and_flags_override_it() {
     assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
     assert!(rows[0]["score"].is_number() && rows[0]["heads"]["pseudo"].is_number());
-    // a corrupt file and a folder among the images: the readable one is still scored, each
-    // failure is named once on stderr without its cause repeated, and the exit code says so
+    // a corrupt file and a missing one among the images: the readable one is still scored,
+    // each failure is named once on stderr without its cause repeated, and the exit code
+    // says so (folders are scored image by image: tests/maps.rs)
+    let missing = tmp.path().join("missing.png");
     let bad = tmp.path().join("bad.png");
     std::fs::write(&bad, b"not a png").unwrap();
     let p = dra(&[
@@ -322,7 +324,7 @@ fn train_reads_a_toml_config_and_flags_override_it() {
         "--json",
         s(&img),
         s(&bad),
-        s(tmp.path()),
+        s(&missing),
     ]);
     assert!(!p.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
@@ -335,7 +337,7 @@ fn train_reads_a_toml_config_and_flags_override_it() {
         lines[0].starts_with("not scored: ") && lines[0].contains("bad.png"),
         "{stderr}"
     );
-    assert!(lines[1].contains(s(tmp.path())), "{stderr}");
+    assert!(lines[1].contains(s(&missing)), "{stderr}");
     assert!(lines[2].starts_with("error: 2 of 3 images"), "{stderr}");
     for l in &lines[..2] {
         // no clause of the message is said twice

@@ -343,7 +343,7 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     let out = tempfile::tempdir().unwrap();
     let trained = common::train(&cfg, out.path());
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
-    let again = dra::run::evaluate_run(out.path(), &mut ()).unwrap();
+    let again = dra::run::evaluate_run(out.path(), None, &mut ()).unwrap();
     assert_eq!(trained, again);
     assert_eq!(
         std::fs::read_to_string(out.path().join("scores.csv")).unwrap(),
@@ -351,7 +351,7 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     );
     // predict on the first test image gives its row of scores.csv
     let row: Vec<&str> = scores.lines().nth(1).unwrap().split(',').collect();
-    let predicted = dra::run::predict(out.path(), &[row[0].into()]).unwrap();
+    let predicted = dra::run::predict(out.path(), &[row[0].into()], None, &mut ()).unwrap();
     assert_eq!(predicted.scored[0].score.to_string(), row[3]);
     // the stored threshold flags at most 1 % of the normal training images, whose scores
     // (without the memory, which saw them: see tests/quality.rs) predict gives
@@ -378,7 +378,7 @@ fn the_stored_threshold_is_the_fpr_quantile_of_the_normal_training_scores() {
     let out = tempfile::tempdir().unwrap();
     common::train(&cfg, out.path());
     let normals = dra::data::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
-    let scores: Vec<f64> = dra::run::predict(out.path(), &normals)
+    let scores: Vec<f64> = dra::run::predict(out.path(), &normals, None, &mut ())
         .unwrap()
         .scored
         .iter()

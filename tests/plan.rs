@@ -39,7 +39,7 @@ fn a_run_decodes_each_image_once_and_predict_only_its_references() {
 
     let image = plan.split.test[0].path.clone();
     let decoded = images_decoded();
-    let p = dra::run::predict(out.path(), &[image]).unwrap();
+    let p = dra::run::predict(out.path(), &[image], None, &mut ()).unwrap();
     assert_eq!(p.scored.len(), 1);
     assert_eq!(images_decoded() - decoded, 1 + cfg.n_ref);
     assert_eq!(

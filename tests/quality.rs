@@ -287,7 +287,9 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     .unwrap();
     // the raw head scores of exactly the normal training images give the stored statistics
     let normals = dra::data::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
-    let scored = dra::run::predict(out.path(), &normals).unwrap().scored;
+    let scored = dra::run::predict(out.path(), &normals, None, &mut ())
+        .unwrap()
+        .scored;
     let rows: Vec<Vec<(Head, f32)>> = scored.iter().map(|s| s.heads.clone()).collect();
     let expected = HeadStats::of(&rows);
     for ((h, m, s), (eh, em, es)) in stats.0.iter().zip(&expected.0) {
@@ -438,7 +440,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
         .iter()
         .map(|s| s.path.clone())
         .collect();
-    let scores: Vec<f64> = dra::run::predict(out.path(), &normals)
+    let scores: Vec<f64> = dra::run::predict(out.path(), &normals, None, &mut ())
         .unwrap()
         .scored
         .iter()
@@ -479,7 +481,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
     }
     // and a saved run scores an image as training did, through the saved bank
     let first = &plan.split.test[0].path;
-    let p = dra::run::predict(out.path(), std::slice::from_ref(first)).unwrap();
+    let p = dra::run::predict(out.path(), std::slice::from_ref(first), None, &mut ()).unwrap();
     let line = csv
         .lines()
         .find(|l| l.contains(first.to_str().unwrap()))

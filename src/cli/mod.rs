@@ -3,8 +3,10 @@
 mod classify;
 mod convert;
 mod demo;
+mod eval;
 mod grid;
 mod output;
+mod predict;
 mod preview;
 mod split;
 mod train;
@@ -47,9 +49,9 @@ enum Command {
     /// Train a DRA model, evaluate it on the test split and write a run directory.
     Train(Box<train::TrainArgs>),
     /// Re-evaluate a saved run on its test split.
-    Eval(train::EvalArgs),
-    /// Print the anomaly score and per-head scores of images with a saved run.
-    Predict(train::PredictArgs),
+    Eval(eval::EvalArgs),
+    /// Score images or folders with a saved run: score, decision, each head, maps if asked.
+    Predict(predict::PredictArgs),
     /// Top-5 ImageNet classes of images, to check that backbone weights loaded right.
     Classify(classify::ClassifyArgs),
     /// Run a grid of experiments (data sets, protocols, shots, seeds, criteria, heads, …)
@@ -146,8 +148,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Preview(a) => preview::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Train(a) => train::run(*a),
-        Command::Eval(a) => train::eval(a),
-        Command::Predict(a) => train::predict(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Grid(a) => grid::run(a),
     }

@@ -151,6 +151,21 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
     if let Some((f1, t)) = m.f1_max {
         println!("best F1 over all thresholds: {f1:.3} (at {t:.4})");
     }
+    if let Some(p) = &m.pixel {
+        println!(
+            "anomaly maps against the masks ({} images, {} defect regions): pixel AUROC {:.4}, AUPRO {:.4}",
+            p.images, p.regions, p.auc_roc, p.aupro
+        );
+        for (head, a) in &p.heads {
+            println!(
+                "  {head:<9} map alone: pixel AUROC {:.4}, AUPRO {:.4}",
+                a.auc_roc, a.aupro
+            );
+        }
+        if p.unmasked > 0 {
+            println!("  ({} anomalies without a mask left out)", p.unmasked);
+        }
+    }
     println!("run directory: {}", dir.display());
     let plots: Vec<_> = plot_files(dir)
         .iter()

@@ -1,4 +1,4 @@
-//! `dra train`, `dra eval` and `dra predict`.
+//! `dra train`: settings from flags, a TOML file and a preset, then a run directory.
 
 use std::path::PathBuf;
 
@@ -141,6 +141,10 @@ pub struct SettingArgs {
     /// threshold (optimistic, as the model saw them) [default: 0.01].
     #[arg(long)]
     fpr: Option<f64>,
+    /// Standard deviation, in pixels of the model's input, of the Gaussian that smooths the
+    /// anomaly maps; 0 for none [default: 4].
+    #[arg(long)]
+    map_sigma: Option<f32>,
     /// Train the heads only (true) or fine-tune the backbone too (false) [default: true;
     /// --preset paper: false].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -226,108 +230,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// Run directory written by `dra train`.
-    #[arg(long)]
-    model: PathBuf,
-}
-
-pub fn eval(a: EvalArgs) -> Result<()> {
-    let mut bars = Bars::new(0, 0);
-    let metrics = run::evaluate_run(&a.model, &mut bars)?;
-    print_metrics(&a.model, &metrics);
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub struct PredictArgs {
-    /// Run directory written by `dra train`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Images to score.
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-    /// Print JSON: {"path", "score", "heads": {name: score}} per image.
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn predict(a: PredictArgs) -> Result<()> {
-    let run::Predictions {
-        scored,
-        failed,
-        threshold,
-    } = run::predict(&a.model, &a.images)?;
-    print_predictions(&scored, threshold, a.json)?;
-    for (_, e) in &failed {
-        eprintln!("not scored: {}", super::one_line(e));
-    }
-    if !failed.is_empty() {
-        anyhow::bail!(
-            "{} of {} images could not be read (listed above); the others are scored",
-            failed.len(),
-            a.images.len()
-        );
-    }
-    Ok(())
-}
-
-/// The scores and decisions as a table (or JSON) on standard output.
-fn print_predictions(
-    scored: &[dra::types::Scored],
-    threshold: Option<f64>,
-    json: bool,
-) -> Result<()> {
-    let decision = |score: f32| threshold.map(|t| score as f64 > t);
-    if json {
-        let rows: Vec<_> = scored
-            .iter()
-            .map(|s| {
-                let heads: serde_json::Map<_, _> = s
-                    .heads
-                    .iter()
-                    .map(|(h, v)| (h.name().to_string(), serde_json::json!(v)))
-                    .collect();
-                serde_json::json!({
-                    "path": s.path,
-                    "score": s.score,
-                    "anomalous": decision(s.score),
-                    "threshold": threshold,
-                    "heads": heads,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    let heads: Vec<String> = scored
-        .first()
-        .map(|s| s.heads.iter().map(|(h, _)| h.to_string()).collect())
-        .unwrap_or_default();
-    if let Some(t) = threshold {
-        println!("decision: anomalous when the score is above {t:.4} (the run's decision.json)");
-    }
-    print!("{:>10} {:>9}", "score", "decision");
-    for h in &heads {
-        print!(" {h:>10}");
-    }
-    println!("  image");
-    for s in scored {
-        let d = match decision(s.score) {
-            Some(true) => "anomalous",
-            Some(false) => "normal",
-            None => "-",
-        };
-        print!("{:>10.4} {d:>9}", s.score);
-        for (_, v) in &s.heads {
-            print!(" {v:>10.4}");
-        }
-        println!("  {}", s.path.display());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
@@ -366,6 +268,7 @@ mod tests {
             "head_norm" => "none",
             "memory" => "none",
             "fpr" => "0.05",
+            "map_sigma" => "2.5",
             "freeze_backbone" => "false",
             "bn_stats" => "frozen",
             "bn_momentum" => "0.01",

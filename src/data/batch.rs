@@ -104,6 +104,11 @@ impl<'a> Batcher<'a> {
         eval_batch(self.store, samples, norm)
     }
 
+    /// The image at `path` as the model takes it (decoded once, resized).
+    pub fn image(&mut self, path: &Path) -> Result<&RgbImage> {
+        self.store.get(path)
+    }
+
     /// The images of `slots`: with `augment`, normals and seen anomalies are randomly
     /// rotated and pseudo anomalies are CutMix-ed then rotated; without, images are as resized.
     pub fn images(

@@ -116,17 +116,18 @@ impl DatasetLayout {
     pub fn n_anomalies(&self) -> usize {
         self.anomalies.values().map(Vec::len).sum()
     }
+}
 
-    /// The mask of an anomaly image, `ground_truth/<class>/<stem>_mask.png`, when it exists.
-    pub fn mask_for(&self, class: &str, image: &Path) -> Option<PathBuf> {
-        let stem = image.file_stem()?.to_string_lossy();
-        let mask = self
-            .dir
-            .join("ground_truth")
-            .join(class)
-            .join(format!("{stem}_mask.png"));
-        mask.is_file().then_some(mask)
-    }
+/// The mask of a test image in the MVTec layout, `<class>/ground_truth/<defect>/<stem>_mask.png`
+/// beside the image's `<class>/test/<defect>/` folder, when it exists (normals have none).
+pub fn mask_of(sample: &crate::types::Sample) -> Option<PathBuf> {
+    let stem = sample.path.file_stem()?.to_string_lossy();
+    let class_dir = sample.path.parent()?.parent()?.parent()?;
+    let mask = class_dir
+        .join("ground_truth")
+        .join(&sample.class)
+        .join(format!("{stem}_mask.png"));
+    mask.is_file().then_some(mask)
 }
 
 fn required_images(dir: &Path, what: &str) -> Result<Vec<PathBuf>> {

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
-use crate::model::heads::{NormalHead, PlainHead, ResidualHead, ResidualMode};
+use crate::model::heads::{
+    NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean, upsample,
+};
 use crate::rng::materialise;
 use crate::types::Head;
 
@@ -145,19 +147,31 @@ impl HeadStats {
         heads
             .iter()
             .map(|&(h, g)| {
-                let weight = match h {
-                    Head::Memory => learned.max(1) as f32,
-                    _ => 1.0,
-                };
-                let (_, mean, std) = self
-                    .0
-                    .iter()
-                    .find(|(k, _, _)| *k == h)
-                    .copied()
-                    .unwrap_or((h, 0.0, 1.0));
-                weight * h.sign() * (g - mean) / std.max(1e-6)
+                let (scale, mean) = self.term(h, learned);
+                scale * (g - mean)
             })
             .sum()
+    }
+
+    /// The factor and offset of `head`'s term in [`HeadStats::anomaly_score`], w_h · sign_h / σ_h
+    /// and μ_h, among `learned` heads of the network.
+    pub fn term(&self, head: Head, learned: usize) -> (f32, f32) {
+        let weight = match head {
+            Head::Memory => learned.max(1) as f32,
+            _ => 1.0,
+        };
+        let (_, mean, std) = self
+            .0
+            .iter()
+            .find(|(k, _, _)| *k == head)
+            .copied()
+            .unwrap_or((head, 0.0, 1.0));
+        (weight * head.sign() / std.max(1e-6), mean)
+    }
+
+    /// The number of the network's heads the statistics cover (the memory not counted).
+    pub fn learned(&self) -> usize {
+        self.0.iter().filter(|(h, _, _)| *h != Head::Memory).count()
     }
 }
 
@@ -206,6 +220,23 @@ impl HeadScores {
                 .map(|(h, t)| (h, t.mul_scalar(factor)))
                 .collect(),
         )
+    }
+}
+
+/// What one head gives at one scale: a score per feature-map cell, pooled by top-K MIL into
+/// the image's, or (the normal head) one score per image.
+enum HeadOutput {
+    Cells(Tensor<4>),
+    Image(Tensor<1>),
+}
+
+impl HeadOutput {
+    /// The image's score.
+    fn score(self, topk: f64) -> Tensor<1> {
+        match self {
+            HeadOutput::Cells(cells) => top_k_mean(cells, topk),
+            HeadOutput::Image(score) => score,
+        }
     }
 }
 
@@ -333,25 +364,38 @@ impl Dra {
         }
     }
 
-    /// Head scores of `features` at one scale, given the reference features when needed.
-    fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
+    /// Each head's output of `features` at one scale, given the reference features when
+    /// needed.
+    fn head_outputs(
+        &self,
+        features: Tensor<4>,
+        reference: Option<Tensor<4>>,
+    ) -> Vec<(Head, HeadOutput)> {
         let mut out = Vec::new();
         if let Some(h) = &self.seen {
-            out.push((Head::Seen, h.forward(features.clone(), self.topk)));
+            out.push((Head::Seen, HeadOutput::Cells(h.cells(features.clone()))));
         }
         if let Some(h) = &self.pseudo {
-            out.push((Head::Pseudo, h.forward(features.clone(), self.topk)));
+            out.push((Head::Pseudo, HeadOutput::Cells(h.cells(features.clone()))));
         }
         if let (Some(h), Some(r)) = (&self.residual, reference) {
-            out.push((
-                Head::Residual,
-                h.forward(features.clone(), r, self.residual_mode, self.topk),
-            ));
+            let cells = h.cells(features.clone(), r, self.residual_mode);
+            out.push((Head::Residual, HeadOutput::Cells(cells)));
         }
         if let Some(h) = &self.normal {
-            out.push((Head::Normal, h.forward(features)));
+            out.push((Head::Normal, HeadOutput::Image(h.forward(features))));
         }
-        HeadScores(out)
+        out
+    }
+
+    /// Head scores of `features` at one scale: cell scores pooled by top-K MIL.
+    fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
+        HeadScores(
+            self.head_outputs(features, reference)
+                .into_iter()
+                .map(|(h, o)| (h, o.score(self.topk)))
+                .collect(),
+        )
     }
 
     /// Averages per-scale scores over the pyramid.
@@ -396,6 +440,44 @@ impl Dra {
             let features = self.features(pyramid_level(queries.clone(), s), s);
             self.heads(features, reference_maps.get(s).cloned())
         })
+    }
+
+    /// Evaluation forward with anomaly maps: [`Dra::score`]'s scores and, for every head
+    /// that scores cells (all but the normal head), its cell scores in the input's pixel
+    /// frame (bilinear, [`upsample`]), averaged over scales, each `[N, 1, H, W]`.
+    pub fn score_and_maps(
+        &self,
+        queries: Tensor<4>,
+        reference_maps: &[Tensor<4>],
+    ) -> (HeadScores, Vec<(Head, Tensor<4>)>) {
+        let [_, _, height, width] = queries.dims();
+        let mut scores: Option<HeadScores> = None;
+        let mut maps: Vec<(Head, Tensor<4>)> = Vec::new();
+        for s in 0..self.n_scales {
+            let features = self.features(pyramid_level(queries.clone(), s), s);
+            let mut level = Vec::new();
+            for (head, output) in self.head_outputs(features, reference_maps.get(s).cloned()) {
+                if let HeadOutput::Cells(cells) = &output {
+                    let map = upsample(cells.clone(), [height, width]);
+                    match maps.iter_mut().find(|(h, _)| *h == head) {
+                        Some((_, sum)) => *sum = sum.clone() + map,
+                        None => maps.push((head, map)),
+                    }
+                }
+                level.push((head, output.score(self.topk)));
+            }
+            let level = HeadScores(level);
+            scores = Some(match scores {
+                Some(total) => total.add(level),
+                None => level,
+            });
+        }
+        let factor = 1.0 / self.n_scales as f32;
+        let maps = maps
+            .into_iter()
+            .map(|(h, m)| (h, m.mul_scalar(factor)))
+            .collect();
+        (scores.expect("n_scales ≥ 1").scale(factor), maps)
     }
 
     /// Re-estimates the backbone's BatchNorm statistics at every scale on `images` (plain

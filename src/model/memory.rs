@@ -18,6 +18,8 @@ use rayon::prelude::*;
 use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::Backbone;
+use crate::model::heads::upsample;
+use crate::npy;
 use crate::rng::DraRng;
 
 choice! {
@@ -120,15 +122,34 @@ pub fn nearest_distances(bank: &Tensor<2>, queries: Tensor<2>) -> Vec<f32> {
     out
 }
 
+/// Each image's largest patch distance, of distances listed image by image (`cells` each).
+fn largest_per_image(distances: &[f32], cells: usize) -> Vec<f32> {
+    distances
+        .chunks(cells)
+        .map(|p| p.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+        .collect()
+}
+
 /// Image scores of query patch features `[N, D, h, w]` against the bank: the largest
 /// nearest-neighbour distance among each image's patches.
 pub fn image_scores(bank: &Tensor<2>, queries: Tensor<4>) -> Vec<f32> {
+    let [_, _, h, w] = queries.dims();
+    largest_per_image(&nearest_distances(bank, patch_rows(queries)), h * w)
+}
+
+/// Image scores (as [`image_scores`]) and maps: every patch's nearest-neighbour distance in
+/// the input's pixel frame `[N, 1, H, W]` (`size` = [H, W], bilinear from the patch grid).
+pub fn scores_and_maps(
+    bank: &Tensor<2>,
+    queries: Tensor<4>,
+    size: [usize; 2],
+) -> (Vec<f32>, Tensor<4>) {
     let [n, _, h, w] = queries.dims();
-    nearest_distances(bank, patch_rows(queries))
-        .chunks(h * w)
-        .take(n)
-        .map(|p| p.iter().copied().fold(f32::NEG_INFINITY, f32::max))
-        .collect()
+    let device = queries.device();
+    let distances = nearest_distances(bank, patch_rows(queries));
+    let scores = largest_per_image(&distances, h * w);
+    let cells = Tensor::<4>::from_data(TensorData::new(distances, [n, 1, h, w]), &device);
+    (scores, upsample(cells, size))
 }
 
 /// The memory bank of the normal images' patch features (each `[N, D, h, w]`), reduced to
@@ -191,63 +212,38 @@ impl PatchMemory {
         image_scores(&self.bank, Self::features(backbone, images))
     }
 
+    /// Scores and maps ([`scores_and_maps`]) of `images` (normalised `[N, 3, H, W]`) through
+    /// `backbone`.
+    pub fn scores_and_maps(&self, backbone: &Backbone, images: Tensor<4>) -> (Vec<f32>, Tensor<4>) {
+        let [_, _, height, width] = images.dims();
+        scores_and_maps(
+            &self.bank,
+            Self::features(backbone, images),
+            [height, width],
+        )
+    }
+
     /// Writes the bank as `.npy` (float32, C order), a format any notebook reads.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let [rows, cols] = self.bank.dims();
         let values: Vec<f32> = self.bank.to_data().try_to_vec().expect("f32 bank");
-        let mut header =
-            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-        // magic (6) + version (2) + length (2) + header + newline, to a multiple of 64
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((header.len() as u16).to_le_bytes());
-        bytes.extend(header.as_bytes());
-        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+        npy::write(path, &self.bank.dims(), &values)
     }
 
     /// Reads a bank written by [`PatchMemory::save`] onto `device`.
     pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
-        let bad = |m: &str| Error::run_file(path, format!("not a memory bank: {m}"));
         let bytes = std::fs::read(path).map_err(|e| {
             Error::run_file(
                 path,
                 format!("missing ({e}): the run's --memory patch needs it"),
             )
         })?;
-        if bytes.len() < 10 || &bytes[..8] != b"\x93NUMPY\x01\x00" {
-            return Err(bad("no .npy header"));
-        }
-        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        let header = std::str::from_utf8(bytes.get(10..10 + len).ok_or_else(|| bad("short"))?)
-            .map_err(|_| bad("header"))?;
-        if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-            return Err(bad("not float32 in C order"));
-        }
-        let shape = header
-            .split("'shape': (")
-            .nth(1)
-            .and_then(|s| s.split(')').next())
-            .ok_or_else(|| bad("no shape"))?;
-        let dims: Vec<usize> = shape
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse().map_err(|_| bad("shape")))
-            .collect::<Result<_>>()?;
+        let (dims, values) = npy::decode(path, &bytes)?;
         let [rows, cols] = dims[..] else {
-            return Err(bad("not two-dimensional"));
+            return Err(Error::run_file(
+                path,
+                "not a memory bank: not two-dimensional",
+            ));
         };
-        let data = &bytes[10 + len..];
-        if data.len() != rows * cols * 4 {
-            return Err(bad("size does not match its shape"));
-        }
-        let values: Vec<f32> = data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
         Ok(PatchMemory {
             bank: Tensor::from_data(TensorData::new(values, [rows, cols]), device),
         })

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::Dra;
 use crate::model::memory::PatchMemory;
 use crate::rng::DraRng;
+use crate::run::maps::MapOutputs;
 use crate::types::{Head, Sample, Scored};
 
 /// How images are scored: on which device, normalised how, how many at a time.
@@ -34,7 +35,8 @@ impl Scoring {
 
 /// Scores `samples` in batches, against references drawn from `batcher`'s normals (and the
 /// patch memory, if any, through the model's frozen backbone), calling `on_batch(done,
-/// total)`. `model` must be on a plain (non-autodiff) device, e.g. `trained.valid()`.
+/// total)`, and hands every image's maps to `maps` if given. `model` must be on a plain
+/// (non-autodiff) device, e.g. `trained.valid()`.
 #[allow(clippy::too_many_arguments)]
 pub fn score_samples(
     model: &Dra,
@@ -44,6 +46,7 @@ pub fn score_samples(
     references: &mut ReferenceSet,
     batcher: &mut Batcher,
     rng: &mut DraRng,
+    mut maps: Option<&mut MapOutputs>,
     mut on_batch: impl FnMut(usize, usize),
 ) -> Result<Vec<Scored>> {
     let Scoring {
@@ -51,37 +54,61 @@ pub fn score_samples(
         norm,
         batch_size,
     } = scoring;
-    let mut maps = None;
+    let mut maps_of = None;
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(*batch_size) {
-        if model.needs_reference() && (maps.is_none() || references.augmented()) {
+        if model.needs_reference() && (maps_of.is_none() || references.augmented()) {
             let slots = references.slots(rng);
             let refs = batcher.batch(&slots, references.augmented(), norm, rng)?;
-            maps = Some(model.reference_maps(refs.to_tensor(device)));
+            maps_of = Some(model.reference_maps(refs.to_tensor(device)));
         }
         let batch = batcher.eval_batch(chunk, norm)?.to_tensor(device);
-        let remembered = memory.map(|m| m.scores(&model.backbone, batch.clone()));
-        let scores = model.score(batch, maps.as_deref().unwrap_or(&[]));
-        let total: Vec<f32> = scores
-            .anomaly_score()
-            .into_data()
-            .try_to_vec()
-            .expect("f32 scores");
-        let mut heads: Vec<(Head, Vec<f32>)> = scores
-            .iter()
-            .map(|(h, t)| (h, t.into_data().try_to_vec().expect("f32 scores")))
-            .collect();
+        let [_, _, height, width] = batch.dims();
+        let refs = maps_of.as_deref().unwrap_or(&[]);
+        let (scores, head_maps, remembered) = match maps.is_some() {
+            true => {
+                let (scores, head_maps) = model.score_and_maps(batch.clone(), refs);
+                let (remembered, map) = memory
+                    .map(|m| m.scores_and_maps(&model.backbone, batch))
+                    .unzip();
+                let mut head_maps: Vec<_> =
+                    head_maps.into_iter().map(|(h, m)| (h, values(m))).collect();
+                head_maps.extend(map.map(|m| (Head::Memory, values(m))));
+                (scores, head_maps, remembered)
+            }
+            false => {
+                let remembered = memory.map(|m| m.scores(&model.backbone, batch.clone()));
+                (model.score(batch, refs), Vec::new(), remembered)
+            }
+        };
+        let total = values(scores.anomaly_score());
+        let mut heads: Vec<(Head, Vec<f32>)> = scores.iter().map(|(h, t)| (h, values(t))).collect();
         heads.extend(remembered.map(|v| (Head::Memory, v)));
+        let cells = height * width;
         for (i, sample) in chunk.iter().enumerate() {
-            out.push(Scored {
+            let scored = Scored {
                 path: sample.path.clone(),
                 class: sample.class.clone(),
                 anomaly: sample.is_anomaly(),
                 score: total[i],
                 heads: heads.iter().map(|(h, v)| (*h, v[i])).collect(),
-            });
+            };
+            if let Some(maps) = maps.as_deref_mut() {
+                let image: Vec<(Head, Vec<f32>)> = head_maps
+                    .iter()
+                    .map(|(h, v)| (*h, v[i * cells..(i + 1) * cells].to_vec()))
+                    .collect();
+                let input = batcher.image(&sample.path)?;
+                maps.add(sample, input, &scored.heads, scored.score, &image)?;
+            }
+            out.push(scored);
         }
         on_batch(out.len(), samples.len());
     }
     Ok(out)
+}
+
+/// A tensor's values, row-major.
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec().expect("f32 values")
 }

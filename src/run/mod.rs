@@ -4,6 +4,8 @@
 
 pub mod evaluate;
 pub mod files;
+pub mod maps;
+pub mod overlay;
 pub mod plan;
 pub mod plot;
 pub mod report;
@@ -30,6 +32,7 @@ use evaluate::{Scoring, score_samples};
 use files::{
     DECISION, Decision, HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record, write_json,
 };
+use maps::{MapFiles, MapOutputs};
 pub use plan::Plan;
 use train::{StepReport, Trainer};
 
@@ -57,7 +60,7 @@ pub struct RunOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Trained to the last epoch and evaluated.
-    Finished(Metrics),
+    Finished(Box<Metrics>),
     /// Stopped by [`RunOptions::stop_after`] after this many epochs in all.
     Stopped { epochs_done: usize },
 }
@@ -134,6 +137,7 @@ pub fn train_run(
         &mut st.references,
         &mut batcher,
         &mut st.rng,
+        None,
         |_, _| {},
     )?;
     let mut normals = scored;
@@ -161,6 +165,7 @@ pub fn train_run(
         ),
     };
     write_json(&out.join(DECISION), &decision)?;
+    let mut maps = map_outputs(&config, Some(&stats), Some(decision.threshold), None);
     let mut scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
@@ -169,16 +174,18 @@ pub fn train_run(
         &mut st.references,
         &mut batcher,
         &mut st.rng,
+        Some(&mut maps),
         |d, t| progress.evaluated(d, t),
     )?;
     combine(&config, Some(&stats), &mut scored);
-    Ok(Outcome::Finished(report::write_evaluation(
+    Ok(Outcome::Finished(Box::new(report::write_evaluation(
         out,
         &scored,
         Some(&stats),
         Some(decision.threshold),
+        maps.finish(Some(out))?,
         &title(&config),
-    )?))
+    )?)))
 }
 
 /// Trains `plan` to the last epoch (from the checkpoint in `out` with `resume`), evaluates
@@ -194,7 +201,7 @@ pub fn train_and_evaluate(
         stop_after: None,
     };
     match train_run(plan, out, options, progress)? {
-        Outcome::Finished(m) => Ok(m),
+        Outcome::Finished(m) => Ok(*m),
         Outcome::Stopped { .. } => unreachable!("no stop requested"),
     }
 }
@@ -237,6 +244,23 @@ pub fn saved_decision(dir: &Path) -> Result<Option<Decision>> {
         true => read_json(&path).map(Some),
         false => Ok(None),
     }
+}
+
+/// The map outputs of a run's settings: maps combined as its score combines the heads.
+fn map_outputs<'a>(
+    config: &TrainConfig,
+    stats: Option<&'a HeadStats>,
+    threshold: Option<f64>,
+    files: Option<MapFiles>,
+) -> MapOutputs<'a> {
+    let stats = stats.filter(|_| config.head_norm == HeadNorm::Standardise);
+    MapOutputs::new(
+        config.img_size as u32,
+        stats,
+        config.map_sigma,
+        threshold,
+        files,
+    )
 }
 
 /// Sets each image's anomaly score as the settings combine the heads.
@@ -335,6 +359,17 @@ impl<'a> SavedRun<'a> {
         })
     }
 
+    /// The map outputs of the run, writing per-image maps into `dir` if given.
+    fn map_outputs(&self, dir: Option<&Path>) -> Result<MapOutputs<'_>> {
+        let files = dir.map(MapFiles::new).transpose()?;
+        Ok(map_outputs(
+            &self.record.settings,
+            self.stats.as_ref(),
+            self.threshold,
+            files,
+        ))
+    }
+
     /// An empty store for images at the run's size.
     fn image_store(&self) -> ImageStore {
         ImageStore::new(self.record.settings.img_size as u32)
@@ -347,6 +382,7 @@ impl<'a> SavedRun<'a> {
         &self,
         samples: Option<Vec<Sample>>,
         images: &mut ImageStore,
+        maps: Option<&mut MapOutputs>,
         progress: &mut impl Progress,
     ) -> Result<Vec<Scored>> {
         let (record, dir) = (&self.record, self.dir);
@@ -387,6 +423,7 @@ impl<'a> SavedRun<'a> {
             &mut references,
             &mut batcher,
             &mut rng,
+            maps,
             |d, t| progress.evaluated(d, t),
         )?;
         combine(config, self.stats.as_ref(), &mut scored);
@@ -394,15 +431,23 @@ impl<'a> SavedRun<'a> {
     }
 }
 
-/// Re-evaluates a saved run on its test split, rewriting its metrics, scores and plots.
-pub fn evaluate_run(dir: &Path, progress: &mut impl Progress) -> Result<Metrics> {
+/// Re-evaluates a saved run on its test split, rewriting its metrics (pixel metrics where
+/// the test set has masks), scores, plots and `maps.png`; with `maps_dir`, also writes every
+/// test image's map there.
+pub fn evaluate_run(
+    dir: &Path,
+    maps_dir: Option<&Path>,
+    progress: &mut impl Progress,
+) -> Result<Metrics> {
     let run = SavedRun::open(dir)?;
-    let scored = run.score(None, &mut run.image_store(), progress)?;
+    let mut maps = run.map_outputs(maps_dir)?;
+    let scored = run.score(None, &mut run.image_store(), Some(&mut maps), progress)?;
     report::write_evaluation(
         dir,
         &scored,
         run.stats.as_ref(),
         run.threshold,
+        maps.finish(Some(dir))?,
         &title(&run.record.settings),
     )
 }
@@ -418,9 +463,15 @@ pub struct Predictions {
     pub threshold: Option<f64>,
 }
 
-/// Scores images with a saved run's model (against its reference set). An image that
-/// cannot be read is listed in `failed` and the others are still scored.
-pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
+/// Scores images with a saved run's model (against its reference set), writing their maps
+/// into `maps_dir` if given. An image that cannot be read is listed in `failed` and the
+/// others are still scored.
+pub fn predict(
+    dir: &Path,
+    images: &[PathBuf],
+    maps_dir: Option<&Path>,
+    progress: &mut impl Progress,
+) -> Result<Predictions> {
     let run = SavedRun::open(dir)?;
     let mut failed = Vec::new();
     let mut samples = Vec::new();
@@ -434,12 +485,16 @@ pub fn predict(dir: &Path, images: &[PathBuf]) -> Result<Predictions> {
             Err(e) => failed.push((p.clone(), e)),
         }
     }
+    let mut maps = maps_dir.map(|d| run.map_outputs(Some(d))).transpose()?;
     let mut scored = match samples.is_empty() {
         true => Vec::new(),
-        false => run.score(Some(samples), &mut store, &mut ())?,
+        false => run.score(Some(samples), &mut store, maps.as_mut(), progress)?,
     };
     for s in &mut scored {
         s.anomaly = false;
+    }
+    if let Some(maps) = maps {
+        maps.finish(None)?;
     }
     Ok(Predictions {
         scored,

@@ -17,7 +17,8 @@ const NORMAL: RGBColor = RGBColor(40, 150, 60);
 const ANOMALY: RGBColor = RGBColor(210, 40, 40);
 const SIZE: (u32, u32) = (900, 560);
 
-fn register_font() {
+/// Makes the bundled font the one plotters draws `sans-serif` text with.
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)

@@ -13,7 +13,7 @@ use crate::model::HeadStats;
 use crate::run::files::write_json;
 use crate::run::plot;
 use crate::run::train::EpochLog;
-use crate::types::{Auc, Metrics};
+use crate::types::{Auc, Metrics, PixelMetrics};
 use crate::types::{Head, Scored};
 
 impl Metrics {
@@ -69,6 +69,7 @@ impl Metrics {
             standardised,
             decision: threshold.map(|t| decisions(&labels, &total, t)),
             f1_max: Some(f1_max(&labels, &total)?),
+            pixel: None,
         })
     }
 }
@@ -139,9 +140,13 @@ pub fn write_evaluation(
     scored: &[Scored],
     stats: Option<&HeadStats>,
     threshold: Option<f64>,
+    pixel: Option<PixelMetrics>,
     title: &str,
 ) -> Result<Metrics> {
-    let metrics = Metrics::of(scored, stats, threshold)?;
+    let metrics = Metrics {
+        pixel,
+        ..Metrics::of(scored, stats, threshold)?
+    };
     write_json(&dir.join("metrics.json"), &metrics)?;
     write(&dir.join("scores.csv"), &scores_csv(scored))?;
     let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();

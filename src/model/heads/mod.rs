@@ -20,3 +20,19 @@ pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};
 pub use top_k::{top_k_count, top_k_mean};
+
+use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+/// A map of cell scores `[N, 1, h, w]` in the input's pixel frame `[N, 1, H, W]` (`size` =
+/// [H, W]): bilinear interpolation with half-pixel centres, so cell (i, j) covers input
+/// pixels [i·H/h, (i+1)·H/h) as the feature map's stride does.
+pub fn upsample(cells: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    interpolate(
+        cells,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size(size),
+    )
+}

@@ -21,8 +21,13 @@ impl PlainHead {
         }
     }
 
-    /// Scores `[N, C, h, w]` → `[N]`.
+    /// The score of every cell, `[N, C, h, w]` → `[N, 1, h, w]`.
+    pub fn cells(&self, features: Tensor<4>) -> Tensor<4> {
+        conv2d(&self.scoring, features).abs()
+    }
+
+    /// Scores `[N, C, h, w]` → `[N]`: the top-K mean of the cells' scores.
     pub fn forward(&self, features: Tensor<4>, topk: f64) -> Tensor<1> {
-        top_k_mean(conv2d(&self.scoring, features).abs(), topk)
+        top_k_mean(self.cells(features), topk)
     }
 }

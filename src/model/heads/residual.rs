@@ -7,6 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::plain::PlainHead;
+use super::top_k::top_k_mean;
 use crate::choice::choice;
 use crate::ops::conv::conv2d;
 
@@ -63,8 +64,25 @@ impl ResidualHead {
         }
     }
 
-    /// Scores the residual of `features` against the reference features `[M, C, h, w]`
-    /// → `[N]`.
+    /// The score of every cell of the residual of `features` `[N, C, h, w]` against the
+    /// reference features `[M, C, h', w']`, as `[N, 1, h, w]`.
+    pub fn cells(
+        &self,
+        features: Tensor<4>,
+        reference: Tensor<4>,
+        mode: ResidualMode,
+    ) -> Tensor<4> {
+        let aligned = match mode {
+            ResidualMode::Mean => reference.mean_dim(0),
+            ResidualMode::Nearest => nearest_cells(features.clone(), reference),
+        };
+        let residual = aligned - features;
+        let x = relu(self.bn.forward(conv2d(&self.conv, residual)));
+        self.plain.cells(x)
+    }
+
+    /// Scores the residual of `features` against the reference features → `[N]`: the
+    /// top-K mean of [`ResidualHead::cells`].
     pub fn forward(
         &self,
         features: Tensor<4>,
@@ -72,12 +90,6 @@ impl ResidualHead {
         mode: ResidualMode,
         topk: f64,
     ) -> Tensor<1> {
-        let aligned = match mode {
-            ResidualMode::Mean => reference.mean_dim(0),
-            ResidualMode::Nearest => nearest_cells(features.clone(), reference),
-        };
-        let residual = aligned - features;
-        let x = relu(self.bn.forward(conv2d(&self.conv, residual)));
-        self.plain.forward(x, topk)
+        top_k_mean(self.cells(features, reference, mode), topk)
     }
 }

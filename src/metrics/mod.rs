@@ -2,6 +2,8 @@
 //! `roc_auc_score` and `average_precision_score` do (ties grouped at one threshold),
 //! the ROC and PR curve points, and AUC-ROC per anomaly class.
 
+pub mod pixel;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

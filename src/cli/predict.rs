@@ -1,0 +1,159 @@
+//! `dra predict`: score images or folders of images with a saved run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use dra::data::layout::{is_image, list_dirs, list_images};
+use dra::run;
+use dra::types::Scored;
+
+use super::output::Bars;
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Run directory written by `dra train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Images to score, or folders: every image under a folder (sub-folders too, in name
+    /// order).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Print JSON: {"path", "score", "anomalous", "threshold", "heads": {name: score}} per
+    /// image.
+    #[arg(long)]
+    json: bool,
+    /// Also write one row per image to this CSV file: path, score, decision, each head.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also write each image's anomaly map into this folder: `<name>.png` (the image in grey
+    /// under the map, with the score scale) and `<name>.npy` (float32, the image's own
+    /// height × width; `numpy.load` reads it).
+    #[arg(long, value_name = "DIR")]
+    maps: Option<PathBuf>,
+}
+
+/// The images of `path`: itself if a file, every image under it if a folder.
+fn expand(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if !path.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    out.extend(list_images(path)?.into_iter().filter(|p| is_image(p)));
+    for dir in list_dirs(path)? {
+        expand(&dir, out)?;
+    }
+    Ok(())
+}
+
+pub fn run(a: PredictArgs) -> Result<()> {
+    let mut images = Vec::new();
+    for path in &a.images {
+        expand(path, &mut images)?;
+    }
+    if images.is_empty() {
+        anyhow::bail!(
+            "no images found in the given folders (looked for png, jpg, jpeg, bmp, tif, tiff)"
+        );
+    }
+    let mut bars = Bars::new(0, 0);
+    let run::Predictions {
+        scored,
+        failed,
+        threshold,
+    } = run::predict(&a.model, &images, a.maps.as_deref(), &mut bars)?;
+    if let Some(path) = &a.csv {
+        std::fs::write(path, csv(&scored, threshold))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print_predictions(&scored, threshold, a.json)?;
+    for (_, e) in &failed {
+        eprintln!("not scored: {}", super::one_line(e));
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} images could not be read (listed above); the others are scored",
+            failed.len(),
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+/// The decision of `score` at `threshold`: anomalous above it.
+fn decision(score: f32, threshold: Option<f64>) -> &'static str {
+    match threshold.map(|t| score as f64 > t) {
+        Some(true) => "anomalous",
+        Some(false) => "normal",
+        None => "-",
+    }
+}
+
+/// One CSV row per image: path, score, decision, then each head's score.
+fn csv(scored: &[Scored], threshold: Option<f64>) -> String {
+    let mut out = String::from("path,score,decision");
+    for (h, _) in scored.first().map_or(&[][..], |s| &s.heads[..]) {
+        write!(out, ",{h}").unwrap();
+    }
+    out.push('\n');
+    for s in scored {
+        let path = s.path.to_string_lossy();
+        let path = match path.contains([',', '"', '\n']) {
+            true => format!("\"{}\"", path.replace('"', "\"\"")),
+            false => path.into_owned(),
+        };
+        write!(out, "{path},{},{}", s.score, decision(s.score, threshold)).unwrap();
+        for (_, v) in &s.heads {
+            write!(out, ",{v}").unwrap();
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The scores and decisions as a table (or JSON) on standard output.
+fn print_predictions(scored: &[Scored], threshold: Option<f64>, json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<_> = scored
+            .iter()
+            .map(|s| {
+                let heads: serde_json::Map<_, _> = s
+                    .heads
+                    .iter()
+                    .map(|(h, v)| (h.name().to_string(), serde_json::json!(v)))
+                    .collect();
+                serde_json::json!({
+                    "path": s.path,
+                    "score": s.score,
+                    "anomalous": threshold.map(|t| s.score as f64 > t),
+                    "threshold": threshold,
+                    "heads": heads,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let heads: Vec<String> = scored
+        .first()
+        .map(|s| s.heads.iter().map(|(h, _)| h.to_string()).collect())
+        .unwrap_or_default();
+    if let Some(t) = threshold {
+        println!("decision: anomalous when the score is above {t:.4} (the run's decision.json)");
+    }
+    print!("{:>10} {:>9}", "score", "decision");
+    for h in &heads {
+        print!(" {h:>10}");
+    }
+    println!("  image");
+    for s in scored {
+        print!("{:>10.4} {:>9}", s.score, decision(s.score, threshold));
+        for (_, v) in &s.heads {
+            print!(" {v:>10.4}");
+        }
+        println!("  {}", s.path.display());
+    }
+    Ok(())
+}

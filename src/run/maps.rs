@@ -1,0 +1,343 @@
+//! Anomaly maps: where in an image the heads see the defect. The seen, pseudo and residual
+//! heads score every feature-map cell before top-K pooling, the memory every patch; each
+//! head's cell map comes in the model's input frame (bilinear, averaged over scales, see
+//! [`crate::model::Dra::score_and_maps`]), the heads are combined as the image score
+//! combines them (the normal head scores only whole images and has no map), the sum is
+//! smoothed by a Gaussian in the input frame and resized to the source image's own frame.
+//!
+//! [`MapOutputs`] gathers a test set's maps: pixel AUROC and AUPRO against the masks (in
+//! the model's input frame, masks resized by nearest neighbour), per-image overlays and raw
+//! maps when asked, and the examples of the run's `maps.png`.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use image::imageops::FilterType;
+
+use crate::data::layout::mask_of;
+use crate::data::transform::load_rgb;
+use crate::error::{Error, Result};
+use crate::metrics::pixel::PixelSet;
+use crate::model::HeadStats;
+use crate::npy;
+use crate::run::overlay::{self, Example, MapScale};
+use crate::types::{Head, PixelMetrics, Sample};
+
+/// One image's anomaly map: `width`×`height` values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyMap {
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<f32>,
+}
+
+impl AnomalyMap {
+    /// The map of one image from its heads' maps (each `side`×`side`, the model's input
+    /// frame), combined as the anomaly score combines the heads: with the heads' statistics
+    /// each map as w_h · sign_h · (m − μ_h) / σ_h ([`HeadStats::term`]), without them summed.
+    pub fn combine(heads: &[(Head, Vec<f32>)], side: u32, stats: Option<&HeadStats>) -> Self {
+        let mut values = vec![0.0; (side * side) as usize];
+        for (head, map) in heads {
+            let (scale, mean) = match stats {
+                Some(stats) => stats.term(*head, stats.learned()),
+                None => (head.sign(), 0.0),
+            };
+            for (v, m) in values.iter_mut().zip(map) {
+                *v += scale * (m - mean);
+            }
+        }
+        AnomalyMap {
+            width: side,
+            height: side,
+            values,
+        }
+    }
+
+    /// The value at column `x`, row `y`.
+    fn at(&self, x: usize, y: usize) -> f32 {
+        self.values[y * self.width as usize + x]
+    }
+
+    /// The map transposed (rows become columns), so one pass along rows serves both axes.
+    fn transposed(&self) -> Self {
+        let (w, h) = (self.width as usize, self.height as usize);
+        AnomalyMap {
+            width: self.height,
+            height: self.width,
+            values: (0..w * h).map(|i| self.at(i / h, i % h)).collect(),
+        }
+    }
+
+    /// Each row filtered by `f(row) -> new row` of `width` values.
+    fn rows(&self, width: u32, f: impl Fn(&[f32]) -> Vec<f32>) -> Self {
+        let values = self
+            .values
+            .chunks(self.width as usize)
+            .flat_map(f)
+            .collect();
+        AnomalyMap {
+            width,
+            height: self.height,
+            values,
+        }
+    }
+
+    /// Smoothed by a Gaussian of standard deviation `sigma` pixels (none when `sigma` is 0),
+    /// as `scipy.ndimage.gaussian_filter` does it: truncated at 4σ, borders mirrored
+    /// (`reflect`: d c b a | a b c d).
+    pub fn smoothed(self, sigma: f32) -> Self {
+        if sigma <= 0.0 {
+            return self;
+        }
+        let radius = (4.0 * sigma + 0.5) as isize;
+        let kernel: Vec<f32> = (-radius..=radius)
+            .map(|i| (-0.5 * (i as f32 / sigma).powi(2)).exp())
+            .collect();
+        let sum: f32 = kernel.iter().sum();
+        let blur = |row: &[f32]| -> Vec<f32> {
+            let n = row.len() as isize;
+            let mirror = |i: isize| -> usize {
+                let period = 2 * n;
+                let i = i.rem_euclid(period);
+                (if i < n { i } else { period - 1 - i }) as usize
+            };
+            (0..n)
+                .map(|x| {
+                    let acc: f32 = kernel
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| w * row[mirror(x + k as isize - radius)])
+                        .sum();
+                    acc / sum
+                })
+                .collect()
+        };
+        let (w, h) = (self.width, self.height);
+        self.rows(w, blur).transposed().rows(h, blur).transposed()
+    }
+
+    /// Resized bilinearly to `width`×`height` with half-pixel centres (as the heads' cell maps
+    /// are upsampled; borders held): the model squashes images to a square, this brings the
+    /// map back to the source image's frame.
+    pub fn resized(&self, width: u32, height: u32) -> Self {
+        if (width, height) == (self.width, self.height) {
+            return self.clone();
+        }
+        let resample = |to: u32| {
+            move |row: &[f32]| -> Vec<f32> {
+                let n = row.len();
+                let ratio = n as f32 / to as f32;
+                (0..to)
+                    .map(|x| {
+                        let src = ((x as f32 + 0.5) * ratio - 0.5).max(0.0);
+                        let i = (src.floor() as usize).min(n - 1);
+                        let j = (i + 1).min(n - 1);
+                        let t = src - i as f32;
+                        row[i] * (1.0 - t) + row[j] * t
+                    })
+                    .collect()
+            }
+        };
+        self.rows(width, resample(width))
+            .transposed()
+            .rows(height, resample(height))
+            .transposed()
+    }
+
+    /// Writes the map as a float32 `.npy` array of shape (height, width).
+    pub fn save_npy(&self, path: &Path) -> Result<()> {
+        npy::write(
+            path,
+            &[self.height as usize, self.width as usize],
+            &self.values,
+        )
+    }
+}
+
+/// A mask image as `width`×`height` booleans (nearest neighbour; any non-zero pixel is defect).
+pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<bool>> {
+    let mask = image::open(path)
+        .map_err(|source| Error::Image {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .to_luma8();
+    let mask = image::imageops::resize(&mask, width, height, FilterType::Nearest);
+    Ok(mask.pixels().map(|p| p[0] > 0).collect())
+}
+
+/// Where per-image maps go: `<name>.png` (overlay with colour bar) and `<name>.npy`.
+#[derive(Debug, Clone)]
+pub struct MapFiles {
+    pub dir: PathBuf,
+    names: std::collections::BTreeSet<String>,
+}
+
+impl MapFiles {
+    /// Writes into `dir`, creating it.
+    pub fn new(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(MapFiles {
+            dir: dir.to_path_buf(),
+            names: Default::default(),
+        })
+    }
+
+    /// A file stem for `sample` not used before: `<class>_<stem>` for a labelled sample,
+    /// the image's stem otherwise, with `-2`, `-3`, … on a repeat.
+    fn name(&mut self, sample: &Sample) -> String {
+        let stem = sample
+            .path
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let base = match sample.class.is_empty() {
+            true => stem,
+            false => format!("{}_{stem}", sample.class),
+        };
+        let mut name = base.clone();
+        let mut k = 1;
+        while !self.names.insert(name.clone()) {
+            k += 1;
+            name = format!("{base}-{k}");
+        }
+        name
+    }
+}
+
+/// Anomalies and normals shown in `maps.png`.
+const EXAMPLE_ANOMALIES: usize = 4;
+const EXAMPLE_NORMALS: usize = 2;
+
+/// What scoring a set of images with maps gathers (see the module's documentation).
+pub struct MapOutputs<'a> {
+    stats: Option<&'a HeadStats>,
+    sigma: f32,
+    side: u32,
+    scale: MapScale,
+    files: Option<MapFiles>,
+    combined: PixelSet,
+    heads: Vec<(Head, PixelSet)>,
+    images: usize,
+    unmasked: usize,
+    examples: Vec<Example>,
+}
+
+impl<'a> MapOutputs<'a> {
+    /// Maps of `side`×`side` inputs combined with `stats`, smoothed by `sigma`, drawn on the
+    /// colour scale of `threshold` (the run's decision threshold), written to `files` if any.
+    pub fn new(
+        side: u32,
+        stats: Option<&'a HeadStats>,
+        sigma: f32,
+        threshold: Option<f64>,
+        files: Option<MapFiles>,
+    ) -> Self {
+        MapOutputs {
+            stats,
+            sigma,
+            side,
+            scale: MapScale::of_threshold(threshold),
+            files,
+            combined: PixelSet::default(),
+            heads: Vec::new(),
+            images: 0,
+            unmasked: 0,
+            examples: Vec::new(),
+        }
+    }
+
+    /// Adds one scored image (`input`: as the model took it): its heads' scores and raw anomaly score (combined here as the
+    /// run combines them) and its heads' maps in the input frame.
+    pub fn add(
+        &mut self,
+        sample: &Sample,
+        input: &RgbImage,
+        head_scores: &[(Head, f32)],
+        raw_score: f32,
+        heads: &[(Head, Vec<f32>)],
+    ) -> Result<()> {
+        let score = self
+            .stats
+            .map_or(raw_score, |s| s.anomaly_score(head_scores));
+        let side = self.side;
+        let map = AnomalyMap::combine(heads, side, self.stats).smoothed(self.sigma);
+        let mask = match (sample.is_anomaly(), mask_of(sample)) {
+            (_, Some(path)) => Some(load_mask(&path, side, side)?),
+            (false, None) if !sample.class.is_empty() => Some(vec![false; map.values.len()]),
+            _ => None,
+        };
+        if let Some(mask) = &mask {
+            self.images += 1;
+            self.combined.add(&map.values, mask, side, side);
+            for (head, values) in heads {
+                let alone = AnomalyMap::combine(&[(*head, values.clone())], side, None)
+                    .smoothed(self.sigma);
+                let set = match self.heads.iter_mut().find(|(h, _)| h == head) {
+                    Some((_, set)) => set,
+                    None => {
+                        self.heads.push((*head, PixelSet::default()));
+                        &mut self.heads.last_mut().expect("pushed").1
+                    }
+                };
+                set.add(&alone.values, mask, side, side);
+            }
+        } else if sample.is_anomaly() {
+            self.unmasked += 1;
+        }
+        let wanted = match sample.is_anomaly() {
+            true => EXAMPLE_ANOMALIES,
+            false => EXAMPLE_NORMALS,
+        };
+        let shown = self
+            .examples
+            .iter()
+            .filter(|e| e.anomaly == sample.is_anomaly())
+            .count();
+        if shown < wanted && !sample.class.is_empty() && (mask.is_some() || !sample.is_anomaly()) {
+            self.examples.push(Example {
+                path: sample.path.clone(),
+                image: input.clone(),
+                label: sample.class.clone(),
+                anomaly: sample.is_anomaly(),
+                score,
+                map: map.clone(),
+                mask,
+            });
+        }
+        if let Some(files) = &mut self.files {
+            let name = files.name(sample);
+            let source = load_rgb(&sample.path)?;
+            let framed = map.resized(source.width(), source.height());
+            framed.save_npy(&files.dir.join(format!("{name}.npy")))?;
+            let path = files.dir.join(format!("{name}.png"));
+            overlay::overlay_with_bar(&source, &framed, &self.scale)?
+                .save(&path)
+                .map_err(|source| Error::Image { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Draws `maps.png` into `run_dir` (when there are examples) and returns the pixel
+    /// metrics (when some image had a mask and there are defect pixels).
+    pub fn finish(self, run_dir: Option<&Path>) -> Result<Option<PixelMetrics>> {
+        if let (Some(dir), false) = (run_dir, self.examples.is_empty()) {
+            overlay::figure(&dir.join("maps.png"), &self.examples, &self.scale)?;
+        }
+        if self.combined.regions() == 0 {
+            return Ok(None);
+        }
+        let all = self.combined.auc()?;
+        let mut heads = std::collections::BTreeMap::new();
+        for (head, set) in &self.heads {
+            heads.insert(head.name().to_string(), set.auc()?);
+        }
+        Ok(Some(PixelMetrics {
+            auc_roc: all.auc_roc,
+            aupro: all.aupro,
+            heads,
+            images: self.images,
+            regions: self.combined.regions(),
+            unmasked: self.unmasked,
+        }))
+    }
+}
