@@ -43,7 +43,7 @@ use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::run::files::write_json;
 use crate::run::{Plan, Progress, resumable, train_and_evaluate};
-use crate::types::{Auc, Metrics};
+use crate::types::{Auc, Metrics, PixelAuc};
 
 /// A grid file.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +94,12 @@ pub struct CellResult {
     /// AUC-ROC of each head's score alone (the normal head negated), by head name.
     #[serde(default)]
     pub heads: BTreeMap<String, f64>,
+    /// DRA's anomaly maps against the masks, where the test set has them.
+    #[serde(default)]
+    pub pixel: Option<PixelAuc>,
+    /// Patch kNN's maps against the masks.
+    #[serde(default)]
+    pub patch_knn_pixel: Option<PixelAuc>,
     /// Wall time of training and evaluation in the invocation that finished the cell (a
     /// resumed cell counts only its last part).
     pub seconds: f64,
@@ -128,6 +134,11 @@ pub struct Row {
     pub patch_knn_auc_pr: Option<MeanStd>,
     /// Per-head AUC-ROC, where every cell of the row has it.
     pub heads: BTreeMap<String, MeanStd>,
+    /// Pixel AUROC and AUPRO of DRA's maps and of patch kNN's.
+    pub pixel_auc_roc: Option<MeanStd>,
+    pub aupro: Option<MeanStd>,
+    pub patch_knn_pixel_auc_roc: Option<MeanStd>,
+    pub patch_knn_aupro: Option<MeanStd>,
     /// Mean wall time of a run.
     pub seconds: f64,
 }
@@ -268,9 +279,21 @@ fn read_result(dir: &Path) -> Result<Option<CellResult>> {
     };
     let mut result: CellResult =
         serde_json::from_str(&text).map_err(|e| Error::run_file(&done, e.to_string()))?;
-    if result.heads.is_empty() {
-        // written before cells kept their heads: the cell's metrics.json has them
-        result.heads = saved_heads(dir).unwrap_or_default();
+    // written before cells kept these (or re-evaluated since): the cell's metrics.json has them
+    if let Some(metrics) = saved_metrics(dir) {
+        if result.heads.is_empty() {
+            result.heads = head_aucs(&metrics);
+        }
+        if let Some(p) = &metrics.pixel {
+            result.pixel.get_or_insert(PixelAuc {
+                auc_roc: p.auc_roc,
+                aupro: p.aupro,
+            });
+            // the memory's map alone is patch kNN's: the same bank of the same split
+            if let Some(memory) = p.heads.get("memory") {
+                result.patch_knn_pixel.get_or_insert(*memory);
+            }
+        }
     }
     Ok(Some(result))
 }
@@ -328,6 +351,11 @@ pub fn run_grid(
             knn: knn.map(|b| b.pooled),
             patch_knn: knn.map(|b| b.patch),
             heads: head_aucs(&metrics),
+            pixel: metrics.pixel.as_ref().map(|p| PixelAuc {
+                auc_roc: p.auc_roc,
+                aupro: p.aupro,
+            }),
+            patch_knn_pixel: knn.and_then(|b| b.patch_pixel),
             seconds,
         };
         let tmp = dir.join("result.json.tmp");
@@ -352,11 +380,10 @@ fn head_aucs(metrics: &Metrics) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// The per-head AUC-ROC of a finished run's `metrics.json`.
-fn saved_heads(dir: &Path) -> Option<BTreeMap<String, f64>> {
+/// A finished run's `metrics.json`.
+fn saved_metrics(dir: &Path) -> Option<Metrics> {
     let text = std::fs::read_to_string(dir.join("metrics.json")).ok()?;
-    let metrics: Metrics = serde_json::from_str(&text).ok()?;
-    Some(head_aucs(&metrics))
+    serde_json::from_str(&text).ok()
 }
 
 /// Groups results that differ only in `seed` into rows, in first-seen order.
@@ -395,6 +422,10 @@ pub fn aggregate(results: &[CellResult]) -> Vec<Row> {
                     .keys()
                     .filter_map(|h| Some((h.clone(), stat(&|r| r.heads.get(h).copied())?)))
                     .collect(),
+                pixel_auc_roc: stat(&|r| r.pixel.map(|p| p.auc_roc)),
+                aupro: stat(&|r| r.pixel.map(|p| p.aupro)),
+                patch_knn_pixel_auc_roc: stat(&|r| r.patch_knn_pixel.map(|p| p.auc_roc)),
+                patch_knn_aupro: stat(&|r| r.patch_knn_pixel.map(|p| p.aupro)),
                 seconds: g.iter().map(|r| r.seconds).sum::<f64>() / g.len() as f64,
             }
         })
@@ -464,6 +495,25 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
             format!("{:.0}", r.seconds),
         ]
     });
+    if rows.iter().any(|r| r.pixel_auc_roc.is_some()) {
+        out += "\nAnomaly maps against the masks (pixel AUROC, AUPRO to FPR 0.3):\n\n";
+        let columns = [
+            "DRA pixel AUROC",
+            "DRA AUPRO",
+            "patch kNN pixel AUROC",
+            "patch kNN AUPRO",
+        ];
+        out += &md_table(rows, &columns, |r| {
+            [
+                r.pixel_auc_roc,
+                r.aupro,
+                r.patch_knn_pixel_auc_roc,
+                r.patch_knn_aupro,
+            ]
+            .map(pm)
+            .to_vec()
+        });
+    }
     let heads = head_names(rows);
     if !heads.is_empty() {
         out += "\nAUC-ROC of each head's score alone:\n\n";
@@ -482,7 +532,7 @@ pub fn csv(rows: &[Row]) -> String {
     if !keys.is_empty() {
         out.push(',');
     }
-    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,patch_knn_auc_roc,patch_knn_auc_roc_std,patch_knn_auc_pr,patch_knn_auc_pr_std,seconds";
+    out += "seeds,auc_roc,auc_roc_std,auc_pr,auc_pr_std,knn_auc_roc,knn_auc_roc_std,knn_auc_pr,knn_auc_pr_std,patch_knn_auc_roc,patch_knn_auc_roc_std,patch_knn_auc_pr,patch_knn_auc_pr_std,pixel_auc_roc,pixel_auc_roc_std,aupro,aupro_std,patch_knn_pixel_auc_roc,patch_knn_pixel_auc_roc_std,patch_knn_aupro,patch_knn_aupro_std,seconds";
     for h in &heads {
         write!(out, ",{h}_auc_roc,{h}_auc_roc_std").unwrap();
     }
@@ -495,7 +545,7 @@ pub fn csv(rows: &[Row]) -> String {
             |m: Option<MeanStd>| m.map_or(",".to_string(), |m| format!("{},{}", m.mean, m.std));
         write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{:.1}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1}",
             r.seeds,
             r.auc_roc.mean,
             r.auc_roc.std,
@@ -505,6 +555,10 @@ pub fn csv(rows: &[Row]) -> String {
             opt(r.knn_auc_pr),
             opt(r.patch_knn_auc_roc),
             opt(r.patch_knn_auc_pr),
+            opt(r.pixel_auc_roc),
+            opt(r.aupro),
+            opt(r.patch_knn_pixel_auc_roc),
+            opt(r.patch_knn_aupro),
             r.seconds
         )
         .unwrap();

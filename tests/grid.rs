@@ -3,7 +3,7 @@
 mod common;
 
 use dra::grid::{CellResult, Grid, aggregate, csv, markdown, run_grid};
-use dra::types::Auc;
+use dra::types::{Auc, PixelAuc};
 
 fn grid(text: &str) -> Grid {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,6 +86,15 @@ fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellR
             auc_pr: k + 0.05,
         }),
         heads,
+        // the maps a fixed step below the image scores; patch kNN's only beside a kNN
+        pixel: Some(PixelAuc {
+            auc_roc: roc - 0.05,
+            aupro: pr - 0.3,
+        }),
+        patch_knn_pixel: knn.map(|k| PixelAuc {
+            auc_roc: k + 0.2,
+            aupro: k - 0.1,
+        }),
         seconds: 10.0,
     }
 }
@@ -116,6 +125,20 @@ fn seeds_aggregate_to_mean_and_population_std() {
     );
     assert!((rows[0].heads["seen"].mean - 0.72).abs() < 1e-12);
     assert!((rows[0].heads["seen"].std - 0.02).abs() < 1e-12);
+    assert!(
+        md.contains(
+            "| n_anomaly | DRA pixel AUROC | DRA AUPRO | patch kNN pixel AUROC | patch kNN AUPRO |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 10 | 0.870±0.020 | 0.520±0.020 | 0.900±0.000 | 0.600±0.000 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 1 | 0.550±0.000 | 0.200±0.000 | – | – |"),
+        "{md}"
+    );
     assert!(md.contains("| n_anomaly | residual | seen |"), "{md}");
     assert!(md.contains("| 10 | 0.820±0.020 | 0.720±0.020 |"), "{md}");
     let table = csv(&rows);

@@ -224,3 +224,25 @@ fn eval_and_predict_write_maps_and_pixel_metrics() {
     assert!(lines[1].contains(",normal,") || lines[1].contains(",anomalous,"));
     assert!(pmaps.join("a.npy").is_file() && pmaps.join("b.png").is_file());
 }
+
+#[test]
+fn the_memorys_map_alone_is_the_patch_knn_baselines() {
+    let tmp = tempfile::tempdir().unwrap();
+    masked_layout(tmp.path());
+    let cfg = dra::config::TrainConfig {
+        data_root: tmp.path().to_path_buf(),
+        class: "part".into(),
+        n_anomaly: 2,
+        img_size: 32,
+        batch_size: 8,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..Default::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut plan = dra::run::Plan::new(&cfg).unwrap();
+    let metrics = dra::run::train_and_evaluate(&mut plan, out.path(), false, &mut ()).unwrap();
+    let knn = dra::baselines::knn_baseline(&mut plan).unwrap();
+    let memory = metrics.pixel.unwrap().heads["memory"];
+    assert_eq!(knn.patch_pixel, Some(memory));
+}

@@ -12,9 +12,10 @@ use crate::data::batch::{ImageStore, eval_batch};
 use crate::error::Result;
 use crate::metrics::{auc_roc, average_precision};
 use crate::model::backbone::Backbone;
-use crate::model::memory::{image_scores, memory_bank, patch_features};
+use crate::model::memory::{memory_bank, patch_features, scores_and_maps};
 use crate::run::Plan;
-use crate::types::{Auc, Sample};
+use crate::run::maps::MapOutputs;
+use crate::types::{Auc, Head, PixelAuc, Sample};
 
 /// The two baselines' AUCs on one test split.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -23,6 +24,9 @@ pub struct Baselines {
     pub pooled: Auc,
     /// Patch kNN.
     pub patch: Auc,
+    /// Patch kNN's anomaly maps (each patch's distance, smoothed as DRA's maps) against the
+    /// masks, where the test set has them.
+    pub patch_pixel: Option<PixelAuc>,
 }
 
 /// What one pass of the backbone gives both baselines, per image batch.
@@ -54,7 +58,7 @@ fn embed(
 }
 
 /// Both baselines on the test split of `plan`, with its backbone and decoded images (its
-/// seed draws the coreset, from a copy of its generator).
+/// seed draws the coreset, from a copy of its generator), and patch kNN's maps.
 pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
     let mut rng = plan.rng.clone();
     let device = plan.config.device.device()?;
@@ -83,13 +87,31 @@ pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
         })
     };
     let memory = memory_bank(bank.patches, &mut rng);
-    let patch: Vec<f32> = test
+    let side = plan.config.img_size as u32;
+    let mut maps = MapOutputs::new(side, None, plan.config.map_sigma, None, None);
+    let mut patch = Vec::with_capacity(p.test.len());
+    let size = [side as usize; 2];
+    for (f, chunk) in test
         .patches
         .into_iter()
-        .flat_map(|f| image_scores(&memory, f))
-        .collect();
+        .zip(p.test.chunks(batch_size.max(1)))
+    {
+        let (scores, map) = scores_and_maps(&memory, f, size);
+        let map: Vec<f32> = map.into_data().try_to_vec().expect("f32 map");
+        let cells = size[0] * size[1];
+        for (i, (sample, &score)) in chunk.iter().zip(&scores).enumerate() {
+            let heads = [(Head::Memory, map[i * cells..(i + 1) * cells].to_vec())];
+            let input = plan.images.get(&sample.path)?;
+            maps.add(sample, input, &[(Head::Memory, score)], score, &heads)?;
+        }
+        patch.extend(scores);
+    }
     Ok(Baselines {
         pooled: auc(knn_scores(&bank.pooled, &test.pooled))?,
         patch: auc(patch)?,
+        patch_pixel: maps.finish(None)?.map(|m| PixelAuc {
+            auc_roc: m.auc_roc,
+            aupro: m.aupro,
+        }),
     })
 }
