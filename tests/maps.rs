@@ -246,3 +246,72 @@ fn the_memorys_map_alone_is_the_patch_knn_baselines() {
     let memory = metrics.pixel.unwrap().heads["memory"];
     assert_eq!(knn.patch_pixel, Some(memory));
 }
+
+#[test]
+fn calibrate_sets_the_threshold_from_validation_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    masked_layout(tmp.path());
+    let cfg = dra::config::TrainConfig {
+        data_root: tmp.path().to_path_buf(),
+        class: "part".into(),
+        n_anomaly: 2,
+        img_size: 32,
+        batch_size: 8,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..Default::default()
+    };
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    common::train(&cfg, &run);
+    let part = tmp.path().join("part/test");
+    let normals = dra::data::layout::images_under(&part.join("good")).unwrap();
+    let holes = dra::data::layout::images_under(&part.join("hole")).unwrap();
+    let score = |paths: &[std::path::PathBuf]| -> Vec<f64> {
+        let p = dra::run::predict(&run, paths, None, &mut ()).unwrap();
+        p.scored.iter().map(|s| s.score as f64).collect()
+    };
+    // normals only, at FPR 0: the largest normal score
+    let c = dra::run::calibrate::calibrate(&run, &normals, &[], Some(0.0), &mut ()).unwrap();
+    let largest = score(&normals).into_iter().fold(f64::MIN, f64::max);
+    assert_eq!(c.decision.threshold, largest);
+    assert_eq!(c.on_validation.false_positives, 0);
+    // with anomalies, from the command line: F1-max over both, and eval then uses it
+    let out = dra(&[
+        "calibrate",
+        "--model",
+        s(&run),
+        "--normal",
+        s(&part.join("good")),
+        "--anomalies",
+        s(&part.join("hole")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("previous threshold") && stdout.contains("F1"),
+        "{stdout}"
+    );
+    let labels: Vec<bool> = (0..normals.len() + holes.len())
+        .map(|i| i >= normals.len())
+        .collect();
+    let all: Vec<_> = normals.iter().chain(&holes).cloned().collect();
+    let (_, expected) = dra::metrics::f1_max(&labels, &score(&all)).unwrap();
+    let decision = dra::run::saved_decision(&run).unwrap().unwrap();
+    assert_eq!((decision.threshold, decision.fpr), (expected, None));
+    let metrics = dra::run::evaluate_run(&run, None, &mut ()).unwrap();
+    assert_eq!(metrics.decision.unwrap().threshold, expected);
+    // an unreadable validation image writes nothing
+    let bad = tmp.path().join("bad.png");
+    std::fs::write(&bad, b"no").unwrap();
+    let err = dra::run::calibrate::calibrate(&run, &[bad.clone()], &[], None, &mut ()).unwrap_err();
+    assert!(err.to_string().contains(s(&bad)), "{err}");
+    assert_eq!(
+        dra::run::saved_decision(&run).unwrap().unwrap().threshold,
+        expected
+    );
+}

@@ -212,4 +212,12 @@ fn decision_thresholds_and_their_confusion_matrix_by_hand() {
     assert!((f1 - 6.0 / 7.0).abs() < 1e-12, "{f1}");
     assert!((t - 0.25).abs() < 1e-12, "{t}");
     assert!((decisions(&labels, &scores, t).f1 - f1).abs() < 1e-12);
+    // a tie: anomaly, normal, normal, anomaly gives F1 2/3 flagging only the first (0.9)
+    // and 2/3 flagging all four; the higher threshold wins, halfway from 0.9 to 0.8
+    let labels = [true, false, false, true];
+    let (f1, t) = f1_max(&labels, &[0.9, 0.8, 0.7, 0.6]).unwrap();
+    assert!(
+        (f1 - 2.0 / 3.0).abs() < 1e-12 && (t - 0.85).abs() < 1e-12,
+        "{f1} {t}"
+    );
 }

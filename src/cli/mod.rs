@@ -1,5 +1,6 @@
 //! Command-line interface: one sub-module per subcommand.
 
+mod calibrate;
 mod classify;
 mod convert;
 mod demo;
@@ -50,6 +51,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Re-evaluate a saved run on its test split.
     Eval(eval::EvalArgs),
+    /// Set a saved run's decision threshold from your own validation images.
+    Calibrate(calibrate::CalibrateArgs),
     /// Score images or folders with a saved run: score, decision, each head, maps if asked.
     Predict(predict::PredictArgs),
     /// Top-5 ImageNet classes of images, to check that backbone weights loaded right.
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Grid(a) => grid::run(a),
     }

@@ -1,12 +1,12 @@
 //! `dra predict`: score images or folders of images with a saved run.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use dra::data::layout::{is_image, list_dirs, list_images};
+use dra::data::layout::images_under;
 use dra::run;
 use dra::types::Scored;
 
@@ -35,23 +35,10 @@ pub struct PredictArgs {
     maps: Option<PathBuf>,
 }
 
-/// The images of `path`: itself if a file, every image under it if a folder.
-fn expand(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if !path.is_dir() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    out.extend(list_images(path)?.into_iter().filter(|p| is_image(p)));
-    for dir in list_dirs(path)? {
-        expand(&dir, out)?;
-    }
-    Ok(())
-}
-
 pub fn run(a: PredictArgs) -> Result<()> {
     let mut images = Vec::new();
     for path in &a.images {
-        expand(path, &mut images)?;
+        images.extend(images_under(path)?);
     }
     if images.is_empty() {
         anyhow::bail!(

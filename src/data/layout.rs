@@ -35,6 +35,19 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The images of `path`: itself if it is not a folder, else every image under it, sub-folders
+/// too, each folder's images (sorted) before its sub-folders (sorted).
+pub fn images_under(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = list_images(path)?;
+    for dir in list_dirs(path)? {
+        out.extend(images_under(&dir)?);
+    }
+    Ok(out)
+}
+
 /// The sub-folders directly inside `dir`, sorted by path.
 pub fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(read_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect())

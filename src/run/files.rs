@@ -27,8 +27,11 @@ pub const DECISION: &str = "decision.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub threshold: f64,
-    /// The false-positive rate it was set for, on `source`.
-    pub fpr: f64,
+    /// The false-positive rate it was set for on `source`, when set by one.
+    pub fpr: Option<f64>,
+    /// The F1 it reached on `source`, when set as the F1-max threshold of labelled images.
+    #[serde(default)]
+    pub f1: Option<f64>,
     pub source: String,
 }
 

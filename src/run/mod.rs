@@ -2,6 +2,7 @@
 //! re-evaluation or prediction from a saved run directory, which rebuild only what they
 //! need from its `config.json`.
 
+pub mod calibrate;
 pub mod evaluate;
 pub mod files;
 pub mod maps;
@@ -158,7 +159,8 @@ pub fn train_run(
     let normal_scores: Vec<f64> = normals.iter().map(|s| s.score as f64).collect();
     let decision = Decision {
         threshold: threshold_at_fpr(&normal_scores, config.fpr)?,
-        fpr: config.fpr,
+        fpr: Some(config.fpr),
+        f1: None,
         source: format!(
             "the {} normal training images (optimistic: the model saw them)",
             normals.len()
