@@ -308,7 +308,8 @@ fn calibrate_sets_the_threshold_from_validation_images() {
     // an unreadable validation image writes nothing
     let bad = tmp.path().join("bad.png");
     std::fs::write(&bad, b"no").unwrap();
-    let err = dra::run::calibrate::calibrate(&run, &[bad.clone()], &[], None, &mut ()).unwrap_err();
+    let err = dra::run::calibrate::calibrate(&run, std::slice::from_ref(&bad), &[], None, &mut ())
+        .unwrap_err();
     assert!(err.to_string().contains(s(&bad)), "{err}");
     assert_eq!(
         dra::run::saved_decision(&run).unwrap().unwrap().threshold,
