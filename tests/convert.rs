@@ -143,6 +143,28 @@ fn magnetic_tile_uses_free_as_normal_and_png_masks() {
 }
 
 #[test]
+fn magnetic_tile_reads_upper_case_photos_and_bmp_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for i in 0..4 {
+        common::write_png(&root.join(format!("MT_Free/Imgs/f{i}.JPG")), 5, 5, i);
+    }
+    common::write_png(&root.join("MT_Crack/Imgs/c0.JPG"), 5, 5, 7);
+    common::write_mask(&root.join("MT_Crack/Imgs/c0.bmp"), 5, 5, Some((1, 1, 2, 2)));
+    common::write_png(&root.join("MT_Crack/Imgs/c1.jpeg"), 5, 5, 8);
+    common::write_mask(&root.join("MT_Crack/Imgs/c1.PNG"), 5, 5, Some((0, 0, 1, 1)));
+    let (out, s) = convert(Converter::MagneticTile, root);
+    // the masks are not taken for photos: 4 normals (test 1), 2 cracks with their 2 masks
+    assert_eq!(counts(&s), (3, 1, BTreeMap::from([("Crack", 2)]), 2));
+    for stem in ["c0", "c1"] {
+        let mask = out
+            .path()
+            .join(format!("magnetic-tile/ground_truth/Crack/{stem}_mask.png"));
+        assert!(mask.is_file(), "{}", mask.display());
+    }
+}
+
+#[test]
 fn normals_split_75_25_by_seed() {
     let tmp = tempfile::tempdir().unwrap();
     for i in 0..10 {
@@ -330,10 +352,20 @@ fn hyperkvasir_pools_landmarks_and_keeps_names_unique() {
 }
 
 #[test]
-fn optical_reads_labels_txt_of_each_class() {
+fn optical_reads_labels_txt_of_each_class_in_both_layouts() {
+    for doubled in [true, false] {
+        optical_case(doubled);
+    }
+}
+
+fn optical_case(doubled: bool) {
     let tmp = tempfile::tempdir().unwrap();
     for (n, split) in [(1, "Train"), (1, "Test"), (3, "Train")] {
-        let dir = tmp.path().join(format!("Class{n}/Class{n}/{split}"));
+        let class = match doubled {
+            true => format!("Class{n}/Class{n}"),
+            false => format!("Class{n}"),
+        };
+        let dir = tmp.path().join(format!("{class}/{split}"));
         let mut txt = String::from("1\n");
         for i in 0..3u32 {
             let defect = u8::from(i == 2);
@@ -360,12 +392,24 @@ fn optical_reads_labels_txt_of_each_class() {
         counts(&s),
         (4, 2, BTreeMap::from([("Class0", 2), ("Class2", 1)]), 3)
     );
+    let said = if doubled { "ClassN/ClassN/" } else { "ClassN/" };
+    assert_eq!(s.layout, format!("classes as {said}"));
 }
 
 #[test]
-fn aitex_crops_strips_and_keeps_defect_crops_only() {
+fn aitex_crops_strips_and_keeps_defect_crops_only_in_both_layouts() {
+    for doubled in [true, false] {
+        aitex_case(doubled);
+    }
+}
+
+fn aitex_case(doubled: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let r = tmp.path();
+    let (defects, masks) = match doubled {
+        true => ("Defect_images/Defect_images", "Mask_images/Mask_images"),
+        false => ("Defect_images", "Mask_images"),
+    };
     // normal strips 1024×256 → 4 crops each
     common::write_png(
         &r.join("NODefect_images/2311694-2040n7u/0001_000_05.png"),
@@ -380,27 +424,17 @@ fn aitex_crops_strips_and_keeps_defect_crops_only() {
         1,
     );
     // a broken-end strip whose mask touches crops 1 and 2
-    common::write_png(
-        &r.join("Defect_images/Defect_images/0044_002_02.png"),
-        1024,
-        256,
-        2,
-    );
+    common::write_png(&r.join(format!("{defects}/0044_002_02.png")), 1024, 256, 2);
     common::write_mask(
-        &r.join("Mask_images/Mask_images/0044_002_02_mask.png"),
+        &r.join(format!("{masks}/0044_002_02_mask.png")),
         1024,
         256,
         Some((500, 100, 50, 20)),
     );
     // a nep strip whose mask touches crop 0
-    common::write_png(
-        &r.join("Defect_images/Defect_images/0100_030_01.png"),
-        1024,
-        256,
-        3,
-    );
+    common::write_png(&r.join(format!("{defects}/0100_030_01.png")), 1024, 256, 3);
     common::write_mask(
-        &r.join("Mask_images/Mask_images/0100_030_01_mask.png"),
+        &r.join(format!("{masks}/0100_030_01_mask.png")),
         1024,
         256,
         Some((10, 10, 5, 5)),
@@ -415,7 +449,11 @@ fn aitex_crops_strips_and_keeps_defect_crops_only() {
         ["0044_002_02_1.png", "0044_002_02_2.png"]
     );
 
-    std::fs::remove_file(r.join("Mask_images/Mask_images/0100_030_01_mask.png")).unwrap();
+    assert_eq!(
+        s.layout,
+        format!("defects under {defects}/, masks under {masks}/")
+    );
+    std::fs::remove_file(r.join(format!("{masks}/0100_030_01_mask.png"))).unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = Converter::Aitex
         .run(r, out.path(), 42)

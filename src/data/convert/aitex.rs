@@ -1,10 +1,11 @@
 //! AITEX fabric: 4096×256 strips cut into crops of width 256. Every crop of a defect-free
 //! strip is normal; a defect strip keeps only the crops whose mask crop is non-empty. The
-//! defect class is the second `_` field of the file name.
+//! defect class is the second `_` field of the file name. `Defect_images/` and `Mask_images/`
+//! are read as they are or doubled (`Defect_images/Defect_images/`, common re-uploads).
 
 use std::path::Path;
 
-use super::{Item, Writer, file_stem, require_dir, writer};
+use super::{Item, Writer, file_stem, nested_dir, require_dir, writer};
 use crate::data::layout::{list_dirs, list_images};
 use crate::error::{Error, Result};
 
@@ -39,8 +40,10 @@ fn crops(image: &Path, count: impl Fn(u32, u32) -> u32) -> Result<Vec<(u32, u32,
 
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     let normal_dirs = list_dirs(&require_dir(input.join("NODefect_images"))?)?;
-    let defect_dir = require_dir(input.join("Defect_images").join("Defect_images"))?;
-    let mask_dir = require_dir(input.join("Mask_images").join("Mask_images"))?;
+    let (defect_dir, defects) = nested_dir(input, "Defect_images");
+    let (mask_dir, masks) = nested_dir(input, "Mask_images");
+    let (defect_dir, mask_dir) = (require_dir(defect_dir)?, require_dir(mask_dir)?);
+    w.layout(&format!("defects under {defects}, masks under {masks}"));
     let mut normals = Vec::new();
     for dir in normal_dirs {
         for image in list_images(&dir)? {

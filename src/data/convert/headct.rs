@@ -4,16 +4,13 @@
 
 use std::path::Path;
 
-use super::{Item, Writer, require_dir, require_file};
+use super::{Item, Writer, nested_dir, require_dir, require_file};
 use crate::error::{Error, Result};
 
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     let labels = require_file(input.join("labels.csv"))?;
-    let nested = input.join("head_ct").join("head_ct");
-    let (images, nesting) = match nested.is_dir() {
-        true => (nested, "head_ct/head_ct/"),
-        false => (require_dir(input.join("head_ct"))?, "head_ct/"),
-    };
+    let (images, nesting) = nested_dir(input, "head_ct");
+    let images = require_dir(images)?;
     let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
     // a header is a first line whose id is not a number
     let header = text

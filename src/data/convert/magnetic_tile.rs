@@ -1,8 +1,9 @@
-//! Magnetic tile: `MT_<Class>/Imgs/<name>.jpg` with `<name>.png` masks; `MT_Free` is normal.
+//! Magnetic tile: `MT_<Class>/Imgs/<name>.jpg` with `<name>.png` masks (`.bmp` and any case
+//! of the extensions too, as re-saved copies have them); `MT_Free` is normal.
 
 use std::path::Path;
 
-use super::{Item, Writer, file_name, file_stem, require_dir};
+use super::{Item, Writer, file_name, file_stem, require_dir, with_stem};
 use crate::data::layout::{list_dirs, list_images};
 use crate::error::{Error, Result};
 
@@ -20,7 +21,11 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
         let imgs = require_dir(dir.join("Imgs"))?;
         let photos: Vec<_> = list_images(&imgs)?
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg")))
+            .filter(|p| {
+                p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
+                })
+            })
             .collect();
         if class == "Free" {
             saw_free = true;
@@ -28,10 +33,10 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
             continue;
         }
         for photo in photos {
-            let mask = imgs.join(format!("{}.png", file_stem(&photo)));
+            let mask = with_stem(&imgs, &file_stem(&photo), &["png", "bmp"]);
             w.anomaly(
                 &Item {
-                    mask: mask.is_file().then_some(mask),
+                    mask,
                     ..Item::file(photo)
                 },
                 &class,

@@ -55,10 +55,12 @@ impl Converter {
         match self {
             Converter::Sdd => "kosNN/PartK.jpg with PartK_label.bmp or PartK_label.png",
             Converter::Aitex => {
-                "NODefect_images/<sub>/*, Defect_images/Defect_images/*, Mask_images/Mask_images/<name>_mask.png"
+                "NODefect_images/<sub>/*, Defect_images/* and Mask_images/<name>_mask.png (each folder also doubled, Defect_images/Defect_images/)"
             }
             Converter::Elpv => "labels.csv (path, probability, type) and images/",
-            Converter::Optical => "ClassN/ClassN/{Train,Test}/Label/Labels.txt for N = 1..10",
+            Converter::Optical => {
+                "ClassN/{Train,Test}/Label/Labels.txt or ClassN/ClassN/… for N = 1..10"
+            }
             Converter::Mastcam => "train_typical/, test_typical/, test_novel/<class>/",
             Converter::BrainMri => "no/ (normal) and yes/ (tumour)",
             Converter::HeadCt => {
@@ -67,7 +69,9 @@ impl Converter {
             Converter::HyperKvasir => {
                 "upper-gi-tract/{anatomical-landmarks,pathological-findings}/<class>/*"
             }
-            Converter::MagneticTile => "MT_<Class>/Imgs/*.jpg with *.png masks; MT_Free is normal",
+            Converter::MagneticTile => {
+                "MT_<Class>/Imgs/*.jpg with *.png (or .bmp) masks of the same name; MT_Free is normal"
+            }
         }
     }
 
@@ -156,7 +160,6 @@ pub struct Summary {
     pub layout: String,
 }
 
-/// A required sub-folder of a converter input.
 /// The one folder inside `dir` when it holds no other folder (files beside it, such as a
 /// licence, are allowed).
 fn only_subfolder(dir: &Path) -> Option<PathBuf> {
@@ -169,6 +172,36 @@ fn only_subfolder(dir: &Path) -> Option<PathBuf> {
     folders.next().is_none().then_some(first)
 }
 
+/// `dir/name/name` when that folder exists (archives that repeat a folder inside itself, as
+/// common re-uploads do), else `dir/name`; with the layout in words.
+fn nested_dir(dir: &Path, name: &str) -> (PathBuf, String) {
+    let nested = dir.join(name).join(name);
+    match nested.is_dir() {
+        true => (nested, format!("{name}/{name}/")),
+        false => (dir.join(name), format!("{name}/")),
+    }
+}
+
+/// The file `<dir>/<stem>.<ext>` for the first of `extensions` that exists, in any case of
+/// the extension.
+fn with_stem(dir: &Path, stem: &str, extensions: &[&str]) -> Option<PathBuf> {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    extensions.iter().find_map(|ext| {
+        entries
+            .iter()
+            .find(|p| {
+                p.file_stem().is_some_and(|s| s == stem)
+                    && p.extension()
+                        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(ext))
+            })
+            .cloned()
+    })
+}
+
+/// A required sub-folder of a converter input.
 fn require_dir(path: PathBuf) -> Result<PathBuf> {
     if path.is_dir() {
         Ok(path)

@@ -1,11 +1,11 @@
-//! Optical inspection (DAGM 2007 style): `ClassN/ClassN/{Train,Test}/Label/Labels.txt` for
-//! N = 1..10. Rows after the header are tab-separated: index, 0 (normal) or 1 (defect),
+//! Optical inspection (DAGM 2007 style): `ClassN/{Train,Test}/Label/Labels.txt` (the
+//! original archives) or `ClassN/ClassN/…` (common re-uploads) for N = 1..10. Rows after the header are tab-separated: index, 0 (normal) or 1 (defect),
 //! image name, …, mask name. Normals of all classes are pooled and split 75/25; defects of
 //! ClassN go to `test/Class{N-1}`.
 
 use std::path::Path;
 
-use super::{Item, Writer, require_file};
+use super::{Item, Writer, nested_dir, require_file};
 use crate::error::{Error, Result};
 
 const CLASSES: u32 = 10;
@@ -14,8 +14,9 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     let mut normals = Vec::new();
     let mut defects = Vec::new();
     let mut found = false;
+    let mut layouts = std::collections::BTreeSet::new();
     for n in 1..=CLASSES {
-        let class_dir = input.join(format!("Class{n}")).join(format!("Class{n}"));
+        let (class_dir, layout) = nested_dir(input, &format!("Class{n}"));
         for split in ["Train", "Test"] {
             let dir = class_dir.join(split);
             let labels = dir.join("Label").join("Labels.txt");
@@ -23,6 +24,7 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
                 continue;
             }
             found = true;
+            layouts.insert(layout.replace(&n.to_string(), "N"));
             let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
             for (k, line) in text
                 .lines()
@@ -67,9 +69,11 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     if !found {
         return Err(Error::layout(
             input,
-            "no ClassN/ClassN/{Train,Test}/Label/Labels.txt found",
+            "no ClassN/{Train,Test}/Label/Labels.txt found (nor ClassN/ClassN/…)",
         ));
     }
+    let layouts: Vec<String> = layouts.into_iter().collect();
+    w.layout(&format!("classes as {}", layouts.join(" and ")));
     w.normals(normals)?;
     for (item, class) in &defects {
         w.anomaly(item, class)?;
