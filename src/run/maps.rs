@@ -204,7 +204,7 @@ impl MapFiles {
     }
 }
 
-/// Anomalies and normals shown in `maps.png`.
+/// Anomalies and normals shown in `maps.png` (the first of each in the test order).
 const EXAMPLE_ANOMALIES: usize = 4;
 const EXAMPLE_NORMALS: usize = 2;
 
@@ -293,7 +293,7 @@ impl<'a> MapOutputs<'a> {
             .iter()
             .filter(|e| e.anomaly == sample.is_anomaly())
             .count();
-        if shown < wanted && !sample.class.is_empty() && (mask.is_some() || !sample.is_anomaly()) {
+        if shown < wanted && !sample.class.is_empty() {
             self.examples.push(Example {
                 path: sample.path.clone(),
                 image: input.clone(),

@@ -137,8 +137,8 @@ pub struct Example {
 }
 
 /// `maps.png`: one row per example, the image (squashed to the model's square input, as the
-/// model sees it), its map over it, and its mask (black when there is none), captioned with
-/// the class and score, and one colour bar.
+/// model sees it), its map over it, and its mask (black for normals; an anomaly without one
+/// says so), captioned with the class and score, and one colour bar.
 pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()> {
     // without fixed bounds, one scale over all the examples' maps
     let values = examples.iter().flat_map(|e| e.map.values.iter().copied());
@@ -185,8 +185,12 @@ pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()>
         for (i, e) in examples.iter().enumerate() {
             let y = (i as u32 * (side + CAPTION)) as i32 + 4;
             let name = e.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let columns = match (e.anomaly, &e.mask) {
+                (true, None) => "image | map | no mask",
+                _ => "image | map | mask",
+            };
             let text = format!(
-                "{} · {} · score {:.2}   (image | map | mask)",
+                "{} · {} · score {:.2}   ({columns})",
                 e.label,
                 name.unwrap_or_default(),
                 e.score
