@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{Baselines, knn_baseline};
+use crate::baselines::{Baselines, knn_baseline_beside};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::run::files::write_json;
@@ -335,7 +335,7 @@ pub fn run_grid(
             let key = knn_key(&cell.config);
             let auc = match knn_cache.get(&key) {
                 Some(auc) => *auc,
-                None => knn_baseline(&mut plan)?,
+                None => knn_baseline_beside(&mut plan, &metrics)?,
             };
             knn_cache.insert(key, auc);
             Some(auc)

@@ -15,7 +15,7 @@ use crate::model::backbone::Backbone;
 use crate::model::memory::{memory_bank, patch_features, scores_and_maps};
 use crate::run::Plan;
 use crate::run::maps::MapOutputs;
-use crate::types::{Auc, Head, PixelAuc, Sample};
+use crate::types::{Auc, Head, Metrics, PixelAuc, Sample};
 
 /// The two baselines' AUCs on one test split.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -60,6 +60,25 @@ fn embed(
 /// Both baselines on the test split of `plan`, with its backbone and decoded images (its
 /// seed draws the coreset, from a copy of its generator), and patch kNN's maps.
 pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
+    baselines(plan, None)
+}
+
+/// The baselines beside a run of `plan` that scored with the memory (`metrics` its test
+/// metrics): its memory term alone is patch kNN (the same bank of the same split, as
+/// `tests/quality.rs` and `tests/maps.rs` check), so only the pooled kNN is computed and the
+/// bank is not built again. Without a memory, [`knn_baseline`].
+pub fn knn_baseline_beside(plan: &mut Plan, metrics: &Metrics) -> Result<Baselines> {
+    let memory = metrics.heads.get(Head::Memory.name()).copied();
+    let maps = metrics.pixel.as_ref().map(|p| p.heads.get(Head::Memory.name()).copied());
+    match (memory, maps) {
+        (Some(patch), None) => baselines(plan, Some((patch, None))),
+        (Some(patch), Some(Some(map))) => baselines(plan, Some((patch, Some(map)))),
+        _ => knn_baseline(plan),
+    }
+}
+
+/// Both baselines, patch kNN's taken as `known` when given.
+fn baselines(plan: &mut Plan, known: Option<(Auc, Option<PixelAuc>)>) -> Result<Baselines> {
     let mut rng = plan.rng.clone();
     let device = plan.config.device.device()?;
     let batch_size = plan.config.batch_size;
@@ -86,6 +105,14 @@ pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
             auc_pr: average_precision(&labels, &scores)?,
         })
     };
+    let pooled = auc(knn_scores(&bank.pooled, &test.pooled))?;
+    if let Some((patch, patch_pixel)) = known {
+        return Ok(Baselines {
+            pooled,
+            patch,
+            patch_pixel,
+        });
+    }
     let memory = memory_bank(bank.patches, &mut rng);
     let side = plan.config.img_size as u32;
     let mut maps = MapOutputs::new(side, None, plan.config.map_sigma, None, None);
@@ -107,7 +134,7 @@ pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
         patch.extend(scores);
     }
     Ok(Baselines {
-        pooled: auc(knn_scores(&bank.pooled, &test.pooled))?,
+        pooled,
         patch: auc(patch)?,
         patch_pixel: maps.finish(None)?.map(|m| PixelAuc {
             auc_roc: m.auc_roc,

@@ -84,7 +84,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let metrics = dra::run::train_and_evaluate(&mut plan, &run_dir, false, &mut bars)?;
     print_metrics(&run_dir, &metrics);
     println!("5. the unsupervised baselines on the same split (no anomaly seen, nothing trained)");
-    let knn = dra::baselines::knn_baseline(&mut plan)?;
+    let knn = dra::baselines::knn_baseline_beside(&mut plan, &metrics)?;
     for (name, auc) in [("pooled kNN", knn.pooled), ("patch kNN", knn.patch)] {
         println!(
             "   {name:<10} AUC-ROC: {:.4}, AUC-PR: {:.4}",
