@@ -7,6 +7,7 @@ mod common;
 mod fixtures;
 
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use dra::model::backbone::{Backbone, BackboneKind, weights};
 use fixtures::{parity_file, relative_l2, tensor, values};
 
@@ -229,5 +230,30 @@ fn feature_sizes_follow_the_stride_32_rule() {
         let out = net.features(Tensor::zeros([1, 3, 100, 100], &device));
         let s = kind.feature_size(100).unwrap();
         assert_eq!(out.dims(), [1, kind.channels(), s, s], "{kind}");
+    }
+}
+
+#[test]
+fn the_memorys_pass_gives_the_heads_their_own_features() {
+    // evaluation takes the heads' full-size features from the memory's backbone pass
+    let device = Device::default();
+    for kind in [
+        BackboneKind::EfficientnetLite0,
+        BackboneKind::EfficientnetLite0Head,
+        BackboneKind::Resnet18,
+    ] {
+        let backbone = Backbone::new(kind, &device);
+        let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let alone: Vec<f32> = backbone
+            .features(x.clone())
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let (_, with) = backbone.stride16_and_features(x);
+        assert_eq!(
+            alone,
+            with.into_data().try_to_vec::<f32>().unwrap(),
+            "{kind}"
+        );
     }
 }

@@ -69,7 +69,10 @@ pub fn knn_baseline(plan: &mut Plan) -> Result<Baselines> {
 /// bank is not built again. Without a memory, [`knn_baseline`].
 pub fn knn_baseline_beside(plan: &mut Plan, metrics: &Metrics) -> Result<Baselines> {
     let memory = metrics.heads.get(Head::Memory.name()).copied();
-    let maps = metrics.pixel.as_ref().map(|p| p.heads.get(Head::Memory.name()).copied());
+    let maps = metrics
+        .pixel
+        .as_ref()
+        .map(|p| p.heads.get(Head::Memory.name()).copied());
     match (memory, maps) {
         (Some(patch), None) => baselines(plan, Some((patch, None))),
         (Some(patch), Some(Some(map))) => baselines(plan, Some((patch, Some(map)))),

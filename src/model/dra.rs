@@ -19,6 +19,7 @@ use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
     NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean, upsample,
 };
+use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
 use crate::types::Head;
 
@@ -240,6 +241,18 @@ impl HeadOutput {
     }
 }
 
+/// What [`Dra::evaluate`] gives for a batch.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Each head's scores, averaged over scales.
+    pub scores: HeadScores,
+    /// Each cell-scoring head's map in the input's frame (empty unless maps were asked).
+    pub maps: Vec<(Head, Tensor<4>)>,
+    /// The memory's image scores and patch-distance maps in the input's frame, if a memory
+    /// was given.
+    pub memory: Option<(Vec<f32>, Tensor<4>)>,
+}
+
 /// Architecture settings of a DRA model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -442,26 +455,42 @@ impl Dra {
         })
     }
 
-    /// Evaluation forward with anomaly maps: [`Dra::score`]'s scores and, for every head
-    /// that scores cells (all but the normal head), its cell scores in the input's pixel
-    /// frame (bilinear, [`upsample`]), averaged over scales, each `[N, 1, H, W]`.
-    pub fn score_and_maps(
+    /// The evaluation forward: the heads' scores; when `maps` is asked, every cell-scoring
+    /// head's (all but the normal head's) cell scores in the input's pixel frame (bilinear,
+    /// [`upsample`]) averaged over scales, each `[N, 1, H, W]`; and the memory's scores and
+    /// maps when one is given. The
+    /// memory reads the stride-16 map and the map the heads read from the same backbone pass
+    /// at full size where the model's features at that scale are the backbone's own (no
+    /// per-scale statistics), from a pass of its own otherwise.
+    pub fn evaluate(
         &self,
         queries: Tensor<4>,
         reference_maps: &[Tensor<4>],
-    ) -> (HeadScores, Vec<(Head, Tensor<4>)>) {
+        memory: Option<&PatchMemory>,
+        maps: bool,
+    ) -> Evaluation {
         let [_, _, height, width] = queries.dims();
+        let size = [height, width];
         let mut scores: Option<HeadScores> = None;
-        let mut maps: Vec<(Head, Tensor<4>)> = Vec::new();
+        let mut head_maps: Vec<(Head, Tensor<4>)> = Vec::new();
+        let mut remembered = None;
         for s in 0..self.n_scales {
-            let features = self.features(pyramid_level(queries.clone(), s), s);
+            let level = pyramid_level(queries.clone(), s);
+            let features = match (s, memory, self.scale_backbones.get(s)) {
+                (0, Some(m), None) => {
+                    let (s16, s32) = self.backbone.stride16_and_features(level);
+                    remembered = Some(m.scores_and_maps_of(s16, s32.clone(), size));
+                    s32
+                }
+                _ => self.features(level, s),
+            };
             let mut level = Vec::new();
             for (head, output) in self.head_outputs(features, reference_maps.get(s).cloned()) {
-                if let HeadOutput::Cells(cells) = &output {
-                    let map = upsample(cells.clone(), [height, width]);
-                    match maps.iter_mut().find(|(h, _)| *h == head) {
+                if let (HeadOutput::Cells(cells), true) = (&output, maps) {
+                    let map = upsample(cells.clone(), size);
+                    match head_maps.iter_mut().find(|(h, _)| *h == head) {
                         Some((_, sum)) => *sum = sum.clone() + map,
-                        None => maps.push((head, map)),
+                        None => head_maps.push((head, map)),
                     }
                 }
                 level.push((head, output.score(self.topk)));
@@ -472,12 +501,18 @@ impl Dra {
                 None => level,
             });
         }
+        if let (Some(m), None) = (memory, &remembered) {
+            remembered = Some(m.scores_and_maps(&self.backbone, queries));
+        }
         let factor = 1.0 / self.n_scales as f32;
-        let maps = maps
-            .into_iter()
-            .map(|(h, m)| (h, m.mul_scalar(factor)))
-            .collect();
-        (scores.expect("n_scales ≥ 1").scale(factor), maps)
+        Evaluation {
+            scores: scores.expect("n_scales ≥ 1").scale(factor),
+            maps: head_maps
+                .into_iter()
+                .map(|(h, m)| (h, m.mul_scalar(factor)))
+                .collect(),
+            memory: remembered,
+        }
     }
 
     /// Re-estimates the backbone's BatchNorm statistics at every scale on `images` (plain

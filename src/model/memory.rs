@@ -207,20 +207,23 @@ impl PatchMemory {
         (PatchMemory { bank }, own)
     }
 
-    /// Scores of `images` (normalised `[N, 3, H, W]`) through `backbone`.
-    pub fn scores(&self, backbone: &Backbone, images: Tensor<4>) -> Vec<f32> {
-        image_scores(&self.bank, Self::features(backbone, images))
-    }
-
     /// Scores and maps ([`scores_and_maps`]) of `images` (normalised `[N, 3, H, W]`) through
     /// `backbone`.
     pub fn scores_and_maps(&self, backbone: &Backbone, images: Tensor<4>) -> (Vec<f32>, Tensor<4>) {
         let [_, _, height, width] = images.dims();
-        scores_and_maps(
-            &self.bank,
-            Self::features(backbone, images),
-            [height, width],
-        )
+        let (s16, s32) = backbone.stride16_and_features(images);
+        self.scores_and_maps_of(s16, s32, [height, width])
+    }
+
+    /// Scores and maps (in a `size` input frame) of images whose stride-16 and stride-32
+    /// maps the backbone has already given.
+    pub fn scores_and_maps_of(
+        &self,
+        stride16: Tensor<4>,
+        stride32: Tensor<4>,
+        size: [usize; 2],
+    ) -> (Vec<f32>, Tensor<4>) {
+        scores_and_maps(&self.bank, patch_features(stride16, stride32), size)
     }
 
     /// Writes the bank as `.npy` (float32, C order), a format any notebook reads.

@@ -65,22 +65,16 @@ pub fn score_samples(
         let batch = batcher.eval_batch(chunk, norm)?.to_tensor(device);
         let [_, _, height, width] = batch.dims();
         let refs = maps_of.as_deref().unwrap_or(&[]);
-        let (scores, head_maps, remembered) = match maps.is_some() {
-            true => {
-                let (scores, head_maps) = model.score_and_maps(batch.clone(), refs);
-                let (remembered, map) = memory
-                    .map(|m| m.scores_and_maps(&model.backbone, batch))
-                    .unzip();
-                let mut head_maps: Vec<_> =
-                    head_maps.into_iter().map(|(h, m)| (h, values(m))).collect();
-                head_maps.extend(map.map(|m| (Head::Memory, values(m))));
-                (scores, head_maps, remembered)
+        let e = model.evaluate(batch, refs, memory, maps.is_some());
+        let (scores, remembered) = (e.scores, e.memory);
+        let mut head_maps: Vec<(Head, Vec<f32>)> = Vec::new();
+        if maps.is_some() {
+            head_maps = e.maps.into_iter().map(|(h, m)| (h, values(m))).collect();
+            if let Some((_, map)) = &remembered {
+                head_maps.push((Head::Memory, values(map.clone())));
             }
-            false => {
-                let remembered = memory.map(|m| m.scores(&model.backbone, batch.clone()));
-                (model.score(batch, refs), Vec::new(), remembered)
-            }
-        };
+        }
+        let remembered = remembered.map(|(v, _)| v);
         let total = values(scores.anomaly_score());
         let mut heads: Vec<(Head, Vec<f32>)> = scores.iter().map(|(h, t)| (h, values(t))).collect();
         heads.extend(remembered.map(|v| (Head::Memory, v)));

@@ -1,7 +1,7 @@
 //! Anomaly maps: where in an image the heads see the defect. The seen, pseudo and residual
 //! heads score every feature-map cell before top-K pooling, the memory every patch; each
 //! head's cell map comes in the model's input frame (bilinear, averaged over scales, see
-//! [`crate::model::Dra::score_and_maps`]), the heads are combined as the image score
+//! [`crate::model::Dra::evaluate`]), the heads are combined as the image score
 //! combines them (the normal head scores only whole images and has no map), the sum is
 //! smoothed by a Gaussian in the input frame and resized to the source image's own frame.
 //!
