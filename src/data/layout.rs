@@ -131,13 +131,18 @@ impl DatasetLayout {
     }
 }
 
+/// The `<class>/ground_truth` folder of a test image in the MVTec layout, if its data set has
+/// masks at all.
+pub fn masks_dir_of(sample: &crate::types::Sample) -> Option<PathBuf> {
+    let dir = sample.path.parent()?.parent()?.parent()?.join("ground_truth");
+    dir.is_dir().then_some(dir)
+}
+
 /// The mask of a test image in the MVTec layout, `<class>/ground_truth/<defect>/<stem>_mask.png`
 /// beside the image's `<class>/test/<defect>/` folder, when it exists (normals have none).
 pub fn mask_of(sample: &crate::types::Sample) -> Option<PathBuf> {
     let stem = sample.path.file_stem()?.to_string_lossy();
-    let class_dir = sample.path.parent()?.parent()?.parent()?;
-    let mask = class_dir
-        .join("ground_truth")
+    let mask = masks_dir_of(sample)?
         .join(&sample.class)
         .join(format!("{stem}_mask.png"));
     mask.is_file().then_some(mask)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use image::imageops::FilterType;
 
-use crate::data::layout::mask_of;
+use crate::data::layout::{mask_of, masks_dir_of};
 use crate::data::transform::load_rgb;
 use crate::error::{Error, Result};
 use crate::metrics::pixel::PixelSet;
@@ -263,7 +263,10 @@ impl<'a> MapOutputs<'a> {
         let map = AnomalyMap::combine(heads, side, self.stats).smoothed(self.sigma);
         let mask = match (sample.is_anomaly(), mask_of(sample)) {
             (_, Some(path)) => Some(load_mask(&path, side, side)?),
-            (false, None) if !sample.class.is_empty() => Some(vec![false; map.values.len()]),
+            // a normal counts where its data set has masks at all
+            (false, None) if !sample.class.is_empty() && masks_dir_of(sample).is_some() => {
+                Some(vec![false; map.values.len()])
+            }
             _ => None,
         };
         if let Some(mask) = &mask {
