@@ -126,6 +126,20 @@ fn masked_layout(root: &std::path::Path) {
     }
 }
 
+/// A tiny run of [`masked_layout`]'s class.
+fn masked_config(root: &std::path::Path) -> dra::config::TrainConfig {
+    dra::config::TrainConfig {
+        data_root: root.to_path_buf(),
+        class: "part".into(),
+        n_anomaly: 2,
+        img_size: 32,
+        batch_size: 8,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn eval_and_predict_write_maps_and_pixel_metrics() {
     let tmp = tempfile::tempdir().unwrap();
@@ -229,16 +243,7 @@ fn eval_and_predict_write_maps_and_pixel_metrics() {
 fn the_memorys_map_alone_is_the_patch_knn_baselines() {
     let tmp = tempfile::tempdir().unwrap();
     masked_layout(tmp.path());
-    let cfg = dra::config::TrainConfig {
-        data_root: tmp.path().to_path_buf(),
-        class: "part".into(),
-        n_anomaly: 2,
-        img_size: 32,
-        batch_size: 8,
-        epochs: 1,
-        steps_per_epoch: 2,
-        ..Default::default()
-    };
+    let cfg = masked_config(tmp.path());
     let out = tempfile::tempdir().unwrap();
     let mut plan = dra::run::Plan::new(&cfg).unwrap();
     let metrics = dra::run::train_and_evaluate(&mut plan, out.path(), false, &mut ()).unwrap();
@@ -251,16 +256,7 @@ fn the_memorys_map_alone_is_the_patch_knn_baselines() {
 fn calibrate_sets_the_threshold_from_validation_images() {
     let tmp = tempfile::tempdir().unwrap();
     masked_layout(tmp.path());
-    let cfg = dra::config::TrainConfig {
-        data_root: tmp.path().to_path_buf(),
-        class: "part".into(),
-        n_anomaly: 2,
-        img_size: 32,
-        batch_size: 8,
-        epochs: 1,
-        steps_per_epoch: 2,
-        ..Default::default()
-    };
+    let cfg = masked_config(tmp.path());
     let run = tmp.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
     common::train(&cfg, &run);
