@@ -134,7 +134,12 @@ impl DatasetLayout {
 /// The `<class>/ground_truth` folder of a test image in the MVTec layout, if its data set has
 /// masks at all.
 pub fn masks_dir_of(sample: &crate::types::Sample) -> Option<PathBuf> {
-    let dir = sample.path.parent()?.parent()?.parent()?.join("ground_truth");
+    let dir = sample
+        .path
+        .parent()?
+        .parent()?
+        .parent()?
+        .join("ground_truth");
     dir.is_dir().then_some(dir)
 }
 
