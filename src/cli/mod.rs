@@ -49,7 +49,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a DRA model, evaluate it on the test split and write a run directory.
     Train(Box<train::TrainArgs>),
-    /// Re-evaluate a saved run on its test split.
+    /// Re-evaluate a saved run on its test split: metrics, maps.png, pixel metrics where there
+    /// are masks, every map with --maps.
     Eval(eval::EvalArgs),
     /// Set a saved run's decision threshold from your own validation images.
     Calibrate(calibrate::CalibrateArgs),
