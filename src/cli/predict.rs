@@ -1,6 +1,5 @@
 //! `dra predict`: score images or folders of images with a saved run.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -8,6 +7,7 @@ use clap::Args;
 
 use dra::data::layout::images_under;
 use dra::run;
+use dra::run::report::{decision_text, predictions_csv};
 use dra::types::Scored;
 
 use super::output::Bars;
@@ -52,7 +52,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         threshold,
     } = run::predict(&a.model, &images, a.maps.as_deref(), &mut bars)?;
     if let Some(path) = &a.csv {
-        std::fs::write(path, csv(&scored, threshold))
+        std::fs::write(path, predictions_csv(&scored, threshold))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print_predictions(&scored, threshold, a.json)?;
@@ -67,37 +67,6 @@ pub fn run(a: PredictArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The decision of `score` at `threshold`: anomalous above it.
-fn decision(score: f32, threshold: Option<f64>) -> &'static str {
-    match threshold.map(|t| score as f64 > t) {
-        Some(true) => "anomalous",
-        Some(false) => "normal",
-        None => "-",
-    }
-}
-
-/// One CSV row per image: path, score, decision, then each head's score.
-fn csv(scored: &[Scored], threshold: Option<f64>) -> String {
-    let mut out = String::from("path,score,decision");
-    for (h, _) in scored.first().map_or(&[][..], |s| &s.heads[..]) {
-        write!(out, ",{h}").unwrap();
-    }
-    out.push('\n');
-    for s in scored {
-        let path = s.path.to_string_lossy();
-        let path = match path.contains([',', '"', '\n']) {
-            true => format!("\"{}\"", path.replace('"', "\"\"")),
-            false => path.into_owned(),
-        };
-        write!(out, "{path},{},{}", s.score, decision(s.score, threshold)).unwrap();
-        for (_, v) in &s.heads {
-            write!(out, ",{v}").unwrap();
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// The scores and decisions as a table (or JSON) on standard output.
@@ -136,7 +105,7 @@ fn print_predictions(scored: &[Scored], threshold: Option<f64>, json: bool) -> R
     }
     println!("  image");
     for s in scored {
-        print!("{:>10.4} {:>9}", s.score, decision(s.score, threshold));
+        print!("{:>10.4} {:>9}", s.score, decision_text(s.score, threshold));
         for (_, v) in &s.heads {
             print!(" {v:>10.4}");
         }

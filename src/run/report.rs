@@ -108,6 +108,32 @@ fn csv_with_heads<'a>(
     out
 }
 
+/// The decision of `score` at `threshold` (flagged above it): `anomalous`, `normal`, or `-`
+/// without a threshold.
+pub fn decision_text(score: f32, threshold: Option<f64>) -> &'static str {
+    match threshold.map(|t| score as f64 > t) {
+        Some(true) => "anomalous",
+        Some(false) => "normal",
+        None => "-",
+    }
+}
+
+/// `dra predict --csv`: path, score, decision at `threshold`, then one column per head.
+pub fn predictions_csv(scored: &[Scored], threshold: Option<f64>) -> String {
+    csv_with_heads(
+        "path,score,decision",
+        scored.iter().map(|s| {
+            let fields = format!(
+                "{},{},{}",
+                csv_field(&s.path.to_string_lossy()),
+                s.score,
+                decision_text(s.score, threshold)
+            );
+            (fields, &s.heads[..])
+        }),
+    )
+}
+
 /// `scores.csv`: path, label (0 normal / 1 anomaly), class, score, then one column per head.
 pub fn scores_csv(scored: &[Scored]) -> String {
     csv_with_heads(
