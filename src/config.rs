@@ -11,6 +11,7 @@ use crate::data::reference::RefMode;
 use crate::data::transform::{InputNorm, Normalization};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::methods::Method;
 use crate::model::backbone::{BackboneKind, BackboneTraining, BnStats};
 use crate::model::heads::ResidualMode;
 use crate::model::loss::Criterion;
@@ -29,6 +30,17 @@ choice! {
     }
 }
 
+choice! {
+    /// When in an epoch the StepLR schedule drops the learning rate.
+    pub enum StepAt ("learning-rate step timing") {
+        /// Stepped at the start of every epoch, as the reference DRA code does: the first drop
+        /// comes one epoch early, lr · 0.1^⌊(e + 1) / step⌋.
+        Start = "start",
+        /// Stepped after every epoch, as DevNet's code does: lr · 0.1^⌊e / step⌋.
+        End = "end",
+    }
+}
+
 /// Settings of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -37,6 +49,8 @@ pub struct TrainConfig {
     pub data_root: PathBuf,
     /// Class folder under the data root.
     pub class: String,
+    /// The method trained: DRA or one of its paper's comparison systems.
+    pub method: Method,
     /// Seen (labelled) anomalies in training.
     pub n_anomaly: usize,
     /// Hard protocol: the one anomaly class seen in training (an empty name, useful in
@@ -84,6 +98,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Epochs between learning-rate drops of ×0.1 (StepLR).
     pub lr_step: usize,
+    /// When in an epoch the learning rate drops.
+    pub lr_step_at: StepAt,
     /// Global gradient-norm clip.
     pub clip_norm: f64,
     pub seed: u64,
@@ -96,6 +112,7 @@ impl Default for TrainConfig {
         TrainConfig {
             data_root: PathBuf::new(),
             class: String::new(),
+            method: Method::Dra,
             n_anomaly: 10,
             known_class: None,
             test_threshold: None,
@@ -125,6 +142,7 @@ impl Default for TrainConfig {
             lr: 1e-3,
             weight_decay: 1e-5,
             lr_step: 10,
+            lr_step_at: StepAt::Start,
             clip_norm: 1.0,
             seed: 42,
             skip_bad_images: false,
@@ -162,21 +180,39 @@ impl TrainConfig {
 
     /// Reads a TOML file of settings over `base` (unknown keys are an error naming the file).
     pub fn from_toml_file(path: &std::path::Path, base: &TrainConfig) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let invalid = |message: String| Error::Config {
+        let table = Self::toml_table(path)?;
+        Self::layered(base, &[table]).map_err(|e| Error::Config {
             path: path.to_path_buf(),
-            message: format!("invalid config: {message}"),
-        };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
-        Self::layered(base, &[table]).map_err(|e| invalid(e.to_string()))
+            message: format!("invalid config: {e}"),
+        })
+    }
+
+    /// The settings table of a TOML file, unchecked (a syntax error names the file).
+    pub fn toml_table(path: &std::path::Path) -> Result<toml::Table> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("invalid config: {}", e.message()),
+        })
     }
 
     /// `base` with each table of `layers` set over it in turn, deserialised once (an
     /// unknown key or a wrong type is an error naming it). The one way settings are
-    /// overridden: by `--config` and flags, and by a grid's base, case and values.
+    /// overridden: by `--config` and flags, and by a grid's base, case and values. When the
+    /// layers name a method other than `base`'s (the last one named counts), that method's
+    /// profile is laid over `base` first: what any layer sets explicitly still wins.
     pub fn layered(base: &TrainConfig, layers: &[toml::Table]) -> Result<Self> {
         let invalid = |m: String| Error::Setting(m);
         let mut table = toml::Table::try_from(base).map_err(|e| invalid(e.to_string()))?;
+        if let Some(value) = layers.iter().rev().find_map(|l| l.get("method")) {
+            let method: Method = value
+                .as_str()
+                .ok_or_else(|| invalid(format!("method must be a name, not {value}")))?
+                .parse()?;
+            if method != base.method {
+                table.extend(method.spec().profile);
+            }
+        }
         for layer in layers {
             table.extend(layer.clone());
         }
@@ -229,10 +265,13 @@ impl TrainConfig {
             .collect()
     }
 
-    /// Learning rate of 0-based `epoch`: lr · 0.1^⌊(epoch + 1) / lr_step⌋ (the reference code
-    /// steps its StepLR at the start of every epoch, so the first drop comes one epoch early).
+    /// Learning rate of 0-based `epoch` (see [`StepAt`]).
     pub fn lr_at(&self, epoch: usize) -> f64 {
-        self.lr * 0.1f64.powi(((epoch + 1) / self.lr_step.max(1)) as i32)
+        let stepped = match self.lr_step_at {
+            StepAt::Start => epoch + 1,
+            StepAt::End => epoch,
+        };
+        self.lr * 0.1f64.powi((stepped / self.lr_step.max(1)) as i32)
     }
 
     /// Checks ranges that do not need the data.
@@ -283,6 +322,12 @@ impl TrainConfig {
                  patches come from the pretrained backbone, its score is added as a z-score)"
                     .into(),
             );
+        }
+        if self.method.spec().needs_anomalies && self.n_anomaly == 0 {
+            return bad(format!(
+                "--method {} learns from labelled anomalies: --n-anomaly must be at least 1",
+                self.method
+            ));
         }
         if !(self.map_sigma >= 0.0 && self.map_sigma.is_finite()) {
             return bad(format!("--map-sigma {} must be 0 or more", self.map_sigma));

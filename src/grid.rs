@@ -227,7 +227,7 @@ impl Grid {
                         .map_err(|e| Error::Setting(format!("grid '{}': {e}", self.name)))?;
                 // the table's columns: the case's name, then the grid's keys
                 let shown = |k: &str| k == "case" || self.grid.contains_key(k);
-                let values: Vec<(String, String)> = combo
+                let mut values: Vec<(String, String)> = combo
                     .iter()
                     .filter(|(k, _)| shown(k))
                     .map(|(k, v)| (k.clone(), value_text(v)))
@@ -241,6 +241,11 @@ impl Grid {
                         .collect::<Vec<_>>()
                         .join("_")
                 };
+                // the method is a column even where the grid does not vary it (not in the id)
+                if !values.iter().any(|(k, _)| k == "method") {
+                    let at = usize::from(values.first().is_some_and(|(k, _)| k == "case"));
+                    values.insert(at, ("method".into(), config.method.name().into()));
+                }
                 Ok(Cell { id, values, config })
             })
             .collect()
@@ -470,12 +475,70 @@ fn md_table(rows: &[Row], columns: &[&str], cells: impl Fn(&Row) -> Vec<String>)
     out
 }
 
-/// The rows as Markdown: the main table, then each head's AUC-ROC where the cells have it.
+/// The rows with more than one method as the paper's Table 1: one row per setting of the
+/// other keys, the AUC-ROC of each method in a column, then both kNN baselines' (the same
+/// split for every method); `None` when the rows hold one method.
+fn by_method(rows: &[Row]) -> Option<String> {
+    let method_of = |r: &Row| {
+        r.values
+            .iter()
+            .find(|(k, _)| k == "method")
+            .map(|(_, v)| v.clone())
+    };
+    let mut methods: Vec<String> = Vec::new();
+    for m in rows.iter().filter_map(method_of) {
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    if methods.len() < 2 {
+        return None;
+    }
+    let others = |r: &Row| -> Settings {
+        r.values
+            .iter()
+            .filter(|(k, _)| k != "method")
+            .cloned()
+            .collect()
+    };
+    let mut groups: Vec<(Settings, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        match groups.iter_mut().find(|(k, _)| *k == others(r)) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((others(r), vec![r])),
+        }
+    }
+    let keys: Vec<String> = groups[0].0.iter().map(|(k, _)| k.clone()).collect();
+    let mut out = String::from("|");
+    for k in keys.iter().chain(&methods) {
+        write!(out, " {k} |").unwrap();
+    }
+    out += " kNN | patch kNN |\n|";
+    out += &"---|".repeat(keys.len() + methods.len() + 2);
+    out.push('\n');
+    for (settings, group) in &groups {
+        out.push('|');
+        for (_, v) in settings {
+            write!(out, " {v} |").unwrap();
+        }
+        for m in &methods {
+            let row = group.iter().find(|r| method_of(r).as_ref() == Some(m));
+            write!(out, " {} |", pm(row.map(|r| r.auc_roc))).unwrap();
+        }
+        let knn = group.iter().find_map(|r| r.knn_auc_roc);
+        let patch = group.iter().find_map(|r| r.patch_knn_auc_roc);
+        writeln!(out, " {} | {} |", pm(knn), pm(patch)).unwrap();
+    }
+    Some(out)
+}
+
+/// The rows as Markdown: the main table, the methods side by side where there are several,
+/// then each head's AUC-ROC where the cells have it.
 pub fn markdown(name: &str, rows: &[Row]) -> String {
     let columns = [
         "seeds",
-        "DRA AUC-ROC",
-        "DRA AUC-PR",
+        "AUC-ROC",
+        "AUC-PR",
         "kNN AUC-ROC",
         "kNN AUC-PR",
         "patch kNN AUC-ROC",
@@ -495,11 +558,15 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
             format!("{:.0}", r.seconds),
         ]
     });
+    if let Some(table) = by_method(rows) {
+        out += "\nAUC-ROC by method (the paper's Table 1 form):\n\n";
+        out += &table;
+    }
     if rows.iter().any(|r| r.pixel_auc_roc.is_some()) {
         out += "\nAnomaly maps against the masks (pixel AUROC, AUPRO to FPR 0.3):\n\n";
         let columns = [
-            "DRA pixel AUROC",
-            "DRA AUPRO",
+            "pixel AUROC",
+            "AUPRO",
             "patch kNN pixel AUROC",
             "patch kNN AUPRO",
         ];

@@ -43,8 +43,8 @@ pub struct Slot {
     pub label: Label,
 }
 
-/// One of the four heads, or the memory of normal patches (a score term, not a head of the
-/// network: `--memory patch`).
+/// One of DRA's four heads, a comparison method's head (Deep SAD's centre), or the memory of
+/// normal patches (a score term, not a head of the network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Head {
@@ -53,11 +53,20 @@ pub enum Head {
     Residual,
     Normal,
     Memory,
+    Centre,
 }
 
 impl Head {
-    /// The network's four heads, in the order the paper lists them.
+    /// DRA's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
+    /// Every head a network can have (`--heads`): DRA's and Deep SAD's centre head.
+    pub const NETWORK: [Head; 5] = [
+        Head::Seen,
+        Head::Pseudo,
+        Head::Residual,
+        Head::Normal,
+        Head::Centre,
+    ];
 
     /// Name on the command line and in outputs.
     pub fn name(self) -> &'static str {
@@ -67,6 +76,7 @@ impl Head {
             Head::Residual => "residual",
             Head::Normal => "normal",
             Head::Memory => "memory",
+            Head::Centre => "centre",
         }
     }
 

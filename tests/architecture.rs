@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest first.
-const ORDER: [&str; 13] = [
+const ORDER: [&str; 14] = [
     "types",
     "error",
     "rng",
@@ -14,6 +14,7 @@ const ORDER: [&str; 13] = [
     "ops",
     "data",
     "model",
+    "methods",
     "config",
     "run",
     "baselines",

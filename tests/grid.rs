@@ -49,6 +49,11 @@ fn cases_cross_the_grid_and_name_the_rows() {
         ]
     );
     assert_eq!(cells[0].values[0], ("case".to_string(), "sdd".to_string()));
+    // the method is a column, not part of the folder name, where the grid does not vary it
+    assert_eq!(
+        cells[0].values[1],
+        ("method".to_string(), "dra".to_string())
+    );
     assert_eq!(
         (
             cells[1].config.class.as_str(),
@@ -100,6 +105,60 @@ fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellR
 }
 
 #[test]
+fn a_grid_over_methods_prints_them_side_by_side() {
+    let g = grid(
+        "name = \"t\"\n[base]\ndata_root = \"d\"\nclass = \"c\"\nepochs = 3\n[grid]\nmethod = [\"dra\", \"devnet\"]\nseed = [0]\n",
+    );
+    let cells = g.cells().unwrap();
+    assert_eq!(cells[1].id, "method-devnet_seed-0");
+    // the base's explicit epochs win over DevNet's profile, its other settings apply
+    assert_eq!(cells[1].config.epochs, 3);
+    assert_eq!(cells[1].config.heads.to_string(), "seen");
+    assert_eq!(
+        cells[0].config.heads.to_string(),
+        "seen,pseudo,residual,normal"
+    );
+    let results = [
+        result(
+            &[("case", "sdd"), ("method", "dra"), ("seed", "0")],
+            0.90,
+            0.8,
+            Some(0.7),
+        ),
+        result(
+            &[("case", "sdd"), ("method", "dra"), ("seed", "1")],
+            0.94,
+            0.8,
+            Some(0.7),
+        ),
+        result(
+            &[("case", "sdd"), ("method", "devnet"), ("seed", "0")],
+            0.80,
+            0.7,
+            Some(0.7),
+        ),
+        result(
+            &[("case", "elpv"), ("method", "devnet"), ("seed", "0")],
+            0.60,
+            0.5,
+            None,
+        ),
+    ];
+    let md = markdown("T", &aggregate(&results));
+    assert!(
+        md.contains("| case | dra | devnet | kNN | patch kNN |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| sdd | 0.920±0.020 | 0.800±0.000 | 0.700±0.000 | 0.750±0.000 |"),
+        "{md}"
+    );
+    assert!(md.contains("| elpv | – | 0.600±0.000 | – | – |"), "{md}");
+    let one = markdown("T", &aggregate(&results[..2]));
+    assert!(!one.contains("by method"), "{one}");
+}
+
+#[test]
 fn seeds_aggregate_to_mean_and_population_std() {
     let results = [
         result(&[("n_anomaly", "10"), ("seed", "0")], 0.90, 0.80, Some(0.7)),
@@ -114,7 +173,7 @@ fn seeds_aggregate_to_mean_and_population_std() {
     assert!((rows[0].knn_auc_roc.unwrap().mean - 0.7).abs() < 1e-12);
     assert!(rows[1].knn_auc_roc.is_none());
     let md = markdown("T", &rows);
-    assert!(md.contains("| n_anomaly | seeds | DRA AUC-ROC |"), "{md}");
+    assert!(md.contains("| n_anomaly | seeds | AUC-ROC |"), "{md}");
     assert!(
         md.contains("| 10 | 2 | 0.920±0.020 | 0.820±0.020 | 0.700±0.000 |"),
         "{md}"
@@ -127,7 +186,7 @@ fn seeds_aggregate_to_mean_and_population_std() {
     assert!((rows[0].heads["seen"].std - 0.02).abs() < 1e-12);
     assert!(
         md.contains(
-            "| n_anomaly | DRA pixel AUROC | DRA AUPRO | patch kNN pixel AUROC | patch kNN AUPRO |"
+            "| n_anomaly | pixel AUROC | AUPRO | patch kNN pixel AUROC | patch kNN AUPRO |"
         ),
         "{md}"
     );

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use dra::data::batch::{Batcher, ImageStore};
 use dra::data::reference::{RefMode, ReferenceSet};
-use dra::data::sampler::BatchSampler;
+use dra::data::sampler::{BatchSampler, Composition};
 use dra::data::transform::Normalization;
 use dra::rng::seeded;
 use dra::types::{Label, Sample, Slot};
 
 #[test]
 fn batch_of_48_has_32_normal_slots_and_16_seen_anomalies() {
-    let mut sampler = BatchSampler::new(100, 10, 48).unwrap();
+    let mut sampler = BatchSampler::new(100, 10, 48, Composition::DRA).unwrap();
     let mut rng = seeded(0);
     let mut counts: HashMap<Label, usize> = HashMap::new();
     let batches = 2000;
@@ -38,7 +38,7 @@ fn batch_of_48_has_32_normal_slots_and_16_seen_anomalies() {
 
 #[test]
 fn without_seen_anomalies_every_slot_is_normal_or_pseudo() {
-    let mut sampler = BatchSampler::new(7, 0, 9).unwrap();
+    let mut sampler = BatchSampler::new(7, 0, 9, Composition::DRA).unwrap();
     assert_eq!(sampler.normal_slots(), 9);
     let slots = sampler.next_batch(&mut seeded(1));
     assert_eq!(slots.len(), 9);
@@ -48,7 +48,7 @@ fn without_seen_anomalies_every_slot_is_normal_or_pseudo() {
 #[test]
 fn streams_visit_every_image_once_per_pass() {
     // 6 batches × 16 seen slots = 96 = 8 passes over 12 anomalies: each exactly 8 times.
-    let mut sampler = BatchSampler::new(50, 12, 48).unwrap();
+    let mut sampler = BatchSampler::new(50, 12, 48, Composition::DRA).unwrap();
     let mut rng = seeded(4);
     let mut seen = [0usize; 12];
     for _ in 0..6 {
@@ -66,7 +66,7 @@ fn streams_visit_every_image_once_per_pass() {
 #[test]
 fn sampling_is_deterministic_per_seed() {
     let draw = |seed| {
-        let mut s = BatchSampler::new(30, 5, 12).unwrap();
+        let mut s = BatchSampler::new(30, 5, 12, Composition::DRA).unwrap();
         let mut rng = seeded(seed);
         (0..5).map(|_| s.next_batch(&mut rng)).collect::<Vec<_>>()
     };
@@ -129,7 +129,7 @@ fn batcher_builds_normalised_nchw_batches_with_labels() {
     let anomalies = vec![sample("a0.png", "crack", 3)];
     let mut store = ImageStore::new(16);
     let mut batcher = Batcher::new(&normals, &anomalies, &mut store);
-    let mut sampler = BatchSampler::new(2, 1, 6).unwrap();
+    let mut sampler = BatchSampler::new(2, 1, 6, Composition::DRA).unwrap();
     let mut rng = seeded(0);
     let slots = sampler.next_batch(&mut rng);
     let batch = batcher

@@ -69,6 +69,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         batch_size: 12,
         n_ref: cfg.n_ref,
         ref_mode: RefMode::Fixed,
+        method: cfg.method,
     };
     // from a copy of the plan's generator: the picture does not change what is trained
     write_preview(split, &batch, &mut plan.rng.clone(), &preview)?;

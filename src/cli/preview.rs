@@ -11,6 +11,7 @@ use dra::data::preview::{REFERENCE_COLOR, grid, label_color};
 use dra::data::protocol::Split;
 use dra::data::reference::{RefMode, ReferenceSet};
 use dra::data::sampler::BatchSampler;
+use dra::methods::Method;
 use dra::rng::DraRng;
 
 /// Settings of the batch drawn for a preview.
@@ -19,9 +20,13 @@ pub struct BatchArgs {
     /// Side of the square network input in pixels.
     #[arg(long, default_value_t = 224)]
     pub img_size: u32,
-    /// Images per batch: 2/3 normal slots (half of them pseudo anomalies), 1/3 seen anomalies.
+    /// Images per batch: for dra 2/3 normal slots (half of them pseudo anomalies) and 1/3
+    /// seen anomalies; for devnet and flos half normal, half seen.
     #[arg(long, default_value_t = 12)]
     pub batch_size: usize,
+    /// The method whose batches to draw.
+    #[arg(long, default_value = "dra")]
+    pub method: Method,
     /// Size of the reference set of normal images.
     #[arg(long, default_value_t = 5)]
     pub n_ref: usize,
@@ -58,6 +63,7 @@ pub fn write_preview(split: &Split, b: &BatchArgs, rng: &mut DraRng, out: &Path)
         split.train_normal.len(),
         split.train_anomaly.len(),
         b.batch_size,
+        b.method.spec().composition,
     )?;
     let mut store = ImageStore::new(b.img_size);
     let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut store);

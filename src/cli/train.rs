@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use dra::config::{Preset, TrainConfig};
+use dra::config::{Preset, StepAt, TrainConfig};
 use dra::data::reference::RefMode;
 use dra::data::transform::InputNorm;
 use dra::device::DeviceChoice;
+use dra::methods::Method;
 use dra::model::backbone::{BackboneKind, BnStats};
 use dra::model::heads::ResidualMode;
 use dra::model::loss::Criterion;
@@ -60,6 +61,13 @@ pub struct SettingArgs {
     /// Class folder under the data root.
     #[arg(long)]
     class: Option<String>,
+    /// dra, or a comparison system of the DRA paper: devnet (the seen head alone, deviation
+    /// loss, 24 normal + 24 seen a batch, 50 epochs, backbone fine-tuned, lr 2e-4), flos
+    /// (devnet with the focal loss) or deepsad (distance to the normals' centre, one scale,
+    /// 30 epochs). A method sets its own heads, criterion and trainer profile; the other
+    /// flags and --config keys override them [default: dra].
+    #[arg(long)]
+    method: Option<Method>,
     /// Seen anomalies used in training [default: 10].
     #[arg(long)]
     n_anomaly: Option<usize>,
@@ -78,7 +86,8 @@ pub struct SettingArgs {
     /// cpu, cuda or wgpu (the last two need builds with those features) [default: cpu].
     #[arg(long)]
     device: Option<DeviceChoice>,
-    /// deviation, dweighted (reproduction report's variant), bce or focal [default: deviation].
+    /// deviation, dweighted (reproduction report's variant), bce, focal or sad (Deep SAD's)
+    /// [default: deviation].
     #[arg(long)]
     criterion: Option<Criterion>,
     /// Epochs [default: 6; --preset paper: 30].
@@ -106,7 +115,8 @@ pub struct SettingArgs {
     /// --preset paper: resample].
     #[arg(long)]
     ref_mode: Option<RefMode>,
-    /// Heads to use, e.g. seen,pseudo (the paper's ablations) [default: all four].
+    /// Heads to use, e.g. seen,pseudo (the paper's ablations); centre is Deep SAD's [default:
+    /// DRA's four].
     #[arg(long)]
     heads: Option<HeadSet>,
     /// Adam learning rate; the paper states 1e-3, the code uses 2e-4 [default: 1e-3;
@@ -119,6 +129,10 @@ pub struct SettingArgs {
     /// Epochs between learning-rate drops of ×0.1 (StepLR) [default: 10].
     #[arg(long)]
     lr_step: Option<usize>,
+    /// When the learning rate drops: start of an epoch (the DRA code's, one epoch early) or
+    /// end (DevNet's) [default: start; --method devnet, flos: end].
+    #[arg(long)]
+    lr_step_at: Option<StepAt>,
     /// Global gradient-norm clip [default: 1.0].
     #[arg(long)]
     clip_norm: Option<f64>,
@@ -183,11 +197,14 @@ impl TrainArgs {
     /// Preset ← `--config` file ← flags.
     pub fn config(&self) -> Result<TrainConfig> {
         let preset = TrainConfig::preset(self.preset);
-        let base = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path, &preset)?,
-            None => preset,
-        };
-        let cfg = TrainConfig::layered(&base, &[self.settings.table()?])?;
+        let mut layers = Vec::new();
+        if let Some(path) = &self.config {
+            TrainConfig::from_toml_file(path, &preset)?; // its own errors name the file
+            layers.push(TrainConfig::toml_table(path)?);
+        }
+        layers.push(self.settings.table()?);
+        // one layering, so that a method named by a flag lays its profile beneath the file
+        let cfg = TrainConfig::layered(&preset, &layers)?;
         if cfg.data_root.as_os_str().is_empty() || cfg.class.is_empty() {
             anyhow::bail!(
                 "--data-root and --class are required (on the command line or in --config)"

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::choice::choice;
-use crate::data::sampler::{Stream, normal_or_pseudo};
+use crate::data::sampler::{Composition, Stream, normal_or_pseudo};
 use crate::error::{Error, Result};
 use crate::rng::DraRng;
 use crate::types::{Label, Slot};
@@ -97,7 +97,8 @@ impl ReferenceSet {
             RefMode::Resample => (0..self.n_ref)
                 .map(|_| {
                     let index = self.stream.next(rng);
-                    normal_or_pseudo(index, self.n_normal, rng)
+                    // as DRA's training batches draw them, pseudo anomalies included
+                    normal_or_pseudo(index, self.n_normal, Composition::DRA.pseudo_rate, rng)
                 })
                 .collect(),
         }

@@ -1,9 +1,10 @@
 //! Batch sampler: which images fill each training batch, and with what label.
 //!
-//! A batch of B holds ⌊2B/3⌋ normal slots and B − ⌊2B/3⌋ seen-anomaly slots (all normal
-//! when there are no seen anomalies). Each normal slot becomes a CutMix pseudo anomaly of a
-//! uniformly drawn normal image with probability ½. Indices come from two endless streams,
-//! each a fresh permutation of its pool whenever it runs out.
+//! A method's [`Composition`] fills a batch of B: DRA's holds ⌊2B/3⌋ normal slots and
+//! B − ⌊2B/3⌋ seen-anomaly slots (all normal when there are no seen anomalies), and each
+//! normal slot becomes a CutMix pseudo anomaly of a uniformly drawn normal image with
+//! probability ½; DevNet's holds ⌊B/2⌋ normal slots and no pseudo anomaly. Indices come from
+//! two endless streams, each a fresh permutation of its pool whenever it runs out.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -38,9 +39,43 @@ impl Stream {
     }
 }
 
-/// A normal slot, turned into a pseudo anomaly with probability ½.
-pub(crate) fn normal_or_pseudo(index: usize, n_normal: usize, rng: &mut DraRng) -> Slot {
-    if rng.random_bool(0.5) {
+/// How a method fills a training batch of B images.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Composition {
+    /// Normal slots per batch as a fraction (numerator, denominator): ⌊B·n/d⌋ of them, or B
+    /// when there are no seen anomalies.
+    pub normal_share: (usize, usize),
+    /// Probability that a normal slot becomes a CutMix pseudo anomaly (0: never, no draw).
+    pub pseudo_rate: f64,
+}
+
+impl Composition {
+    /// DRA's: ⌊2B/3⌋ normal slots, each a pseudo anomaly with probability ½.
+    pub const DRA: Composition = Composition {
+        normal_share: (2, 3),
+        pseudo_rate: 0.5,
+    };
+    /// DRA's slots without pseudo anomalies: ⌊2B/3⌋ normal (Deep SAD's).
+    pub const DRA_WITHOUT_PSEUDO: Composition = Composition {
+        normal_share: (2, 3),
+        pseudo_rate: 0.0,
+    };
+    /// DevNet's: ⌊B/2⌋ normal slots, no pseudo anomaly.
+    pub const HALVES: Composition = Composition {
+        normal_share: (1, 2),
+        pseudo_rate: 0.0,
+    };
+}
+
+impl Default for Composition {
+    fn default() -> Self {
+        Composition::DRA
+    }
+}
+
+/// A normal slot, turned into a pseudo anomaly with probability `rate`.
+pub(crate) fn normal_or_pseudo(index: usize, n_normal: usize, rate: f64, rng: &mut DraRng) -> Slot {
+    if rate > 0.0 && rng.random_bool(rate) {
         Slot {
             index: rng.random_range(0..n_normal),
             label: Label::Pseudo,
@@ -61,11 +96,19 @@ pub struct BatchSampler {
     normals: Stream,
     anomalies: Option<Stream>,
     batch_size: usize,
+    /// (Checkpoints written before methods existed hold DRA's.)
+    #[serde(default)]
+    composition: Composition,
 }
 
 impl BatchSampler {
     /// A sampler over `n_normal` normal and `n_anomaly` seen-anomaly training images.
-    pub fn new(n_normal: usize, n_anomaly: usize, batch_size: usize) -> Result<Self> {
+    pub fn new(
+        n_normal: usize,
+        n_anomaly: usize,
+        batch_size: usize,
+        composition: Composition,
+    ) -> Result<Self> {
         if n_normal == 0 {
             return Err(Error::Setting("no normal training images to sample".into()));
         }
@@ -79,13 +122,16 @@ impl BatchSampler {
             normals: Stream::new(n_normal),
             anomalies: (n_anomaly > 0).then(|| Stream::new(n_anomaly)),
             batch_size,
+            composition,
         })
     }
 
-    /// Number of normal slots per batch: ⌊2B/3⌋, or B without seen anomalies.
+    /// Number of normal slots per batch: ⌊B·n/d⌋ of the composition, or B without seen
+    /// anomalies.
     pub fn normal_slots(&self) -> usize {
+        let (n, d) = self.composition.normal_share;
         match self.anomalies {
-            Some(_) => 2 * self.batch_size / 3,
+            Some(_) => n * self.batch_size / d,
             None => self.batch_size,
         }
     }
@@ -96,7 +142,8 @@ impl BatchSampler {
         let mut slots = Vec::with_capacity(self.batch_size);
         for _ in 0..n_normal_slots {
             let index = self.normals.next(rng);
-            slots.push(normal_or_pseudo(index, self.n_normal, rng));
+            let rate = self.composition.pseudo_rate;
+            slots.push(normal_or_pseudo(index, self.n_normal, rate, rng));
         }
         if let Some(stream) = &mut self.anomalies {
             for _ in n_normal_slots..self.batch_size {

@@ -17,7 +17,7 @@ use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
-    NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean, upsample,
+    CENTRE_DIM, CentreHead, NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean, upsample,
 };
 use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
@@ -56,12 +56,12 @@ impl FromStr for HeadSet {
     fn from_str(s: &str) -> Result<Self> {
         let mut heads = Vec::new();
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let head = Head::ALL
+            let head = Head::NETWORK
                 .into_iter()
                 .find(|h| h.name() == name)
                 .ok_or_else(|| {
                     Error::Setting(format!(
-                        "unknown head '{name}' (seen, pseudo, residual, normal)"
+                        "unknown head '{name}' (seen, pseudo, residual, normal, centre)"
                     ))
                 })?;
             if !heads.contains(&head) {
@@ -70,7 +70,7 @@ impl FromStr for HeadSet {
         }
         if heads.is_empty() {
             return Err(Error::Setting(
-                "--heads needs at least one of seen, pseudo, residual, normal".into(),
+                "--heads needs at least one of seen, pseudo, residual, normal, centre".into(),
             ));
         }
         heads.sort();
@@ -295,6 +295,8 @@ pub struct Dra {
     pseudo: Option<PlainHead>,
     residual: Option<ResidualHead>,
     normal: Option<NormalHead>,
+    /// Deep SAD's head (`--method deepsad`).
+    centre: Option<CentreHead>,
     /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
@@ -342,6 +344,7 @@ impl Dra {
             pseudo: on(Head::Pseudo).then(|| PlainHead::new(c, device)),
             residual: on(Head::Residual).then(|| ResidualHead::new(c, device)),
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
+            centre: on(Head::Centre).then(|| CentreHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
             residual_mode: config.residual,
@@ -352,6 +355,7 @@ impl Dra {
         materialise(&model.pseudo);
         materialise(&model.residual);
         materialise(&model.normal);
+        materialise(&model.centre);
         model
     }
 
@@ -396,7 +400,10 @@ impl Dra {
             out.push((Head::Residual, HeadOutput::Cells(cells)));
         }
         if let Some(h) = &self.normal {
-            out.push((Head::Normal, HeadOutput::Image(h.forward(features))));
+            out.push((Head::Normal, HeadOutput::Image(h.forward(features.clone()))));
+        }
+        if let Some(h) = &self.centre {
+            out.push((Head::Centre, HeadOutput::Image(h.forward(features))));
         }
         out
     }
@@ -513,6 +520,35 @@ impl Dra {
                 .collect(),
             memory: remembered,
         }
+    }
+
+    /// The model with the centre head's centre (if it has one) at the mean φ of `images`
+    /// (plain batches of unaugmented normal images) in inference mode, at full size. Deep
+    /// SAD fixes it so before training.
+    pub fn centred(mut self, images: &[Tensor<4>]) -> Self {
+        let Some(head) = self.centre.take() else {
+            return self;
+        };
+        let (valid, backbone) = (head.valid(), self.backbone.valid());
+        let mut sum = vec![0f64; CENTRE_DIM];
+        let mut n = 0usize;
+        for x in images {
+            let x = match x.is_autodiff() {
+                true => x.clone().inner(),
+                false => x.clone(),
+            };
+            let features = backbone.features(x);
+            let phi: Vec<f32> = valid.embed(features).into_data().try_to_vec().expect("f32");
+            for row in phi.chunks(CENTRE_DIM) {
+                for (s, v) in sum.iter_mut().zip(row) {
+                    *s += *v as f64;
+                }
+                n += 1;
+            }
+        }
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n.max(1) as f64) as f32).collect();
+        self.centre = Some(head.centred(&mean));
+        self
     }
 
     /// Re-estimates the backbone's BatchNorm statistics at every scale on `images` (plain

@@ -6,6 +6,8 @@
 //! | seen anomaly | 0 | 1 | (not fed) | 1 |
 //! | pseudo anomaly | 0 | (not fed) | 1 | 1 |
 //!
+//! Deep SAD's centre head takes every sample: 0 for normals, 1 for anomalies.
+//!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
 use burn::prelude::*;
@@ -19,6 +21,10 @@ use crate::types::{Head, Label};
 
 /// Margin a of the deviation losses: targets 1 are pushed to a z-score of at least a.
 pub const MARGIN: f32 = 5.0;
+/// Deep SAD's weight η of the labelled anomalies' inverse-distance term.
+pub const SAD_ETA: f32 = 1.0;
+/// Deep SAD's ε in η/(d + ε).
+pub const SAD_EPSILON: f32 = 1e-6;
 /// Size of the N(0, 1) reference sample of the deviation loss.
 pub const REFERENCE_DRAWS: usize = 5000;
 
@@ -35,6 +41,9 @@ choice! {
         Bce = "bce",
         /// Binary focal loss, α = 1, γ = 2, with the score as logit.
         Focal = "focal",
+        /// Deep SAD's, for a score that is a squared distance d: (1 − t)·d + t·η/(d + 10⁻⁶),
+        /// η = 1.
+        Sad = "sad",
     }
 }
 
@@ -61,6 +70,14 @@ impl Criterion {
                 let b = bce(scores, t);
                 let pt = b.clone().neg().exp();
                 (pt.neg().add_scalar(1.0).powi_scalar(2) * b).mean()
+            }
+            Criterion::Sad => {
+                let inverse = scores
+                    .clone()
+                    .add_scalar(SAD_EPSILON)
+                    .recip()
+                    .mul_scalar(SAD_ETA);
+                (t.clone().neg().add_scalar(1.0) * scores + t * inverse).mean()
             }
         }
     }
@@ -109,7 +126,7 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,
-                (Head::Residual, l) => l != Label::Normal,
+                (Head::Residual | Head::Centre, l) => l != Label::Normal,
             };
             Some((i as i64, if target { 1.0 } else { 0.0 }))
         })

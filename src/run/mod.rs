@@ -96,6 +96,16 @@ pub fn train_run(
     };
     let split = &plan.split;
     let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut plan.images);
+    if !options.resume && config.heads.contains(Head::Centre) {
+        // Deep SAD's centre: fixed before the first step (a resumed run has it saved)
+        let images = normal_batches(
+            &Scoring::of(&config)?,
+            &split.train_normal,
+            &mut batcher,
+            |x| x,
+        )?;
+        trainer.model = trainer.model.centred(&images);
+    }
     let mut this_run = 0;
     while !trainer.finished(&config) {
         if options.stop_after == Some(this_run) {

@@ -30,6 +30,12 @@ pub struct Derived {
     pub top_k_count: Vec<usize>,
     pub normal_slots: usize,
     pub seen_slots: usize,
+    /// Probability that a normal slot becomes a CutMix pseudo anomaly.
+    #[serde(default)]
+    pub pseudo_rate: f64,
+    /// The method's reading of each ambiguity of its specification (tag, choice).
+    #[serde(default)]
+    pub method_choices: Vec<(String, String)>,
     pub lr_per_epoch: Vec<f64>,
     pub n_train_normal: usize,
     pub n_train_anomaly: usize,
@@ -100,10 +106,12 @@ fn derive(
     references: &ReferenceSet,
     skipped_images: Vec<PathBuf>,
 ) -> Result<Derived> {
+    let spec = config.method.spec();
     let sampler = BatchSampler::new(
         split.train_normal.len(),
         split.train_anomaly.len(),
         config.batch_size,
+        spec.composition,
     )?;
     let scale_sizes = config.scale_sizes();
     let feature_sizes = scale_sizes
@@ -119,6 +127,8 @@ fn derive(
         feature_sizes,
         normal_slots: sampler.normal_slots(),
         seen_slots: config.batch_size - sampler.normal_slots(),
+        pseudo_rate: spec.composition.pseudo_rate,
+        method_choices: spec.choices,
         lr_per_epoch: (0..config.epochs).map(|e| config.lr_at(e)).collect(),
         n_train_normal: split.train_normal.len(),
         n_train_anomaly: split.train_anomaly.len(),

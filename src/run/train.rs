@@ -154,6 +154,7 @@ impl Trainer {
             split.train_normal.len(),
             split.train_anomaly.len(),
             config.batch_size,
+            config.method.spec().composition,
         )?;
         Ok(Trainer {
             model,

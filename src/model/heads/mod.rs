@@ -7,15 +7,21 @@
 //!   ReLU → plain scoring; the reference is the mean reference map at the same cell (the
 //!   paper's) or, alignment-free, the nearest reference cell anywhere ([`ResidualMode`]).
 //!
+//! Beside them, the heads of the paper's comparison systems that DRA's do not already cover:
+//! * centre head (Deep SAD): global average pool → Linear C→128 without bias → squared
+//!   distance to a centre fixed before training.
+//!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
 //! image is normal.
 
+mod centre;
 mod normal;
 mod plain;
 mod residual;
 mod top_k;
 
+pub use centre::{CENTRE_DIM, CENTRE_FLOOR, CentreHead};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};

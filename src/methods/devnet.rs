@@ -1,0 +1,55 @@
+//! DevNet (Pang et al.), the image version of its authors' code: the backbone's last map
+//! scored cell by cell by one 1×1 convolution, an image's score the top-K mean of the cells'
+//! absolute values averaged over the 2-scale pyramid — DRA's seen head alone — trained by
+//! the deviation loss (normal 0, seen 1) on batches of 24 normal and 24 seen images, no
+//! pseudo anomaly and no reference set, with the authors' trainer: Adam 2e-4 (L2 1e-5), 50
+//! epochs of 20 steps, the learning rate ×0.1 after every 10th epoch, gradient norm clipped
+//! at 1, the backbone fine-tuned.
+
+use super::{MethodSpec, choices, table};
+use crate::data::sampler::Composition;
+
+/// The settings DevNet and FLOS share (BASELINES_SPEC §0, the `devnet-trainer`).
+pub(super) const PROFILE: &str = r#"
+heads = "seen"
+criterion = "deviation"
+epochs = 50
+steps_per_epoch = 20
+batch_size = 48
+n_scales = 2
+topk = 0.1
+lr = 2e-4
+weight_decay = 1e-5
+lr_step = 10
+lr_step_at = "end"
+clip_norm = 1.0
+freeze_backbone = false
+bn_stats = "batch"
+head_norm = "none"
+memory = "none"
+"#;
+
+/// The readings DevNet and FLOS share.
+pub(super) const CHOICES: &[(&str, &str)] = &[
+    (
+        "backbone",
+        "the run's --backbone (the published numbers are ImageNet ResNet-18's)",
+    ),
+    (
+        "A1",
+        "50 epochs of 20 steps, the default of the authors' code",
+    ),
+    (
+        "A2",
+        "24 normal + 24 seen images a batch of 48, no CutMix (the authors' sampler)",
+    ),
+];
+
+pub(super) fn spec() -> MethodSpec {
+    MethodSpec {
+        profile: table(PROFILE),
+        composition: Composition::HALVES,
+        needs_anomalies: true,
+        choices: choices(CHOICES),
+    }
+}

@@ -1,0 +1,79 @@
+//! The detection methods a run can train (`--method`): DRA and the comparison systems of its
+//! paper, as `BASELINES_SPEC.md` specifies them. A method is its network's heads, its loss,
+//! its batch composition, its test score and its trainer profile, one file each; the layout,
+//! split, transforms, backbone, training loop, evaluation, metrics and reports are shared.
+//!
+//! Every method here scores an image by its heads' signed sum (`model::HeadScores`) and
+//! trains each head with `--criterion` on the samples routed to it (`model::loss`), so a
+//! method needs no code of its own in the loop: what differs is data, namely its settings
+//! (heads, criterion, trainer) and its [`Composition`]. A head a method brings (Deep SAD's
+//! centre head) lives with the others in `model::heads`.
+
+mod deepsad;
+mod devnet;
+mod dra;
+mod flos;
+
+use crate::choice::choice;
+use crate::data::sampler::Composition;
+
+choice! {
+    /// The method a run trains.
+    pub enum Method ("method") {
+        /// DRA: seen, pseudo, residual and normal heads, the tool's defaults.
+        Dra = "dra",
+        /// DevNet: the seen head alone (1×1 conv, top-K of |·|) with the deviation loss, 24
+        /// normal + 24 seen images a batch, 50 epochs.
+        Devnet = "devnet",
+        /// FLOS: DevNet with the binary focal loss (α 1, γ 2) on its score as the logit.
+        Flos = "flos",
+        /// Deep SAD: the distance of a 128-d projection to the normals' centre, pulled in for
+        /// normals and pushed out (inverse distance) for labelled anomalies, one scale.
+        Deepsad = "deepsad",
+    }
+}
+
+impl Default for Method {
+    fn default() -> Self {
+        Method::Dra
+    }
+}
+
+/// What a method fixes about a run.
+#[derive(Debug, Clone)]
+pub struct MethodSpec {
+    /// Its settings (heads, criterion, trainer profile), laid beneath the settings layer that
+    /// names the method, so that the layer's own keys and later layers still override them.
+    pub profile: toml::Table,
+    /// How its training batches are filled.
+    pub composition: Composition,
+    /// It cannot train without labelled anomalies.
+    pub needs_anomalies: bool,
+    /// The reading taken of each ambiguity of its specification: (tag in
+    /// `BASELINES_SPEC.md`, choice), recorded in `config.json`.
+    pub choices: Vec<(String, String)>,
+}
+
+impl Method {
+    /// This method's specification.
+    pub fn spec(self) -> MethodSpec {
+        match self {
+            Method::Dra => dra::spec(),
+            Method::Devnet => devnet::spec(),
+            Method::Flos => flos::spec(),
+            Method::Deepsad => deepsad::spec(),
+        }
+    }
+}
+
+/// A settings table from TOML text that is part of the program (its tests parse every one).
+fn table(text: &str) -> toml::Table {
+    toml::from_str(text).expect("a method's profile is valid TOML")
+}
+
+/// Ambiguity choices from (tag, text) pairs.
+fn choices(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(tag, text)| (tag.to_string(), text.to_string()))
+        .collect()
+}
