@@ -58,7 +58,13 @@ pub struct TrainConfig {
     pub known_class: Option<String>,
     /// General protocol: index of the first test anomaly in the shuffled list.
     pub test_threshold: Option<usize>,
+    /// General protocol: the fraction of the normal training images that are unlabelled
+    /// anomalies (taken from the shuffled list after the seen ones, and out of the test set).
+    pub cont_rate: f64,
     pub backbone: BackboneKind,
+    /// Outlier exposure: external images as the pseudo anomalies instead of CutMix
+    /// (`<root>/<class>/train/good/` of every other class, or any folder of images).
+    pub outlier_root: Option<PathBuf>,
     /// Backbone weights; default the bundled ones (EfficientNet-Lite0).
     pub weights: Option<PathBuf>,
     pub device: DeviceChoice,
@@ -116,6 +122,8 @@ impl Default for TrainConfig {
             n_anomaly: 10,
             known_class: None,
             test_threshold: None,
+            cont_rate: 0.0,
+            outlier_root: None,
             backbone: BackboneKind::EfficientnetLite0,
             weights: None,
             device: DeviceChoice::Cpu,
@@ -223,7 +231,11 @@ impl TrainConfig {
 
     /// The protocol these settings describe.
     pub fn protocol(&self) -> Protocol {
-        Protocol::new(self.known_class.as_deref(), self.test_threshold)
+        Protocol::new(
+            self.known_class.as_deref(),
+            self.test_threshold,
+            self.cont_rate,
+        )
     }
 
     /// The model architecture part of the settings.
@@ -326,6 +338,20 @@ impl TrainConfig {
         if self.method.spec().needs_anomalies && self.n_anomaly == 0 {
             return bad(format!(
                 "--method {} learns from labelled anomalies: --n-anomaly must be at least 1",
+                self.method
+            ));
+        }
+        if !(0.0..1.0).contains(&self.cont_rate) {
+            return bad(format!("--cont-rate {} must be in [0, 1)", self.cont_rate));
+        }
+        if self.cont_rate > 0.0 && matches!(self.protocol(), Protocol::Hard { .. }) {
+            return bad(
+                "--cont-rate works with the general protocol only (no --known-class)".into(),
+            );
+        }
+        if self.outlier_root.is_some() && self.method.spec().composition.pseudo_rate == 0.0 {
+            return bad(format!(
+                "--outlier-root replaces the pseudo anomalies, and --method {} trains without any",
                 self.method
             ));
         }

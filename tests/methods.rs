@@ -264,3 +264,32 @@ fn a_short_flos_run_learns_on_the_bundled_data() {
     let losses = epoch_losses(out.path());
     assert!(losses[3] < losses[0], "{losses:?}");
 }
+
+#[test]
+fn dra_trains_with_outlier_exposure_and_contamination() {
+    // the bundled ELPV: 75 normal training images; at --cont-rate 0.05, ⌊75 / 0.95 · 0.05⌋ =
+    // 3 unlabelled anomalies join them and leave the 50 test anomalies
+    let outliers = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        common::write_png(&outliers.path().join(format!("o{i}.png")), 40, 30, i);
+    }
+    let settings = format!(
+        "outlier_root = {:?}\ncont_rate = 0.05\nepochs = 1\nmemory = \"none\"",
+        outliers.path()
+    );
+    let (cfg, _data, out) = short_run("dra", &settings);
+    common::train(&cfg, out.path());
+    let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 1 + 25 + 47);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["derived"]["n_outliers"], 3);
+    assert_eq!(record["derived"]["n_train_normal"], 78);
+    assert_eq!(record["derived"]["n_test_anomaly"], 47);
+    let polluting = record["derived"]["contamination"].as_array().unwrap();
+    assert_eq!(polluting.len(), 3);
+    for p in polluting {
+        assert!(!scores.contains(p.as_str().unwrap()), "{p} is tested on");
+    }
+}

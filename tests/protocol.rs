@@ -13,6 +13,7 @@ use dra::rng::seeded;
 fn general(threshold: Option<usize>) -> Protocol {
     Protocol::General {
         test_threshold: threshold,
+        cont_rate: 0.0,
     }
 }
 
@@ -122,4 +123,63 @@ fn impossible_requests_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no anomaly folders"), "{err}");
+}
+
+fn contaminated(threshold: Option<usize>, rate: f64) -> Protocol {
+    Protocol::General {
+        test_threshold: threshold,
+        cont_rate: rate,
+    }
+}
+
+#[test]
+fn contamination_moves_the_next_anomalies_into_the_normals_and_out_of_the_test_set() {
+    let (_tmp, layout) = fixture();
+    // 20 normal training images at rate 0.1: ⌊20 / 0.9 · 0.1⌋ = 2 unlabelled anomalies
+    assert_eq!(dra::data::protocol::n_contaminating(20, 0.1), 2);
+    assert_eq!(dra::data::protocol::n_contaminating(20, 0.2), 5);
+    let plain = Split::new(&layout, &general(None), 3, &mut seeded(4)).unwrap();
+    let split = Split::new(&layout, &contaminated(None, 0.1), 3, &mut seeded(4)).unwrap();
+    assert_eq!(split.train_anomaly, plain.train_anomaly);
+    assert_eq!(split.contamination.len(), 2);
+    assert_eq!(split.train_normal.len(), 22);
+    assert_eq!(
+        (split.n_test_anomalies(), plain.n_test_anomalies()),
+        (18, 20)
+    );
+    let normal: HashSet<PathBuf> = paths(&split.train_normal).into_iter().collect();
+    let test: HashSet<PathBuf> = paths(&split.test).into_iter().collect();
+    for p in &split.contamination {
+        assert!(normal.contains(p) && !test.contains(p), "{}", p.display());
+    }
+    // the polluting anomalies are the two after the seen ones: the first two of the plain
+    // split's test anomalies in the shuffled order, i.e. together with the contaminated
+    // split's test anomalies exactly the plain ones
+    let mut union: Vec<PathBuf> = split.contamination.clone();
+    union.extend(
+        paths(&split.test)
+            .into_iter()
+            .filter(|p| !p.starts_with(&layout.test_good[0].parent().unwrap())),
+    );
+    union.sort();
+    let mut expected: Vec<PathBuf> = paths(&plain.test)
+        .into_iter()
+        .filter(|p| !p.starts_with(layout.test_good[0].parent().unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(union, expected);
+    // with the paper's --test-threshold 10 the two come from before the threshold: the test
+    // set is the uncontaminated one
+    let ten = Split::new(&layout, &contaminated(Some(10), 0.1), 1, &mut seeded(4)).unwrap();
+    let ten_plain = Split::new(&layout, &general(Some(10)), 1, &mut seeded(4)).unwrap();
+    assert_eq!(ten.test, ten_plain.test);
+    assert_eq!(ten.train_normal.len(), 22);
+    // too much contamination leaves no test anomaly: an error that says so
+    let err = Split::new(&layout, &contaminated(None, 0.5), 3, &mut seeded(4))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--cont-rate 0.5") && err.contains("no test anomalies"),
+        "{err}"
+    );
 }

@@ -164,3 +164,91 @@ fn batcher_builds_normalised_nchw_batches_with_labels() {
     assert_eq!(rotated.pixels.len(), expected.len());
     assert_ne!(rotated.pixels, expected);
 }
+
+#[test]
+fn outlier_exposure_reads_both_layouts_and_replaces_cutmix() {
+    use dra::data::outliers::outlier_images;
+    let tmp = tempfile::tempdir().unwrap();
+    // the reference code's layout: every class folder's train/good but the trained class's
+    let mvtec = tmp.path().join("mvtec");
+    for (i, class) in ["bottle", "carpet", "tile"].iter().enumerate() {
+        for j in 0..2 {
+            let path = mvtec
+                .join(class)
+                .join("train/good")
+                .join(format!("{j}.png"));
+            common::write_png(&path, 12, 9, (10 * i + j) as u32);
+        }
+    }
+    common::write_png(&mvtec.join("tile/test/crack/0.png"), 12, 9, 99);
+    let outliers = outlier_images(&mvtec, "tile").unwrap();
+    let rel: Vec<String> = outliers
+        .iter()
+        .map(|p| p.strip_prefix(&mvtec).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        rel,
+        [
+            "bottle/train/good/0.png",
+            "bottle/train/good/1.png",
+            "carpet/train/good/0.png",
+            "carpet/train/good/1.png"
+        ]
+    );
+    // any folder of images, sub-folders too
+    let flat = tmp.path().join("flat");
+    common::write_png(&flat.join("a.png"), 12, 9, 1);
+    common::write_png(&flat.join("more/b.png"), 12, 9, 2);
+    assert_eq!(outlier_images(&flat, "tile").unwrap().len(), 2);
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = outlier_images(&empty, "tile").unwrap_err().to_string();
+    assert!(
+        err.contains("no outlier images") && err.contains("empty"),
+        "{err}"
+    );
+    // a pseudo slot becomes an outlier image drawn uniformly (unaugmented: as resized), not
+    // a CutMix of the normal it names
+    let normals = vec![Sample {
+        path: flat.join("a.png"),
+        class: "good".into(),
+    }];
+    let mut store = ImageStore::new(8);
+    let expected: Vec<image::RgbImage> = outliers
+        .iter()
+        .map(|p| store.get(p).unwrap().clone())
+        .collect();
+    let mut batcher = Batcher::new(&normals, &[], &mut store).with_outliers(&outliers);
+    let slots = vec![
+        Slot {
+            index: 0,
+            label: Label::Pseudo,
+        };
+        40
+    ];
+    let images = batcher.images(&slots, false, &mut seeded(5)).unwrap();
+    let mut seen = [0usize; 4];
+    for img in &images {
+        let k = expected
+            .iter()
+            .position(|e| e == img)
+            .expect("an outlier image");
+        seen[k] += 1;
+    }
+    assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+    // augmented, it is rotated only: the same pixels as a rotation of an outlier image
+    let mut rng = seeded(6);
+    let augmented = batcher.images(&slots[..1], true, &mut rng).unwrap();
+    let mut again = seeded(6);
+    let pick = rand::Rng::random_range(&mut again, 0..4);
+    let rotated = dra::data::transform::random_rotation(&expected[pick], &mut again);
+    assert_eq!(augmented[0], rotated);
+    // a method without pseudo anomalies has nothing for outliers to replace
+    let devnet = dra::config::TrainConfig {
+        outlier_root: Some(flat.clone()),
+        method: dra::methods::Method::Devnet,
+        ..dra::config::TrainConfig::default()
+    };
+    let err = devnet.validate().unwrap_err().to_string();
+    assert!(err.contains("--outlier-root"), "{err}");
+}

@@ -83,6 +83,10 @@ pub struct DataArgs {
     /// (default --n-anomaly). `--test-threshold 10` gives 1-shot and 10-shot runs one test set.
     #[arg(long, conflicts_with = "known_class")]
     test_threshold: Option<usize>,
+    /// General protocol: the fraction of the normal training images that are unlabelled
+    /// anomalies, taken from the shuffled list after the seen ones and out of the test set.
+    #[arg(long, default_value_t = 0.0, conflicts_with = "known_class")]
+    cont_rate: f64,
     /// Seed of every random choice (split, sampler, augmentation).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -90,7 +94,11 @@ pub struct DataArgs {
 
 impl DataArgs {
     fn protocol(&self) -> Protocol {
-        Protocol::new(self.known_class.as_deref(), self.test_threshold)
+        Protocol::new(
+            self.known_class.as_deref(),
+            self.test_threshold,
+            self.cont_rate,
+        )
     }
 
     /// Opens the layout and splits it, returning the RNG that continues after the split.

@@ -42,6 +42,15 @@ pub fn run(a: SplitArgs) -> Result<()> {
     for s in &split.train_anomaly {
         println!("  seen  {:<12} {}", s.class, s.path.display());
     }
+    if !split.contamination.is_empty() {
+        println!(
+            "  of the normal ones, {} are unlabelled anomalies (--cont-rate):",
+            split.contamination.len()
+        );
+        for p in &split.contamination {
+            println!("  unlabelled         {}", p.display());
+        }
+    }
     println!("test: {} images", split.test.len());
     for (class, n) in test {
         println!("  {class:<18}{n:>6}");

@@ -77,6 +77,16 @@ pub struct SettingArgs {
     /// General protocol: first test anomaly in the shuffled list [default: --n-anomaly].
     #[arg(long)]
     test_threshold: Option<usize>,
+    /// General protocol: the fraction of the normal training images that are unlabelled
+    /// anomalies (taken after the seen ones from the shuffled list, and out of the test set)
+    /// [default: 0].
+    #[arg(long)]
+    cont_rate: Option<f64>,
+    /// Outlier exposure: pseudo anomalies drawn from these images instead of CutMix, either
+    /// `<root>/<class>/train/good/` of every class but the one trained (an MVTec AD root, the
+    /// reference code's layout) or any folder of images [default: CutMix].
+    #[arg(long)]
+    outlier_root: Option<PathBuf>,
     /// efficientnet-lite0 (bundled weights), efficientnet-lite0-head, resnet18 (needs --weights).
     #[arg(long)]
     backbone: Option<BackboneKind>,

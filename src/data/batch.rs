@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
+use rand::Rng;
 
 use crate::data::cutmix::cutmix;
 use crate::data::transform::{Normalization, load_rgb, random_rotation, resize_square};
@@ -79,12 +80,14 @@ impl ImageStore {
     }
 }
 
-/// Materialises slots from the training normals and seen anomalies, and batches of any
-/// images, through one store of decoded images.
+/// Materialises slots from the training normals and seen anomalies (pseudo anomalies from
+/// outlier images when given), and batches of any images, through one store of decoded
+/// images.
 #[derive(Debug)]
 pub struct Batcher<'a> {
     normals: &'a [Sample],
     anomalies: &'a [Sample],
+    outliers: &'a [PathBuf],
     store: &'a mut ImageStore,
 }
 
@@ -94,8 +97,15 @@ impl<'a> Batcher<'a> {
         Batcher {
             normals,
             anomalies,
+            outliers: &[],
             store,
         }
+    }
+
+    /// The batcher with pseudo anomalies drawn uniformly from `outliers` (outlier exposure)
+    /// instead of CutMix of the normals; none keeps CutMix.
+    pub fn with_outliers(self, outliers: &'a [PathBuf]) -> Self {
+        Batcher { outliers, ..self }
     }
 
     /// The normalised, unaugmented batch of `samples` (test images, say), labelled normal
@@ -110,7 +120,8 @@ impl<'a> Batcher<'a> {
     }
 
     /// The images of `slots`: with `augment`, normals and seen anomalies are randomly
-    /// rotated and pseudo anomalies are CutMix-ed then rotated; without, images are as resized.
+    /// rotated and pseudo anomalies are CutMix-ed then rotated (an outlier image, drawn
+    /// uniformly, is only rotated); without, images are as resized.
     pub fn images(
         &mut self,
         slots: &[Slot],
@@ -120,14 +131,17 @@ impl<'a> Batcher<'a> {
         slots
             .iter()
             .map(|slot| {
-                let sample = match slot.label {
-                    Label::Seen => &self.anomalies[slot.index],
-                    Label::Normal | Label::Pseudo => &self.normals[slot.index],
+                let outlier = slot.label == Label::Pseudo && !self.outliers.is_empty();
+                let path = match slot.label {
+                    // an outlier image in place of the normal the slot names
+                    _ if outlier => &self.outliers[rng.random_range(0..self.outliers.len())],
+                    Label::Seen => &self.anomalies[slot.index].path,
+                    Label::Normal | Label::Pseudo => &self.normals[slot.index].path,
                 };
-                let img = self.store.get(&sample.path)?;
+                let img = self.store.get(path)?;
                 Ok(match (augment, slot.label) {
                     (false, _) => img.clone(),
-                    (true, Label::Pseudo) => random_rotation(&cutmix(img, rng).0, rng),
+                    (true, Label::Pseudo) if !outlier => random_rotation(&cutmix(img, rng).0, rng),
                     (true, _) => random_rotation(img, rng),
                 })
             })

@@ -4,6 +4,9 @@
 //!   `n_anomaly` are the seen anomalies, the test anomalies start at `test_threshold`
 //!   (default `n_anomaly`). With `--test-threshold 10` a 1-shot run and a 10-shot run share
 //!   one test set and the 1-shot anomaly is the first of the ten (the paper's protocol).
+//!   Contamination (`--cont-rate r`): the ⌊N·r/(1 − r)⌋ anomalies after the seen ones (N the
+//!   normal training images) join the normal training images unlabelled, so that a fraction
+//!   r of them is anomalous, and leave the test set (the reference code keeps them there).
 //! * hard: seen anomalies come from one known class only; the test anomalies are all
 //!   files of every other class (the known class leaves the test set entirely).
 
@@ -19,23 +22,30 @@ use crate::types::NORMAL_CLASS;
 use crate::types::Sample;
 
 /// How seen anomalies are chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Protocol {
-    /// Seen anomalies from all classes; test anomalies from index `test_threshold` on.
-    General { test_threshold: Option<usize> },
+    /// Seen anomalies from all classes; test anomalies from index `test_threshold` on; a
+    /// fraction `cont_rate` of the normal training images unlabelled anomalies.
+    General {
+        test_threshold: Option<usize>,
+        cont_rate: f64,
+    },
     /// Seen anomalies from `known_class` only; test anomalies from all other classes.
     Hard { known_class: String },
 }
 
 impl Protocol {
     /// Hard with a known class (an empty name, useful in grids, means general), else
-    /// general with `test_threshold`.
-    pub fn new(known_class: Option<&str>, test_threshold: Option<usize>) -> Self {
+    /// general with `test_threshold` and `cont_rate`.
+    pub fn new(known_class: Option<&str>, test_threshold: Option<usize>, cont_rate: f64) -> Self {
         match known_class {
             Some(known_class) if !known_class.is_empty() => Protocol::Hard {
                 known_class: known_class.to_string(),
             },
-            _ => Protocol::General { test_threshold },
+            _ => Protocol::General {
+                test_threshold,
+                cont_rate,
+            },
         }
     }
 }
@@ -49,6 +59,8 @@ pub struct Split {
     pub train_anomaly: Vec<Sample>,
     /// Test normals then test anomalies, each sorted by path.
     pub test: Vec<Sample>,
+    /// The unlabelled anomalies among `train_normal` (`--cont-rate`), sorted by path.
+    pub contamination: Vec<PathBuf>,
 }
 
 impl Split {
@@ -59,11 +71,15 @@ impl Split {
         n_anomaly: usize,
         rng: &mut DraRng,
     ) -> Result<Self> {
-        let (train_anomaly, test_anomaly) = match protocol {
-            Protocol::General { test_threshold } => {
-                general(layout, n_anomaly, *test_threshold, rng)?
+        let (train_anomaly, test_anomaly, polluting) = match protocol {
+            Protocol::General {
+                test_threshold,
+                cont_rate,
+            } => general(layout, n_anomaly, *test_threshold, *cont_rate, rng)?,
+            Protocol::Hard { known_class } => {
+                let (seen, test) = hard(layout, known_class, n_anomaly, rng)?;
+                (seen, test, Vec::new())
             }
-            Protocol::Hard { known_class } => hard(layout, known_class, n_anomaly, rng)?,
         };
         let normals = |paths: &[PathBuf]| -> Vec<Sample> {
             paths
@@ -76,10 +92,18 @@ impl Split {
         };
         let mut test = normals(&layout.test_good);
         test.extend(sorted(test_anomaly));
+        let contamination: Vec<PathBuf> = sorted(polluting).into_iter().map(|s| s.path).collect();
+        // the polluting anomalies are, to the model, normal training images like the others
+        let mut train_good = layout.train_good.clone();
+        if !contamination.is_empty() {
+            train_good.extend(contamination.iter().cloned());
+            train_good.sort();
+        }
         Ok(Split {
-            train_normal: normals(&layout.train_good),
+            train_normal: normals(&train_good),
             train_anomaly: sorted(train_anomaly),
             test,
+            contamination,
         })
     }
 
@@ -104,12 +128,22 @@ fn samples_of(layout: &DatasetLayout, class: &str) -> Vec<Sample> {
         .collect()
 }
 
+/// The number of unlabelled anomalies that make a fraction `rate` of `n_normal` normal images
+/// plus them: ⌊n_normal / (1 − rate) · rate⌋, as the reference code computes it.
+pub fn n_contaminating(n_normal: usize, rate: f64) -> usize {
+    (n_normal as f64 / (1.0 - rate) * rate).floor() as usize
+}
+
+/// Seen, test and contaminating anomalies of the general protocol.
+type GeneralSplit = (Vec<Sample>, Vec<Sample>, Vec<Sample>);
+
 fn general(
     layout: &DatasetLayout,
     n_anomaly: usize,
     test_threshold: Option<usize>,
+    cont_rate: f64,
     rng: &mut DraRng,
-) -> Result<(Vec<Sample>, Vec<Sample>)> {
+) -> Result<GeneralSplit> {
     let mut all: Vec<Sample> = layout
         .anomalies
         .keys()
@@ -140,10 +174,25 @@ fn general(
             layout.dir.display()
         )));
     }
+    let n_polluting = n_contaminating(layout.train_good.len(), cont_rate);
+    let polluting = n_anomaly..n_anomaly + n_polluting;
+    let tested: Vec<usize> = (threshold..total)
+        .filter(|i| !polluting.contains(i))
+        .collect();
+    if polluting.end > total || tested.is_empty() {
+        return Err(Error::Setting(format!(
+            "--cont-rate {cont_rate} takes {n_polluting} anomalies into the normal training \
+             images: with --n-anomaly {n_anomaly} that leaves no test anomalies ({total} in {})",
+            layout.dir.display()
+        )));
+    }
     all.shuffle(rng);
-    let test = all.split_off(threshold);
+    // the polluting anomalies follow the seen ones in the shuffled list; the test set starts
+    // at the threshold and leaves them out
+    let test = tested.iter().map(|&i| all[i].clone()).collect();
+    let polluted = all[polluting].to_vec();
     all.truncate(n_anomaly);
-    Ok((all, test))
+    Ok((all, test, polluted))
 }
 
 fn hard(

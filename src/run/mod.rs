@@ -95,7 +95,8 @@ pub fn train_run(
         Trainer::new(plan)?
     };
     let split = &plan.split;
-    let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut plan.images);
+    let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut plan.images)
+        .with_outliers(&plan.outliers);
     if !options.resume && config.heads.contains(Head::Centre) {
         // Deep SAD's centre: fixed before the first step (a resumed run has it saved)
         let images = normal_batches(

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::data::batch::ImageStore;
 use crate::data::layout::DatasetLayout;
+use crate::data::outliers::outlier_images;
 use crate::data::protocol::Split;
 use crate::data::reference::ReferenceSet;
 use crate::data::sampler::BatchSampler;
@@ -45,6 +46,12 @@ pub struct Derived {
     /// Fixed reference set: indices into the sorted normal training images, and their paths.
     pub reference: Vec<usize>,
     pub reference_paths: Vec<PathBuf>,
+    /// Anomalies among the normal training images, unlabelled (`cont_rate`).
+    #[serde(default)]
+    pub contamination: Vec<PathBuf>,
+    /// Outlier images the pseudo anomalies are drawn from (`outlier_root`; 0: CutMix).
+    #[serde(default)]
+    pub n_outliers: usize,
     /// Images left out because they cannot be decoded (`skip_bad_images`).
     pub skipped_images: Vec<PathBuf>,
 }
@@ -58,8 +65,11 @@ pub struct Plan {
     /// The generator after drawing the split and the reference set.
     pub rng: DraRng,
     pub derived: Derived,
-    /// Every image of the split, decoded and resized once.
+    /// Every image of the split, decoded and resized once (outlier images at first use).
     pub images: ImageStore,
+    /// The outlier images that stand in for the pseudo anomalies (`outlier_root`; empty:
+    /// CutMix).
+    pub outliers: Vec<PathBuf>,
     /// The pretrained backbone on the run's (plain) device.
     pub backbone: Backbone,
 }
@@ -81,7 +91,11 @@ impl Plan {
             split.train_normal.len(),
             &mut rng,
         )?;
-        let derived = derive(config, &split, &references, skipped_images)?;
+        let outliers = match &config.outlier_root {
+            Some(root) => outlier_images(root, &config.class)?,
+            None => Vec::new(),
+        };
+        let derived = derive(config, &split, &references, outliers.len(), skipped_images)?;
         let backbone = weights::pretrained(
             config.backbone,
             config.weights.as_deref(),
@@ -90,6 +104,7 @@ impl Plan {
         Ok(Plan {
             config: config.clone(),
             split,
+            outliers,
             references,
             rng,
             derived,
@@ -104,6 +119,7 @@ fn derive(
     config: &TrainConfig,
     split: &Split,
     references: &ReferenceSet,
+    n_outliers: usize,
     skipped_images: Vec<PathBuf>,
 ) -> Result<Derived> {
     let spec = config.method.spec();
@@ -141,6 +157,8 @@ fn derive(
             .iter()
             .map(|&i| split.train_normal[i].path.clone())
             .collect(),
+        contamination: split.contamination.clone(),
+        n_outliers,
         skipped_images,
     })
 }
