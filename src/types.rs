@@ -43,8 +43,8 @@ pub struct Slot {
     pub label: Label,
 }
 
-/// One of DRA's four heads, a comparison method's head (Deep SAD's centre), or the memory of
-/// normal patches (a score term, not a head of the network: `--memory patch`).
+/// One of DRA's four heads, a comparison method's head (Deep SAD's centre, MINNS's bag), or
+/// the memory of normal patches (a score term, not a head of the network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Head {
@@ -54,18 +54,21 @@ pub enum Head {
     Normal,
     Memory,
     Centre,
+    Bag,
 }
 
 impl Head {
     /// DRA's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
-    /// Every head a network can have (`--heads`): DRA's and Deep SAD's centre head.
-    pub const NETWORK: [Head; 5] = [
+    /// Every head a network can have (`--heads`): DRA's, Deep SAD's centre head and
+    /// MINNS's bag head.
+    pub const NETWORK: [Head; 6] = [
         Head::Seen,
         Head::Pseudo,
         Head::Residual,
         Head::Normal,
         Head::Centre,
+        Head::Bag,
     ];
 
     /// Name on the command line and in outputs.
@@ -77,6 +80,7 @@ impl Head {
             Head::Normal => "normal",
             Head::Memory => "memory",
             Head::Centre => "centre",
+            Head::Bag => "bag",
         }
     }
 

@@ -9,7 +9,7 @@ use dra::config::{StepAt, TrainConfig};
 use dra::data::sampler::{BatchSampler, Composition};
 use dra::methods::Method;
 use dra::model::HeadScores;
-use dra::model::heads::{CENTRE_DIM, CentreHead};
+use dra::model::heads::{BagHead, CENTRE_DIM, CentreHead};
 use dra::model::loss::{Criterion, dra_loss, reference_statistics};
 use dra::rng::seeded;
 use dra::types::{Head, Label};
@@ -292,4 +292,56 @@ fn dra_trains_with_outlier_exposure_and_contamination() {
     for p in polluting {
         assert!(!scores.contains(p.as_str().unwrap()), "{p} is tested on");
     }
+}
+
+#[test]
+fn minns_scores_a_bag_of_cells_by_cross_entropy() {
+    let minns = layered(&["method = \"minns\""]).unwrap();
+    assert_eq!(minns.heads.to_string(), "bag");
+    assert_eq!((minns.criterion, minns.epochs), (Criterion::Bce, 50));
+    assert_eq!(Method::Minns.spec().composition, Composition::HALVES);
+    // binary cross-entropy on the bag logit: ln(1 + e^0.5) = 0.974077 for a normal at 0.5,
+    // ln(1 + e^−2) = 0.126928 for an anomaly at 2; mean 0.550503
+    let scores = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, 2.0], [2]), &Device::flex());
+    let scores = HeadScores::new(vec![(Head::Bag, scores)]);
+    let (loss, _) = dra_loss(
+        minns.criterion,
+        &scores,
+        &[Label::Normal, Label::Seen],
+        &mut seeded(0),
+    );
+    assert!((loss.into_scalar::<f32>() - 0.550_503).abs() < 1e-5);
+    // a bag: its score does not depend on where its instances sit
+    let device = Device::flex();
+    let head = BagHead::new(4, &device);
+    let cells: Vec<f32> = (0..2 * 4 * 3 * 2)
+        .map(|v| ((v * 7) % 11) as f32 / 5.0)
+        .collect();
+    let features = Tensor::<4>::from_data(TensorData::new(cells, [2, 4, 3, 2]), &device);
+    let flipped = features.clone().flip([2, 3]);
+    let a: Vec<f32> = head
+        .forward(features.clone())
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let b: Vec<f32> = head.forward(flipped).into_data().try_to_vec().unwrap();
+    assert_eq!(a.len(), 2);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-6, "{a:?} {b:?}");
+    }
+}
+
+#[test]
+fn a_short_minns_run_learns_on_the_bundled_data() {
+    let (cfg, _data, out) = short_run("minns", "epochs = 10\nlr = 1e-3");
+    let metrics = common::train(&cfg, out.path());
+    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
+    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["bag"]);
+    let losses = epoch_losses(out.path());
+    assert!(losses[9] < losses[0], "{losses:?}");
+    // the same seed gives the same scores: the dropout masks come from the run's generator
+    let again = tempfile::tempdir().unwrap();
+    common::train(&cfg, again.path());
+    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("scores.csv")).unwrap();
+    assert_eq!(read(out.path()), read(again.path()));
 }

@@ -63,8 +63,8 @@ pub struct SettingArgs {
     class: Option<String>,
     /// dra, or a comparison system of the DRA paper: devnet (the seen head alone, deviation
     /// loss, 24 normal + 24 seen a batch, 50 epochs, backbone fine-tuned, lr 2e-4), flos
-    /// (devnet with the focal loss) or deepsad (distance to the normals' centre, one scale,
-    /// 30 epochs). A method sets its own heads, criterion and trainer profile; the other
+    /// (devnet with the focal loss), deepsad (distance to the normals' centre, one scale, 30
+    /// epochs) or minns (MI-Net over the cells, cross-entropy, devnet's batches and trainer). A method sets its own heads, criterion and trainer profile; the other
     /// flags and --config keys override them [default: dra].
     #[arg(long)]
     method: Option<Method>,
@@ -125,8 +125,8 @@ pub struct SettingArgs {
     /// --preset paper: resample].
     #[arg(long)]
     ref_mode: Option<RefMode>,
-    /// Heads to use, e.g. seen,pseudo (the paper's ablations); centre is Deep SAD's [default:
-    /// DRA's four].
+    /// Heads to use, e.g. seen,pseudo (the paper's ablations); centre is Deep SAD's, bag
+    /// MINNS's [default: DRA's four].
     #[arg(long)]
     heads: Option<HeadSet>,
     /// Adam learning rate; the paper states 1e-3, the code uses 2e-4 [default: 1e-3;

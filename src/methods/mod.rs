@@ -7,12 +7,13 @@
 //! trains each head with `--criterion` on the samples routed to it (`model::loss`), so a
 //! method needs no code of its own in the loop: what differs is data, namely its settings
 //! (heads, criterion, trainer) and its [`Composition`]. A head a method brings (Deep SAD's
-//! centre head) lives with the others in `model::heads`.
+//! centre head, MINNS's bag head) lives with the others in `model::heads`.
 
 mod deepsad;
 mod devnet;
 mod dra;
 mod flos;
+mod minns;
 
 use crate::choice::choice;
 use crate::data::sampler::Composition;
@@ -30,6 +31,9 @@ choice! {
         /// Deep SAD: the distance of a 128-d projection to the normals' centre, pulled in for
         /// normals and pushed out (inverse distance) for labelled anomalies, one scale.
         Deepsad = "deepsad",
+        /// MINNS: MI-Net over the feature-map cells as a bag's instances, binary
+        /// cross-entropy, DevNet's batches and trainer.
+        Minns = "minns",
     }
 }
 
@@ -62,6 +66,7 @@ impl Method {
             Method::Devnet => devnet::spec(),
             Method::Flos => flos::spec(),
             Method::Deepsad => deepsad::spec(),
+            Method::Minns => minns::spec(),
         }
     }
 }

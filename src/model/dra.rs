@@ -17,7 +17,8 @@ use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
-    CENTRE_DIM, CentreHead, NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean, upsample,
+    BagHead, CENTRE_DIM, CentreHead, NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean,
+    upsample,
 };
 use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
@@ -61,7 +62,7 @@ impl FromStr for HeadSet {
                 .find(|h| h.name() == name)
                 .ok_or_else(|| {
                     Error::Setting(format!(
-                        "unknown head '{name}' (seen, pseudo, residual, normal, centre)"
+                        "unknown head '{name}' (seen, pseudo, residual, normal, centre, bag)"
                     ))
                 })?;
             if !heads.contains(&head) {
@@ -70,7 +71,7 @@ impl FromStr for HeadSet {
         }
         if heads.is_empty() {
             return Err(Error::Setting(
-                "--heads needs at least one of seen, pseudo, residual, normal, centre".into(),
+                "--heads needs at least one of seen, pseudo, residual, normal, centre, bag".into(),
             ));
         }
         heads.sort();
@@ -297,6 +298,8 @@ pub struct Dra {
     normal: Option<NormalHead>,
     /// Deep SAD's head (`--method deepsad`).
     centre: Option<CentreHead>,
+    /// MINNS's head (`--method minns`).
+    bag: Option<BagHead>,
     /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
@@ -345,6 +348,7 @@ impl Dra {
             residual: on(Head::Residual).then(|| ResidualHead::new(c, device)),
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
             centre: on(Head::Centre).then(|| CentreHead::new(c, device)),
+            bag: on(Head::Bag).then(|| BagHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
             residual_mode: config.residual,
@@ -356,6 +360,7 @@ impl Dra {
         materialise(&model.residual);
         materialise(&model.normal);
         materialise(&model.centre);
+        materialise(&model.bag);
         model
     }
 
@@ -403,7 +408,10 @@ impl Dra {
             out.push((Head::Normal, HeadOutput::Image(h.forward(features.clone()))));
         }
         if let Some(h) = &self.centre {
-            out.push((Head::Centre, HeadOutput::Image(h.forward(features))));
+            out.push((Head::Centre, HeadOutput::Image(h.forward(features.clone()))));
+        }
+        if let Some(h) = &self.bag {
+            out.push((Head::Bag, HeadOutput::Image(h.forward(features))));
         }
         out
     }

@@ -6,7 +6,8 @@
 //! | seen anomaly | 0 | 1 | (not fed) | 1 |
 //! | pseudo anomaly | 0 | (not fed) | 1 | 1 |
 //!
-//! Deep SAD's centre head takes every sample: 0 for normals, 1 for anomalies.
+//! Deep SAD's centre head and MINNS's bag head take every sample: 0 for normals, 1 for
+//! anomalies.
 //!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
@@ -126,7 +127,7 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,
-                (Head::Residual | Head::Centre, l) => l != Label::Normal,
+                (Head::Residual | Head::Centre | Head::Bag, l) => l != Label::Normal,
             };
             Some((i as i64, if target { 1.0 } else { 0.0 }))
         })

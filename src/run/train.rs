@@ -215,9 +215,9 @@ impl Trainer {
             };
             let slots = st.sampler.next_batch(&mut st.rng);
             let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
-            if config.drop_connect > 0.0 {
-                // drop-connect draws from the device's generator: seeded per step from the
-                // run's, so a resumed run draws the same masks
+            if config.drop_connect > 0.0 || config.heads.contains(Head::Bag) {
+                // drop-connect and the bag head's dropout draw from the device's generator:
+                // seeded per step from the run's, so a resumed run draws the same masks
                 device.seed(st.rng.next_u64());
             }
             let scores = match &fixed_maps {

@@ -9,18 +9,22 @@
 //!
 //! Beside them, the heads of the paper's comparison systems that DRA's do not already cover:
 //! * centre head (Deep SAD): global average pool → Linear C→128 without bias → squared
-//!   distance to a centre fixed before training.
+//!   distance to a centre fixed before training;
+//! * bag head (MINNS, MI-Net): every cell through a perceptron C→256→128→64, max-pooled over
+//!   the cells, Linear 64→1: a logit.
 //!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
 //! image is normal.
 
+mod bag;
 mod centre;
 mod normal;
 mod plain;
 mod residual;
 mod top_k;
 
+pub use bag::{BAG_DROPOUT, BAG_WIDTHS, BagHead};
 pub use centre::{CENTRE_DIM, CENTRE_FLOOR, CentreHead};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
