@@ -57,6 +57,11 @@ def efficientnet_lite0_blocks():
     return nn.Sequential(*layers)
 
 
+def efficientnet_lite0_head():
+    """EfficientNet-Lite0 up to its head convolution and ReLU6 (1280 channels, stride 32)."""
+    return nn.Sequential(*efficientnet_lite0_blocks(), *conv_bn(320, 1280, 1, 1), nn.ReLU6())
+
+
 def resnet18_layer4():
     net = torchvision.models.resnet18()
     return nn.Sequential(*list(net.children())[:-2])

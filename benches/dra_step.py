@@ -1,7 +1,7 @@
 """PyTorch side of benches/dra_step.rs: the DRA workload of the reference code, printed as
 `images/s peak-MiB [forward-s backward-s optimiser-s]`.
 
-Usage: python benches/dra_step.py --case resnet18|efficientnet-lite0 train|eval
+Usage: python benches/dra_step.py --case resnet18|efficientnet-lite0|efficientnet-lite0-head train|eval
 (DRA_BENCH_IMG, DRA_BENCH_BATCH, DRA_BENCH_STEPS as for the Rust side.)
 """
 import math
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from backbones import efficientnet_lite0_blocks, resnet18_layer4  # noqa: E402
+from backbones import efficientnet_lite0_blocks, efficientnet_lite0_head, resnet18_layer4  # noqa: E402
 
 N_REF, TOPK, MARGIN = 5, 0.1, 5.0
 
@@ -67,7 +67,12 @@ def main():
     batch = int(os.environ.get("DRA_BENCH_BATCH", "48"))
     steps = int(os.environ.get("DRA_BENCH_STEPS", "1"))
     torch.manual_seed(0)
-    backbone, c = (resnet18_layer4(), 512) if name == "resnet18" else (efficientnet_lite0_blocks(), 320)
+    backbone, c = {
+        "resnet18": (resnet18_layer4, 512),
+        "efficientnet-lite0": (efficientnet_lite0_blocks, 320),
+        "efficientnet-lite0-head": (efficientnet_lite0_head, 1280),
+    }[name]
+    backbone = backbone()
     model = Dra(backbone, c)
     normal = 2 * batch // 3
     labels = torch.tensor([2 if i >= normal else (0 if i % 2 == 0 else 1) for i in range(batch)])  # 0 n, 1 pseudo, 2 seen

@@ -135,7 +135,11 @@ fn main() {
         "| backbone | workload | burn img/s | PyTorch img/s | burn / PyTorch | burn peak MiB | PyTorch peak MiB | burn fwd / bwd / optim s | PyTorch fwd / bwd / optim s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for kind in [BackboneKind::Resnet18, BackboneKind::EfficientnetLite0] {
+    for kind in [
+        BackboneKind::Resnet18,
+        BackboneKind::EfficientnetLite0,
+        BackboneKind::EfficientnetLite0Head,
+    ] {
         for mode in ["train", "eval"] {
             let case: Vec<String> = ["--case", kind.name(), mode].map(String::from).to_vec();
             let ours = child(&me(), &case);

@@ -84,6 +84,15 @@ impl Head {
         }
     }
 
+    /// True for the heads that score every feature-map cell, and so give an anomaly map
+    /// (and the memory, which scores every patch).
+    pub fn has_map(self) -> bool {
+        matches!(
+            self,
+            Head::Seen | Head::Pseudo | Head::Residual | Head::Memory
+        )
+    }
+
     /// Sign of the head in the anomaly score: −1 for the normal head, +1 otherwise.
     pub fn sign(self) -> f32 {
         if self == Head::Normal { -1.0 } else { 1.0 }

@@ -224,6 +224,13 @@ fn a_short_deep_sad_run_learns_on_the_bundled_data() {
     let metrics = common::train(&cfg, out.path());
     assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
     assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["centre"]);
+    // it scores whole images: no anomaly map, and --maps says so
+    assert!(!out.path().join("maps.png").exists());
+    let maps = tempfile::tempdir().unwrap();
+    let err = dra::run::evaluate_run(out.path(), Some(maps.path()), &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no anomaly map"), "{err}");
     let losses = epoch_losses(out.path());
     assert!(losses[3] < losses[0], "{losses:?}");
 }
@@ -236,6 +243,8 @@ fn a_short_devnet_run_learns_on_the_bundled_data() {
     let metrics = common::train(&cfg, out.path());
     assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
     assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["seen"]);
+    // its cell scores are the seen head's: maps through the same code as DRA's
+    assert!(out.path().join("maps.png").is_file());
     let losses = epoch_losses(out.path());
     assert_eq!(losses.len(), 10);
     assert!(losses[9] < losses[0], "{losses:?}");

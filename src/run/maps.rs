@@ -256,6 +256,9 @@ impl<'a> MapOutputs<'a> {
         raw_score: f32,
         heads: &[(Head, Vec<f32>)],
     ) -> Result<()> {
+        if heads.is_empty() {
+            return Ok(()); // a model whose heads score whole images only has no map
+        }
         let score = self
             .stats
             .map_or(raw_score, |s| s.anomaly_score(head_scores));

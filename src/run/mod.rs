@@ -374,6 +374,16 @@ impl<'a> SavedRun<'a> {
 
     /// The map outputs of the run, writing per-image maps into `dir` if given.
     fn map_outputs(&self, dir: Option<&Path>) -> Result<MapOutputs<'_>> {
+        let settings = &self.record.settings;
+        let mapped = settings.heads.heads().iter().any(|h| h.has_map())
+            || settings.memory == MemoryMode::Patch;
+        if dir.is_some() && !mapped {
+            return Err(Error::Setting(format!(
+                "--maps: this run's heads ({}, --method {}) score whole images and give no \
+                 anomaly map (the seen, pseudo and residual heads and the patch memory do)",
+                settings.heads, settings.method
+            )));
+        }
         let files = dir.map(MapFiles::new).transpose()?;
         Ok(map_outputs(
             &self.record.settings,

@@ -215,15 +215,21 @@ impl Trainer {
             };
             let slots = st.sampler.next_batch(&mut st.rng);
             let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
-            if config.drop_connect > 0.0 || config.heads.contains(Head::Bag) {
-                // drop-connect and the bag head's dropout draw from the device's generator:
-                // seeded per step from the run's, so a resumed run draws the same masks
+            // drop-connect and the bag head's dropout draw from the device's generator, which
+            // every run in the process shares: seeded per step from the run's (so a resumed
+            // run draws the same masks) and held, seed and draws together, as weight
+            // initialisation holds it
+            let draws = config.drop_connect > 0.0 || config.heads.contains(Head::Bag);
+            let guard = draws.then(|| {
+                let guard = weight_init_lock();
                 device.seed(st.rng.next_u64());
-            }
+                guard
+            });
             let scores = match &fixed_maps {
                 Some(maps) => self.model.score(batch.to_tensor(&device), maps),
                 None => self.model.forward(refs, batch.to_tensor(&device)),
             };
+            drop(guard);
             let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, &mut st.rng);
             let heads: Vec<(Head, f32)> = parts
                 .iter()
