@@ -188,20 +188,20 @@ impl TrainConfig {
 
     /// Reads a TOML file of settings over `base` (unknown keys are an error naming the file).
     pub fn from_toml_file(path: &std::path::Path, base: &TrainConfig) -> Result<Self> {
-        let table = Self::toml_table(path)?;
-        Self::layered(base, &[table]).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: format!("invalid config: {e}"),
-        })
+        Self::file_layer(path, base).and_then(|table| Self::layered(base, &[table]))
     }
 
-    /// The settings table of a TOML file, unchecked (a syntax error names the file).
-    pub fn toml_table(path: &std::path::Path) -> Result<toml::Table> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::Config {
+    /// The settings table of a TOML file, read once and checked over `base` (a syntax error,
+    /// an unknown key or a wrong type is an error naming the file), to be layered.
+    pub fn file_layer(path: &std::path::Path, base: &TrainConfig) -> Result<toml::Table> {
+        let invalid = |message: String| Error::Config {
             path: path.to_path_buf(),
-            message: format!("invalid config: {}", e.message()),
-        })
+            message: format!("invalid config: {message}"),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.message().into()))?;
+        Self::layered(base, std::slice::from_ref(&table)).map_err(|e| invalid(e.to_string()))?;
+        Ok(table)
     }
 
     /// `base` with each table of `layers` set over it in turn, deserialised once (an

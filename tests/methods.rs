@@ -19,9 +19,10 @@ fn layered(layers: &[&str]) -> dra::Result<TrainConfig> {
     TrainConfig::layered(&TrainConfig::default(), &tables)
 }
 
-fn seen_scores(v: &[f32]) -> HeadScores {
+/// One head's scores of a batch.
+fn head_scores(head: Head, v: &[f32]) -> HeadScores {
     let t = Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &Device::flex());
-    HeadScores::new(vec![(Head::Seen, t)])
+    HeadScores::new(vec![(head, t)])
 }
 
 #[test]
@@ -124,7 +125,7 @@ fn devnet_and_flos_losses_on_hand_computed_values() {
     let expected = (z0.abs() + (5.0 - z1).max(0.0)) / 2.0;
     let (loss, parts) = dra_loss(
         devnet.criterion,
-        &seen_scores(&[0.4, 3.0]),
+        &head_scores(Head::Seen, &[0.4, 3.0]),
         &labels,
         &mut seeded(3),
     );
@@ -139,7 +140,7 @@ fn devnet_and_flos_losses_on_hand_computed_values() {
     let flos = layered(&["method = \"flos\""]).unwrap();
     let (loss, _) = dra_loss(
         flos.criterion,
-        &seen_scores(&[0.5, 2.0]),
+        &head_scores(Head::Seen, &[0.5, 2.0]),
         &labels,
         &mut seeded(0),
     );
@@ -154,8 +155,7 @@ fn deep_sad_loss_and_centre_on_hand_computed_values() {
     assert_eq!(deepsad.criterion, Criterion::Sad);
     assert_eq!((deepsad.n_scales, deepsad.epochs), (1, 30));
     assert_eq!(deepsad.heads.to_string(), "centre");
-    let scores = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, 0.5], [2]), &Device::flex());
-    let scores = HeadScores::new(vec![(Head::Centre, scores)]);
+    let scores = head_scores(Head::Centre, &[2.0, 0.5]);
     let (loss, _) = dra_loss(
         Criterion::Sad,
         &scores,
@@ -311,8 +311,7 @@ fn minns_scores_a_bag_of_cells_by_cross_entropy() {
     assert_eq!(Method::Minns.spec().composition, Composition::HALVES);
     // binary cross-entropy on the bag logit: ln(1 + e^0.5) = 0.974077 for a normal at 0.5,
     // ln(1 + e^−2) = 0.126928 for an anomaly at 2; mean 0.550503
-    let scores = Tensor::<1>::from_data(TensorData::new(vec![0.5f32, 2.0], [2]), &Device::flex());
-    let scores = HeadScores::new(vec![(Head::Bag, scores)]);
+    let scores = head_scores(Head::Bag, &[0.5, 2.0]);
     let (loss, _) = dra_loss(
         minns.criterion,
         &scores,

@@ -155,17 +155,17 @@ fn contamination_moves_the_next_anomalies_into_the_normals_and_out_of_the_test_s
     // the polluting anomalies are the two after the seen ones: the first two of the plain
     // split's test anomalies in the shuffled order, i.e. together with the contaminated
     // split's test anomalies exactly the plain ones
+    let anomalies = |s: &Split| -> Vec<PathBuf> {
+        s.test
+            .iter()
+            .filter(|t| t.is_anomaly())
+            .map(|t| t.path.clone())
+            .collect()
+    };
     let mut union: Vec<PathBuf> = split.contamination.clone();
-    union.extend(
-        paths(&split.test)
-            .into_iter()
-            .filter(|p| !p.starts_with(&layout.test_good[0].parent().unwrap())),
-    );
+    union.extend(anomalies(&split));
     union.sort();
-    let mut expected: Vec<PathBuf> = paths(&plain.test)
-        .into_iter()
-        .filter(|p| !p.starts_with(layout.test_good[0].parent().unwrap()))
-        .collect();
+    let mut expected = anomalies(&plain);
     expected.sort();
     assert_eq!(union, expected);
     // with the paper's --test-threshold 10 the two come from before the threshold: the test

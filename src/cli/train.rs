@@ -209,8 +209,7 @@ impl TrainArgs {
         let preset = TrainConfig::preset(self.preset);
         let mut layers = Vec::new();
         if let Some(path) = &self.config {
-            TrainConfig::from_toml_file(path, &preset)?; // its own errors name the file
-            layers.push(TrainConfig::toml_table(path)?);
+            layers.push(TrainConfig::file_layer(path, &preset)?);
         }
         layers.push(self.settings.table()?);
         // one layering, so that a method named by a flag lays its profile beneath the file
@@ -278,6 +277,9 @@ mod tests {
             "n_anomaly" => "3",
             "known_class" => "crack",
             "test_threshold" => "4",
+            "method" => "devnet",
+            "cont_rate" => "0.1",
+            "outlier_root" => "/outliers",
             "backbone" => "resnet18",
             "weights" => "/w.pth",
             "device" => "wgpu",
@@ -304,6 +306,7 @@ mod tests {
             "lr" => "0.5",
             "weight_decay" => "0.25",
             "lr_step" => "3",
+            "lr_step_at" => "end",
             "clip_norm" => "2.5",
             "seed" => "5",
             "skip_bad_images" => "true",
@@ -352,8 +355,20 @@ mod tests {
             )
             .unwrap();
             let got = values(&cfg);
+            // a method also lays its profile: against the defaults with that profile, the
+            // method is all that the flag changes
+            let reference = match key.as_str() {
+                "method" => values(
+                    &TrainConfig::layered(
+                        &TrainConfig::default(),
+                        &[Method::Devnet.spec().profile],
+                    )
+                    .unwrap(),
+                ),
+                _ => default.clone(),
+            };
             for k in &keys {
-                assert_eq!(got[k] != default[k], k == key, "--{key} changed {k}");
+                assert_eq!(got[k] != reference[k], k == key, "--{key} changed {k}");
             }
             // and so does the key in a TOML file
             let value = match default[key] {

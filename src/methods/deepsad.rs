@@ -13,18 +13,8 @@ const PROFILE: &str = r#"
 heads = "centre"
 criterion = "sad"
 epochs = 30
-steps_per_epoch = 20
-batch_size = 48
 n_scales = 1
-lr = 2e-4
-weight_decay = 1e-5
-lr_step = 10
 lr_step_at = "start"
-clip_norm = 1.0
-freeze_backbone = false
-bn_stats = "batch"
-head_norm = "none"
-memory = "none"
 "#;
 
 pub(super) fn spec() -> MethodSpec {

@@ -9,24 +9,15 @@
 use super::{MethodSpec, choices, table};
 use crate::data::sampler::Composition;
 
-/// The settings DevNet and FLOS share (BASELINES_SPEC §0, the `devnet-trainer`).
+/// The settings DevNet and FLOS share over the fine-tuned trainer (BASELINES_SPEC §0, the
+/// `devnet-trainer`).
 pub(super) const PROFILE: &str = r#"
 heads = "seen"
 criterion = "deviation"
 epochs = 50
-steps_per_epoch = 20
-batch_size = 48
 n_scales = 2
 topk = 0.1
-lr = 2e-4
-weight_decay = 1e-5
-lr_step = 10
 lr_step_at = "end"
-clip_norm = 1.0
-freeze_backbone = false
-bn_stats = "batch"
-head_norm = "none"
-memory = "none"
 "#;
 
 /// The readings DevNet and FLOS share.

@@ -37,12 +37,6 @@ choice! {
     }
 }
 
-impl Default for Method {
-    fn default() -> Self {
-        Method::Dra
-    }
-}
-
 /// What a method fixes about a run.
 #[derive(Debug, Clone)]
 pub struct MethodSpec {
@@ -71,9 +65,30 @@ impl Method {
     }
 }
 
-/// A settings table from TOML text that is part of the program (its tests parse every one).
+/// The trainer the comparison methods share (BASELINES_SPEC §0): the backbone fine-tuned
+/// with batch statistics, batches of 48, Adam 2e-4 with L2 1e-5, StepLR ×0.1 every 10
+/// epochs, gradient norm clipped at 1, the heads' plain score and no memory.
+const FINE_TUNED: &str = r#"
+steps_per_epoch = 20
+batch_size = 48
+lr = 2e-4
+weight_decay = 1e-5
+lr_step = 10
+clip_norm = 1.0
+freeze_backbone = false
+bn_stats = "batch"
+head_norm = "none"
+memory = "none"
+"#;
+
+/// A method's profile: the shared fine-tuned trainer with the settings of TOML `text` (part
+/// of the program: its tests parse every one) over it.
 fn table(text: &str) -> toml::Table {
-    toml::from_str(text).expect("a method's profile is valid TOML")
+    let parse =
+        |t: &str| -> toml::Table { toml::from_str(t).expect("a method's profile is valid TOML") };
+    let mut profile = parse(FINE_TUNED);
+    profile.extend(parse(text));
+    profile
 }
 
 /// Ambiguity choices from (tag, text) pairs.

@@ -217,8 +217,8 @@ impl Trainer {
             let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
             // drop-connect and the bag head's dropout draw from the device's generator, which
             // every run in the process shares: seeded per step from the run's (so a resumed
-            // run draws the same masks) and held, seed and draws together, as weight
-            // initialisation holds it
+            // run draws the same masks) and held, as weight initialisation holds it, for the
+            // whole step (the backend may run the draws only when a value is read)
             let draws = config.drop_connect > 0.0 || config.heads.contains(Head::Bag);
             let guard = draws.then(|| {
                 let guard = weight_init_lock();
@@ -229,7 +229,6 @@ impl Trainer {
                 Some(maps) => self.model.score(batch.to_tensor(&device), maps),
                 None => self.model.forward(refs, batch.to_tensor(&device)),
             };
-            drop(guard);
             let (loss, parts) = dra_loss(config.criterion, &scores, &batch.labels, &mut st.rng);
             let heads: Vec<(Head, f32)> = parts
                 .iter()
@@ -255,6 +254,7 @@ impl Trainer {
                     None => sums.push((*h, *v)),
                 }
             }
+            drop(guard);
             on_step(&StepReport {
                 epoch,
                 step,
