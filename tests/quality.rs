@@ -95,6 +95,81 @@ fn frozen_statistics_are_unchanged_by_a_training_step_while_gamma_learns() {
     assert_ne!(running_stats(&mut before), running_stats(&mut after));
 }
 
+/// A DRA model on EfficientNet-Lite0 (random weights), its backbone frozen or not.
+fn lite0_model(freeze_backbone: bool) -> Dra {
+    let device = Device::flex().autodiff();
+    let config = ModelConfig {
+        freeze_backbone,
+        ..ModelConfig::default()
+    };
+    Dra::new(&config, Backbone::new(config.backbone, &device), &device)
+}
+
+/// Fixed images `[n, 3, 64, 64]` with values spread over [−1, 1).
+fn spread_images(n: usize, offset: usize, device: &Device) -> Tensor<4> {
+    let values = (0..n * 3 * 64 * 64)
+        .map(|i| ((i + offset) * 7919 % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    tensor(values, [n, 3, 64, 64], device)
+}
+
+/// The anomaly scores of fixed images after one Adam step of a copy of `model` (its backbone
+/// frozen or not, as `freeze` says) with `training`'s backbone settings, and whether the step
+/// left the backbone's running statistics as they were.
+fn scores_after_a_step(model: &Dra, freeze: bool, training: BackboneTraining) -> (Vec<f32>, bool) {
+    // a copy through its record: a clone's running statistics (the residual head's too) would
+    // share storage with the original's, and one step's updates would reach the next copy
+    let mut model = lite0_model(freeze).load_record(model.clone().into_record());
+    model.backbone = model.backbone.clone().configure(&training);
+    let device = Device::flex().autodiff();
+    let (x, refs) = (spread_images(4, 0, &device), spread_images(2, 5, &device));
+    let mut before = model.backbone.valid();
+    let loss = model
+        .forward(Some(refs.clone()), x.clone())
+        .anomaly_score()
+        .sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = AdamConfig::new().init().step(1e-2, model, grads);
+    let unchanged = running_stats(&mut before) == running_stats(&mut model.backbone.valid());
+    let valid = model.valid();
+    let scores = valid.score(x.inner(), &valid.reference_maps(refs.inner()));
+    (values(scores.anomaly_score()), unchanged)
+}
+
+#[test]
+fn a_frozen_backbone_ignores_the_fine_tuning_settings() {
+    let plain = BackboneTraining {
+        bn_stats: BnStats::Batch,
+        bn_momentum: 0.1,
+        drop_connect: 0.0,
+    };
+    let tuned = BackboneTraining {
+        bn_momentum: 0.9,
+        drop_connect: 0.5,
+        ..plain
+    };
+    let frozen = lite0_model(true);
+    let (scores, unchanged) = scores_after_a_step(&frozen, true, plain);
+    assert!(unchanged, "a frozen backbone keeps its running statistics");
+    assert_eq!(scores_after_a_step(&frozen, true, tuned), (scores, true));
+    // fine-tuned, the same two settings give other scores, so the comparison can fail
+    let fine_tuned = lite0_model(false);
+    let (a, _) = scores_after_a_step(&fine_tuned, false, plain);
+    let (b, _) = scores_after_a_step(&fine_tuned, false, tuned);
+    assert_ne!(a, b);
+    // and recalibrated statistics are only kept for a fine-tuned backbone
+    let recalibrate = |freeze_backbone| {
+        TrainConfig {
+            freeze_backbone,
+            bn_stats: BnStats::Recalibrate,
+            ..TrainConfig::default()
+        }
+        .model()
+        .scale_statistics
+    };
+    assert!(!recalibrate(true) && recalibrate(false));
+}
+
 /// The stem convolution's weight of a ResNet-18.
 struct Conv1Weight(Option<Tensor<4>>);
 
@@ -239,6 +314,25 @@ fn coreset_takes_the_farthest_point_next() {
         }
     }
     assert_eq!(coreset(&rows, 5, &mut seeded(0)), vec![0, 1, 2]);
+}
+
+#[test]
+fn coreset_is_the_plain_greedy_loop_bit_for_bit() {
+    let device = Device::flex();
+    // 1000 points (not a multiple of the 64-point blocks), and 301 of small integers, so that
+    // many distances are equal and ties decide; up to 128 dimensions: no projection
+    let cases = [(1000, 40, 200, 7919), (301, 128, 150, 7), (301, 3, 300, 3)];
+    for (b, dim, size, modulus) in cases {
+        let points: Vec<f32> = (0..b * dim)
+            .map(|i| ((i * 2654435761) % modulus) as f32 / modulus as f32 * 4.0 - 2.0)
+            .collect();
+        let rows = tensor(points.clone(), [b, dim], &device);
+        for seed in 0..3 {
+            let fast = coreset(&rows, size, &mut seeded(seed));
+            let plain = common::plain_coreset::plain_coreset(&points, dim, size, &mut seeded(seed));
+            assert_eq!(fast, plain, "{b} points of {dim} dims, seed {seed}");
+        }
+    }
 }
 
 #[test]

@@ -64,9 +64,13 @@ pub fn patch_rows(features: Tensor<4>) -> Tensor<2> {
     features.permute([0, 2, 3, 1]).reshape([n * h * w, d])
 }
 
+/// Points per block of [`coreset`]'s distance pass: a block's running sums stay in vector
+/// registers while its coordinates stream past, one dimension at a time.
+const BLOCK: usize = 64;
+
 /// Greedy k-center coreset of `rows` `[B, D]`: starting from a random row, repeatedly the row
 /// farthest from those chosen (distances in a seeded Gaussian projection to [`PROJECTION`]
-/// dimensions when D is larger). Returns the indices of `size` rows.
+/// dimensions when D is larger; ties to the lower index). Returns the indices of `size` rows.
 pub fn coreset(rows: &Tensor<2>, size: usize, rng: &mut DraRng) -> Vec<usize> {
     let [b, d] = rows.dims();
     if size >= b {
@@ -83,25 +87,91 @@ pub fn coreset(rows: &Tensor<2>, size: usize, rng: &mut DraRng) -> Vec<usize> {
         rows.clone()
     };
     let dim = points.dims()[1];
-    let points: Vec<f32> = points.into_data().try_to_vec().expect("f32 features");
-    let mut nearest = vec![f32::INFINITY; b];
+    let blocks = Blocks::new(&points.into_data().try_to_vec().expect("f32 features"), dim);
+    // padding lanes start at −∞, so that no distance lifts them and none is ever the farthest
+    let mut nearest: Vec<f32> = (0..blocks.lanes())
+        .map(|i| {
+            if i < b {
+                f32::INFINITY
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
     let mut chosen = Vec::with_capacity(size);
     let mut last = rng.random_range(0..b);
     while chosen.len() < size {
         chosen.push(last);
-        let centre = &points[last * dim..(last + 1) * dim];
-        nearest
-            .par_iter_mut()
-            .zip(points.par_chunks(dim))
-            .for_each(|(m, p)| {
-                let d2: f32 = p.iter().zip(centre).map(|(x, y)| (x - y) * (x - y)).sum();
-                *m = m.min(d2);
-            });
-        last = (0..b)
-            .max_by(|&i, &j| nearest[i].total_cmp(&nearest[j]).then(j.cmp(&i)))
-            .expect("non-empty");
+        last = blocks.nearer_then_farthest(&mut nearest, &blocks.point(last));
     }
     chosen
+}
+
+/// Points laid out block by block, each block dimension-major: coordinate c of point j of
+/// block k at `k·dim·BLOCK + c·BLOCK + j`. A point's squared distance is still summed over
+/// c = 0, 1, … in order, so vectorising across points gives the bits of a plain loop.
+struct Blocks {
+    values: Vec<f32>,
+    dim: usize,
+}
+
+impl Blocks {
+    /// `points` `[B·dim]` row-major, the last block padded with zeros.
+    fn new(points: &[f32], dim: usize) -> Self {
+        let n_blocks = (points.len() / dim).div_ceil(BLOCK);
+        let mut values = vec![0.0; n_blocks * dim * BLOCK];
+        for (i, point) in points.chunks(dim).enumerate() {
+            let base = (i / BLOCK) * dim * BLOCK + i % BLOCK;
+            for (c, &v) in point.iter().enumerate() {
+                values[base + c * BLOCK] = v;
+            }
+        }
+        Blocks { values, dim }
+    }
+
+    /// Points including the padding.
+    fn lanes(&self) -> usize {
+        self.values.len() / self.dim
+    }
+
+    /// The coordinates of point `i`.
+    fn point(&self, i: usize) -> Vec<f32> {
+        let base = (i / BLOCK) * self.dim * BLOCK + i % BLOCK;
+        (0..self.dim)
+            .map(|c| self.values[base + c * BLOCK])
+            .collect()
+    }
+
+    /// Lowers each point's `nearest` squared distance to that to `centre`, and returns the
+    /// point whose distance is then the largest (the lowest index among equals).
+    fn nearer_then_farthest(&self, nearest: &mut [f32], centre: &[f32]) -> usize {
+        let farther = |a: (f32, usize), b: (f32, usize)| match a.0.total_cmp(&b.0) {
+            std::cmp::Ordering::Greater => a,
+            std::cmp::Ordering::Less => b,
+            std::cmp::Ordering::Equal => (a.0, a.1.min(b.1)),
+        };
+        nearest
+            .par_chunks_mut(BLOCK)
+            .zip(self.values.par_chunks(self.dim * BLOCK))
+            .enumerate()
+            .with_min_len(16)
+            .map(|(k, (nearest, block))| {
+                let mut sums = [0f32; BLOCK];
+                for (coords, &y) in block.chunks_exact(BLOCK).zip(centre) {
+                    for (s, &x) in sums.iter_mut().zip(coords) {
+                        *s += (x - y) * (x - y);
+                    }
+                }
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                for (j, (m, s)) in nearest.iter_mut().zip(sums).enumerate() {
+                    *m = m.min(s);
+                    best = farther(best, (*m, k * BLOCK + j));
+                }
+                best
+            })
+            .reduce(|| (f32::NEG_INFINITY, usize::MAX), farther)
+            .1
+    }
 }
 
 /// Distance of every query row `[Q, D]` to its nearest bank row `[B, D]`.

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: tiny images and data sets in temporary folders.
 #![allow(dead_code)]
 
+pub mod plain_coreset;
+
 use std::path::{Path, PathBuf};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
