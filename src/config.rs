@@ -62,8 +62,9 @@ pub struct TrainConfig {
     /// anomalies (taken from the shuffled list after the seen ones, and out of the test set).
     pub cont_rate: f64,
     pub backbone: BackboneKind,
-    /// Outlier exposure: external images as the pseudo anomalies instead of CutMix
-    /// (`<root>/<class>/train/good/` of every other class, or any folder of images).
+    /// Outlier exposure: external images as the pseudo anomalies instead of CutMix, or SAOE's
+    /// exposure batches (`<root>/<class>/train/good/` of every other class, or any folder of
+    /// images).
     pub outlier_root: Option<PathBuf>,
     /// Backbone weights; default the bundled ones (EfficientNet-Lite0).
     pub weights: Option<PathBuf>,

@@ -33,17 +33,20 @@ pub enum Label {
     Seen = 1,
     /// A CutMix pseudo anomaly made from a normal image (2).
     Pseudo = 2,
+    /// An external image shown for outlier exposure (SAOE), of no class of its own (3).
+    Outlier = 3,
 }
 
-/// One batch position: an index into the normal pool (Normal, Pseudo) or the seen
-/// anomalies (Seen), and its label.
+/// One batch position: an index into the normal pool (Normal, Pseudo), the seen anomalies
+/// (Seen) or the outlier images (Outlier), and its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     pub index: usize,
     pub label: Label,
 }
 
-/// One of DRA's four heads, a comparison method's head (Deep SAD's centre, MINNS's bag), or
+/// One of DRA's four heads, a comparison method's head (Deep SAD's centre, MINNS's bag, SAOE's
+/// classes), or
 /// the memory of normal patches (a score term, not a head of the network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,20 +58,22 @@ pub enum Head {
     Memory,
     Centre,
     Bag,
+    Classes,
 }
 
 impl Head {
     /// DRA's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
-    /// Every head a network can have (`--heads`): DRA's, Deep SAD's centre head and
-    /// MINNS's bag head.
-    pub const NETWORK: [Head; 6] = [
+    /// Every head a network can have (`--heads`): DRA's, Deep SAD's centre head, MINNS's bag
+    /// head and SAOE's class head.
+    pub const NETWORK: [Head; 7] = [
         Head::Seen,
         Head::Pseudo,
         Head::Residual,
         Head::Normal,
         Head::Centre,
         Head::Bag,
+        Head::Classes,
     ];
 
     /// Name on the command line and in outputs.
@@ -81,6 +86,7 @@ impl Head {
             Head::Memory => "memory",
             Head::Centre => "centre",
             Head::Bag => "bag",
+            Head::Classes => "classes",
         }
     }
 
@@ -89,7 +95,7 @@ impl Head {
     pub fn has_map(self) -> bool {
         matches!(
             self,
-            Head::Seen | Head::Pseudo | Head::Residual | Head::Memory
+            Head::Seen | Head::Pseudo | Head::Residual | Head::Memory | Head::Classes
         )
     }
 

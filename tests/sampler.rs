@@ -218,7 +218,7 @@ fn outlier_exposure_reads_both_layouts_and_replaces_cutmix() {
         .iter()
         .map(|p| store.get(p).unwrap().clone())
         .collect();
-    let mut batcher = Batcher::new(&normals, &[], &mut store).with_outliers(&outliers);
+    let mut batcher = Batcher::new(&normals, &[], &mut store).with_outliers(&outliers, true);
     let slots = vec![
         Slot {
             index: 0,

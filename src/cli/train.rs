@@ -82,7 +82,8 @@ pub struct SettingArgs {
     /// [default: 0].
     #[arg(long)]
     cont_rate: Option<f64>,
-    /// Outlier exposure: pseudo anomalies drawn from these images instead of CutMix, either
+    /// Outlier exposure: pseudo anomalies drawn from these images instead of CutMix (with
+    /// --method saoe, a batch of them beside each batch instead), either
     /// `<root>/<class>/train/good/` of every class but the one trained (an MVTec AD root, the
     /// reference code's layout) or any folder of images [default: CutMix].
     #[arg(long)]
@@ -241,6 +242,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     // every check of settings, data, weights and memory before the run directory is touched
     let mut plan = Plan::new(&cfg)?;
+    if cfg.method.spec().composition.exposure && plan.derived.exposure_slots == 0 {
+        eprintln!(
+            "note: --method {} without --outlier-root trains without its outlier-exposure term",
+            cfg.method
+        );
+    }
     if !options.resume {
         create_run_dir(&out, a.overwrite)?;
     }

@@ -80,14 +80,16 @@ impl ImageStore {
     }
 }
 
-/// Materialises slots from the training normals and seen anomalies (pseudo anomalies from
-/// outlier images when given), and batches of any images, through one store of decoded
-/// images.
+/// Materialises slots from the training normals, seen anomalies and outlier images (as the
+/// pseudo anomalies or for outlier exposure), and batches of any images, through one store
+/// of decoded images.
 #[derive(Debug)]
 pub struct Batcher<'a> {
     normals: &'a [Sample],
     anomalies: &'a [Sample],
     outliers: &'a [PathBuf],
+    /// The outlier images stand in for CutMix's pseudo anomalies.
+    outliers_as_pseudo: bool,
     store: &'a mut ImageStore,
 }
 
@@ -98,14 +100,20 @@ impl<'a> Batcher<'a> {
             normals,
             anomalies,
             outliers: &[],
+            outliers_as_pseudo: false,
             store,
         }
     }
 
-    /// The batcher with pseudo anomalies drawn uniformly from `outliers` (outlier exposure)
-    /// instead of CutMix of the normals; none keeps CutMix.
-    pub fn with_outliers(self, outliers: &'a [PathBuf]) -> Self {
-        Batcher { outliers, ..self }
+    /// The batcher with `outliers` for the slots that name one, and, when `as_pseudo`, its
+    /// pseudo anomalies drawn uniformly from them instead of CutMix of the normals (none
+    /// keeps CutMix).
+    pub fn with_outliers(self, outliers: &'a [PathBuf], as_pseudo: bool) -> Self {
+        Batcher {
+            outliers,
+            outliers_as_pseudo: as_pseudo && !outliers.is_empty(),
+            ..self
+        }
     }
 
     /// The normalised, unaugmented batch of `samples` (test images, say), labelled normal
@@ -119,9 +127,9 @@ impl<'a> Batcher<'a> {
         self.store.get(path)
     }
 
-    /// The images of `slots`: with `augment`, normals and seen anomalies are randomly
-    /// rotated and pseudo anomalies are CutMix-ed then rotated (an outlier image, drawn
-    /// uniformly, is only rotated); without, images are as resized.
+    /// The images of `slots`: with `augment`, normals, seen anomalies and outlier images are
+    /// randomly rotated and pseudo anomalies are CutMix-ed then rotated (an outlier image
+    /// standing in for one, drawn uniformly, is only rotated); without, images are as resized.
     pub fn images(
         &mut self,
         slots: &[Slot],
@@ -131,10 +139,11 @@ impl<'a> Batcher<'a> {
         slots
             .iter()
             .map(|slot| {
-                let outlier = slot.label == Label::Pseudo && !self.outliers.is_empty();
+                let outlier = slot.label == Label::Pseudo && self.outliers_as_pseudo;
                 let path = match slot.label {
                     // an outlier image in place of the normal the slot names
                     _ if outlier => &self.outliers[rng.random_range(0..self.outliers.len())],
+                    Label::Outlier => &self.outliers[slot.index],
                     Label::Seen => &self.anomalies[slot.index].path,
                     Label::Normal | Label::Pseudo => &self.normals[slot.index].path,
                 };

@@ -6,12 +6,14 @@ use image::{Rgb, RgbImage};
 /// Frame width in pixels.
 const FRAME: u32 = 4;
 
-/// The frame colour of a label: normal green, seen anomaly red, pseudo anomaly orange.
+/// The frame colour of a label: normal green, seen anomaly red, pseudo anomaly orange,
+/// outlier-exposure image grey.
 pub fn label_color(label: Label) -> Rgb<u8> {
     match label {
         Label::Normal => Rgb([40, 170, 60]),
         Label::Seen => Rgb([210, 40, 40]),
         Label::Pseudo => Rgb([240, 150, 20]),
+        Label::Outlier => Rgb([128, 128, 128]),
     }
 }
 

@@ -3,8 +3,9 @@
 //! A method's [`Composition`] fills a batch of B: DRA's holds ⌊2B/3⌋ normal slots and
 //! B − ⌊2B/3⌋ seen-anomaly slots (all normal when there are no seen anomalies), and each
 //! normal slot becomes a CutMix pseudo anomaly of a uniformly drawn normal image with
-//! probability ½; DevNet's holds ⌊B/2⌋ normal slots and no pseudo anomaly. Indices come from
-//! two endless streams, each a fresh permutation of its pool whenever it runs out.
+//! probability ½; DevNet's holds ⌊B/2⌋ normal slots and no pseudo anomaly. SAOE's is DRA's
+//! with B outlier-exposure slots after them, when there are outlier images. Indices come from
+//! endless streams, each a fresh permutation of its pool whenever it runs out.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -47,6 +48,10 @@ pub struct Composition {
     pub normal_share: (usize, usize),
     /// Probability that a normal slot becomes a CutMix pseudo anomaly (0: never, no draw).
     pub pseudo_rate: f64,
+    /// B more slots of outlier images (`--outlier-root`) after the batch's own, for outlier
+    /// exposure, where the run has outlier images.
+    #[serde(default)]
+    pub exposure: bool,
 }
 
 impl Composition {
@@ -54,16 +59,24 @@ impl Composition {
     pub const DRA: Composition = Composition {
         normal_share: (2, 3),
         pseudo_rate: 0.5,
+        exposure: false,
     };
     /// DRA's slots without pseudo anomalies: ⌊2B/3⌋ normal (Deep SAD's).
     pub const DRA_WITHOUT_PSEUDO: Composition = Composition {
         normal_share: (2, 3),
         pseudo_rate: 0.0,
+        exposure: false,
     };
     /// DevNet's: ⌊B/2⌋ normal slots, no pseudo anomaly.
     pub const HALVES: Composition = Composition {
         normal_share: (1, 2),
         pseudo_rate: 0.0,
+        exposure: false,
+    };
+    /// SAOE's: DRA's, then B outlier-exposure slots.
+    pub const WITH_EXPOSURE: Composition = Composition {
+        exposure: true,
+        ..Composition::DRA
     };
 }
 
@@ -99,6 +112,9 @@ pub struct BatchSampler {
     /// (Checkpoints written before methods existed hold DRA's.)
     #[serde(default)]
     composition: Composition,
+    /// The outlier images' stream, when the composition exposes them and there are some.
+    #[serde(default)]
+    outliers: Option<Stream>,
 }
 
 impl BatchSampler {
@@ -123,7 +139,16 @@ impl BatchSampler {
             anomalies: (n_anomaly > 0).then(|| Stream::new(n_anomaly)),
             batch_size,
             composition,
+            outliers: None,
         })
+    }
+
+    /// The sampler with `n_outliers` outlier images to fill the exposure slots from, if its
+    /// composition has them (none: the batches have no such slot).
+    pub fn with_outliers(self, n_outliers: usize) -> Self {
+        let outliers =
+            (self.composition.exposure && n_outliers > 0).then(|| Stream::new(n_outliers));
+        BatchSampler { outliers, ..self }
     }
 
     /// Number of normal slots per batch: ⌊B·n/d⌋ of the composition, or B without seen
@@ -136,7 +161,15 @@ impl BatchSampler {
         }
     }
 
-    /// The next batch: normal/pseudo slots first, then seen anomalies.
+    /// Outlier-exposure slots per batch (B, or none).
+    pub fn exposure_slots(&self) -> usize {
+        match self.outliers {
+            Some(_) => self.batch_size,
+            None => 0,
+        }
+    }
+
+    /// The next batch: normal/pseudo slots first, then seen anomalies, then outlier images.
     pub fn next_batch(&mut self, rng: &mut DraRng) -> Vec<Slot> {
         let n_normal_slots = self.normal_slots();
         let mut slots = Vec::with_capacity(self.batch_size);
@@ -150,6 +183,14 @@ impl BatchSampler {
                 slots.push(Slot {
                     index: stream.next(rng),
                     label: Label::Seen,
+                });
+            }
+        }
+        if let Some(stream) = &mut self.outliers {
+            for _ in 0..self.batch_size {
+                slots.push(Slot {
+                    index: stream.next(rng),
+                    label: Label::Outlier,
                 });
             }
         }

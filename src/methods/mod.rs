@@ -4,16 +4,18 @@
 //! split, transforms, backbone, training loop, evaluation, metrics and reports are shared.
 //!
 //! Every method here scores an image by its heads' signed sum (`model::HeadScores`) and
-//! trains each head with `--criterion` on the samples routed to it (`model::loss`), so a
-//! method needs no code of its own in the loop: what differs is data, namely its settings
-//! (heads, criterion, trainer) and its [`Composition`]. A head a method brings (Deep SAD's
-//! centre head, MINNS's bag head) lives with the others in `model::heads`.
+//! trains each head with `--criterion` on the samples routed to it (SAOE's class head with its
+//! own cross-entropy; `model::loss`), so a method needs no code of its own in the loop: what
+//! differs is data, namely its settings (heads, criterion, trainer) and its [`Composition`].
+//! A head a method brings (Deep SAD's centre head, MINNS's bag head, SAOE's class head) lives
+//! with the others in `model::heads`.
 
 mod deepsad;
 mod devnet;
 mod dra;
 mod flos;
 mod minns;
+mod saoe;
 
 use crate::choice::choice;
 use crate::data::sampler::Composition;
@@ -34,6 +36,9 @@ choice! {
         /// MINNS: MI-Net over the feature-map cells as a bag's instances, binary
         /// cross-entropy, DevNet's batches and trainer.
         Minns = "minns",
+        /// SAOE: a normal / seen / pseudo class head, cross-entropy plus outlier exposure to
+        /// the images of `--outlier-root`, scored by 1 − p(normal); DRA's batches and trainer.
+        Saoe = "saoe",
     }
 }
 
@@ -61,6 +66,7 @@ impl Method {
             Method::Flos => flos::spec(),
             Method::Deepsad => deepsad::spec(),
             Method::Minns => minns::spec(),
+            Method::Saoe => saoe::spec(),
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
-    BagHead, CENTRE_DIM, CentreHead, NormalHead, PlainHead, ResidualHead, ResidualMode, top_k_mean,
-    upsample,
+    BagHead, CENTRE_DIM, CentreHead, ClassHead, NormalHead, PlainHead, ResidualHead, ResidualMode,
+    image_logits, not_normal, top_k_mean, upsample,
 };
 use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
@@ -52,6 +52,12 @@ impl Default for HeadSet {
     }
 }
 
+/// The names `--heads` takes, comma-separated.
+fn head_names() -> String {
+    let names: Vec<_> = Head::NETWORK.iter().map(|h| h.name()).collect();
+    names.join(", ")
+}
+
 impl FromStr for HeadSet {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -61,18 +67,17 @@ impl FromStr for HeadSet {
                 .into_iter()
                 .find(|h| h.name() == name)
                 .ok_or_else(|| {
-                    Error::Setting(format!(
-                        "unknown head '{name}' (seen, pseudo, residual, normal, centre, bag)"
-                    ))
+                    Error::Setting(format!("unknown head '{name}' ({})", head_names()))
                 })?;
             if !heads.contains(&head) {
                 heads.push(head);
             }
         }
         if heads.is_empty() {
-            return Err(Error::Setting(
-                "--heads needs at least one of seen, pseudo, residual, normal, centre, bag".into(),
-            ));
+            return Err(Error::Setting(format!(
+                "--heads needs at least one of {}",
+                head_names()
+            )));
         }
         heads.sort();
         Ok(HeadSet(heads))
@@ -177,14 +182,20 @@ impl HeadStats {
     }
 }
 
-/// Scores of a batch per enabled head, each `[N]`, averaged over scales.
+/// Scores of a batch per enabled head, each `[N]`, averaged over scales; with the class head,
+/// also its image logits `[N, 3]` (averaged over scales before its score is taken from them).
 #[derive(Debug, Clone)]
-pub struct HeadScores(Vec<(Head, Tensor<1>)>);
+pub struct HeadScores(Vec<(Head, Tensor<1>)>, Option<Tensor<2>>);
 
 impl HeadScores {
     /// Scores per head (in paper order).
     pub fn new(scores: Vec<(Head, Tensor<1>)>) -> Self {
-        HeadScores(scores)
+        HeadScores(scores, None)
+    }
+
+    /// The class head's image logits `[N, 3]` (normal, seen, pseudo), if it is enabled.
+    pub fn logits(&self) -> Option<Tensor<2>> {
+        self.1.clone()
     }
 
     /// The enabled heads and their scores, in paper order.
@@ -212,34 +223,59 @@ impl HeadScores {
                 .zip(other.0)
                 .map(|((h, a), (_, b))| (h, a + b))
                 .collect(),
+            self.1.zip(other.1).map(|(a, b)| a + b),
         )
     }
 
+    /// The scores scaled by `factor` (the mean over scales), the class head's score then
+    /// taken from its scaled logits.
     fn scale(self, factor: f32) -> HeadScores {
-        HeadScores(
-            self.0
-                .into_iter()
-                .map(|(h, t)| (h, t.mul_scalar(factor)))
-                .collect(),
-        )
+        let logits = self.1.map(|z| z.mul_scalar(factor));
+        let mut scores: Vec<_> = self
+            .0
+            .into_iter()
+            .map(|(h, t)| (h, t.mul_scalar(factor)))
+            .collect();
+        if let Some(z) = &logits {
+            let n = z.dims()[0];
+            scores.push((Head::Classes, not_normal(z.clone()).reshape([n])));
+        }
+        HeadScores(scores, logits)
     }
 }
 
 /// What one head gives at one scale: a score per feature-map cell, pooled by top-K MIL into
-/// the image's, or (the normal head) one score per image.
+/// the image's, one score per image (the normal head), or the class head's logits per cell.
 enum HeadOutput {
     Cells(Tensor<4>),
     Image(Tensor<1>),
+    Classes(Tensor<4>),
 }
 
 impl HeadOutput {
-    /// The image's score.
-    fn score(self, topk: f64) -> Tensor<1> {
+    /// The cells' anomaly scores `[N, 1, h, w]`, for the heads that score cells.
+    fn cell_scores(&self) -> Option<Tensor<4>> {
         match self {
-            HeadOutput::Cells(cells) => top_k_mean(cells, topk),
-            HeadOutput::Image(score) => score,
+            HeadOutput::Cells(cells) => Some(cells.clone()),
+            HeadOutput::Classes(logits) => Some(not_normal(logits.clone())),
+            HeadOutput::Image(_) => None,
         }
     }
+}
+
+/// One scale's head scores: cell scores pooled by top-K MIL, the class head's cell logits
+/// pooled into image logits (its score comes after the scales are averaged).
+fn pooled(outputs: Vec<(Head, HeadOutput)>, topk: f64) -> HeadScores {
+    let mut scores = Vec::new();
+    let mut logits = None;
+    for (head, output) in outputs {
+        match output {
+            HeadOutput::Cells(cells) => scores.push((head, top_k_mean(cells, topk))),
+            HeadOutput::Image(score) => scores.push((head, score)),
+            HeadOutput::Classes(cells) => logits = Some(image_logits(cells, topk)),
+        }
+    }
+    HeadScores(scores, logits)
 }
 
 /// What [`Dra::evaluate`] gives for a batch.
@@ -300,6 +336,8 @@ pub struct Dra {
     centre: Option<CentreHead>,
     /// MINNS's head (`--method minns`).
     bag: Option<BagHead>,
+    /// SAOE's head (`--method saoe`).
+    classes: Option<ClassHead>,
     /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
@@ -349,6 +387,7 @@ impl Dra {
             normal: on(Head::Normal).then(|| NormalHead::new(c, device)),
             centre: on(Head::Centre).then(|| CentreHead::new(c, device)),
             bag: on(Head::Bag).then(|| BagHead::new(c, device)),
+            classes: on(Head::Classes).then(|| ClassHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
             residual_mode: config.residual,
@@ -361,6 +400,7 @@ impl Dra {
         materialise(&model.normal);
         materialise(&model.centre);
         materialise(&model.bag);
+        materialise(&model.classes);
         model
     }
 
@@ -411,19 +451,17 @@ impl Dra {
             out.push((Head::Centre, HeadOutput::Image(h.forward(features.clone()))));
         }
         if let Some(h) = &self.bag {
-            out.push((Head::Bag, HeadOutput::Image(h.forward(features))));
+            out.push((Head::Bag, HeadOutput::Image(h.forward(features.clone()))));
+        }
+        if let Some(h) = &self.classes {
+            out.push((Head::Classes, HeadOutput::Classes(h.cells(features))));
         }
         out
     }
 
     /// Head scores of `features` at one scale: cell scores pooled by top-K MIL.
     fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
-        HeadScores(
-            self.head_outputs(features, reference)
-                .into_iter()
-                .map(|(h, o)| (h, o.score(self.topk)))
-                .collect(),
-        )
+        pooled(self.head_outputs(features, reference), self.topk)
     }
 
     /// Averages per-scale scores over the pyramid.
@@ -499,18 +537,17 @@ impl Dra {
                 }
                 _ => self.features(level, s),
             };
-            let mut level = Vec::new();
-            for (head, output) in self.head_outputs(features, reference_maps.get(s).cloned()) {
-                if let (HeadOutput::Cells(cells), true) = (&output, maps) {
-                    let map = upsample(cells.clone(), size);
-                    match head_maps.iter_mut().find(|(h, _)| *h == head) {
+            let outputs = self.head_outputs(features, reference_maps.get(s).cloned());
+            for (head, output) in outputs.iter().filter(|_| maps) {
+                if let Some(cells) = output.cell_scores() {
+                    let map = upsample(cells, size);
+                    match head_maps.iter_mut().find(|(h, _)| h == head) {
                         Some((_, sum)) => *sum = sum.clone() + map,
-                        None => head_maps.push((head, map)),
+                        None => head_maps.push((*head, map)),
                     }
                 }
-                level.push((head, output.score(self.topk)));
             }
-            let level = HeadScores(level);
+            let level = pooled(outputs, self.topk);
             scores = Some(match scores {
                 Some(total) => total.add(level),
                 None => level,

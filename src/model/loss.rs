@@ -7,12 +7,14 @@
 //! | pseudo anomaly | 0 | (not fed) | 1 | 1 |
 //!
 //! Deep SAD's centre head and MINNS's bag head take every sample: 0 for normals, 1 for
-//! anomalies.
+//! anomalies. SAOE's class head learns the three labels as classes by cross-entropy, whatever
+//! the criterion, and the outlier-exposure images (which no other head sees) towards the
+//! uniform distribution ([`exposure_loss`]).
 //!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{log_softmax, relu};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::choice::choice;
@@ -28,6 +30,8 @@ pub const SAD_ETA: f32 = 1.0;
 pub const SAD_EPSILON: f32 = 1e-6;
 /// Size of the N(0, 1) reference sample of the deviation loss.
 pub const REFERENCE_DRAWS: usize = 5000;
+/// Weight of SAOE's outlier-exposure term (that of Hendrycks et al.'s code).
+pub const EXPOSURE_WEIGHT: f32 = 0.5;
 
 choice! {
     /// The training criterion.
@@ -115,7 +119,43 @@ fn bce(scores: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
     relu(scores.clone()) - scores * t + softplus
 }
 
-/// Which samples of a batch a head is trained on, and their targets (none for the memory).
+/// SAOE's loss on the class head's logits `[N, 3]`: the cross-entropy of the batch's
+/// normal, seen and pseudo samples with their label as the class, plus [`EXPOSURE_WEIGHT`]
+/// times the outlier images' cross-entropy to the uniform distribution,
+/// mean over them of logsumexp(z) − mean(z) (Hendrycks et al.'s outlier exposure).
+pub fn exposure_loss(logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
+    let device = logits.device();
+    let log_p = log_softmax(logits, 1);
+    let rows = |keep: &dyn Fn(Label) -> bool| -> Vec<i64> {
+        (0..labels.len() as i64)
+            .filter(|&i| keep(labels[i as usize]))
+            .collect()
+    };
+    let select = |rows: &[i64]| {
+        let idx =
+            Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device);
+        log_p.clone().select(0, idx)
+    };
+    let known = rows(&|l| l != Label::Outlier);
+    let classes: Vec<i64> = known.iter().map(|&i| labels[i as usize] as i64).collect();
+    let classes = Tensor::<2, Int>::from_data(TensorData::new(classes, [known.len(), 1]), &device);
+    let loss = select(&known).gather(1, classes).neg().mean();
+    let outliers = rows(&|l| l == Label::Outlier);
+    match outliers.is_empty() {
+        true => loss,
+        // −mean_k log p_k = logsumexp(z) − mean_k z
+        false => {
+            loss + select(&outliers)
+                .mean_dim(1)
+                .neg()
+                .mean()
+                .mul_scalar(EXPOSURE_WEIGHT)
+        }
+    }
+}
+
+/// Which samples of a batch a head is trained on, and their targets (none for the memory,
+/// and none for the class head, which [`exposure_loss`] trains).
 pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
     labels
         .iter()
@@ -123,7 +163,7 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
         .filter_map(|(i, &l)| {
             let target = match (head, l) {
                 (Head::Seen, Label::Pseudo) | (Head::Pseudo, Label::Seen) => return None,
-                (Head::Memory, _) => return None, // not trained
+                (Head::Memory | Head::Classes, _) | (_, Label::Outlier) => return None,
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,
@@ -135,7 +175,8 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
 }
 
 /// The DRA loss of a batch: the sum over enabled heads of each head's mean loss on the
-/// samples routed to it. Returns the total and each head's value.
+/// samples routed to it (the class head's, [`exposure_loss`]). Returns the total and each
+/// head's value.
 pub fn dra_loss(
     criterion: Criterion,
     scores: &HeadScores,
@@ -152,6 +193,9 @@ pub fn dra_loss(
         let idx =
             Tensor::<1, Int>::from_data(TensorData::new(index.clone(), [index.len()]), &device);
         parts.push((head, criterion.loss(s.select(0, idx), &targets, rng)));
+    }
+    if let Some(logits) = scores.logits() {
+        parts.push((Head::Classes, exposure_loss(logits, labels)));
     }
     let total = parts
         .iter()

@@ -95,8 +95,11 @@ pub fn train_run(
         Trainer::new(plan)?
     };
     let split = &plan.split;
+    // outlier images are the pseudo anomalies, unless the method exposes them in slots of
+    // their own (SAOE)
+    let exposure = config.method.spec().composition.exposure;
     let mut batcher = Batcher::new(&split.train_normal, &split.train_anomaly, &mut plan.images)
-        .with_outliers(&plan.outliers);
+        .with_outliers(&plan.outliers, !exposure);
     if !options.resume && config.heads.contains(Head::Centre) {
         // Deep SAD's centre: fixed before the first step (a resumed run has it saved)
         let images = normal_batches(

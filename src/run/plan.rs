@@ -49,9 +49,12 @@ pub struct Derived {
     /// Anomalies among the normal training images, unlabelled (`cont_rate`).
     #[serde(default)]
     pub contamination: Vec<PathBuf>,
-    /// Outlier images the pseudo anomalies are drawn from (`outlier_root`; 0: CutMix).
+    /// Outlier images (`outlier_root`): the pseudo anomalies (0: CutMix), or SAOE's exposure.
     #[serde(default)]
     pub n_outliers: usize,
+    /// Outlier-exposure slots after each batch's own (SAOE with outlier images).
+    #[serde(default)]
+    pub exposure_slots: usize,
     /// Images left out because they cannot be decoded (`skip_bad_images`).
     pub skipped_images: Vec<PathBuf>,
 }
@@ -67,8 +70,8 @@ pub struct Plan {
     pub derived: Derived,
     /// Every image of the split, decoded and resized once (outlier images at first use).
     pub images: ImageStore,
-    /// The outlier images that stand in for the pseudo anomalies (`outlier_root`; empty:
-    /// CutMix).
+    /// The outlier images (`outlier_root`) that stand in for the pseudo anomalies, or that
+    /// SAOE exposes.
     pub outliers: Vec<PathBuf>,
     /// The pretrained backbone on the run's (plain) device.
     pub backbone: Backbone,
@@ -128,7 +131,15 @@ fn derive(
         split.train_anomaly.len(),
         config.batch_size,
         spec.composition,
-    )?;
+    )?
+    .with_outliers(n_outliers);
+    let mut method_choices = spec.choices;
+    if spec.composition.exposure && n_outliers == 0 {
+        method_choices.push((
+            "A6".into(),
+            "no --outlier-root: trained without the outlier-exposure term".into(),
+        ));
+    }
     let scale_sizes = config.scale_sizes();
     let feature_sizes = scale_sizes
         .iter()
@@ -144,7 +155,7 @@ fn derive(
         normal_slots: sampler.normal_slots(),
         seen_slots: config.batch_size - sampler.normal_slots(),
         pseudo_rate: spec.composition.pseudo_rate,
-        method_choices: spec.choices,
+        method_choices,
         lr_per_epoch: (0..config.epochs).map(|e| config.lr_at(e)).collect(),
         n_train_normal: split.train_normal.len(),
         n_train_anomaly: split.train_anomaly.len(),
@@ -159,6 +170,7 @@ fn derive(
             .collect(),
         contamination: split.contamination.clone(),
         n_outliers,
+        exposure_slots: sampler.exposure_slots(),
         skipped_images,
     })
 }

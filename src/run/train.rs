@@ -155,7 +155,8 @@ impl Trainer {
             split.train_anomaly.len(),
             config.batch_size,
             config.method.spec().composition,
-        )?;
+        )?
+        .with_outliers(plan.outliers.len());
         Ok(Trainer {
             model,
             optim: optimizer(config),

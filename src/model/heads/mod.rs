@@ -11,7 +11,9 @@
 //! * centre head (Deep SAD): global average pool → Linear C→128 without bias → squared
 //!   distance to a centre fixed before training;
 //! * bag head (MINNS, MI-Net): every cell through a perceptron C→256→128→64, max-pooled over
-//!   the cells, Linear 64→1: a logit.
+//!   the cells, Linear 64→1: a logit;
+//! * class head (SAOE): 1×1 conv C→3, a logit per class (normal, seen, pseudo) for every cell,
+//!   each pooled by top-K MIL; the score is 1 − p(normal).
 //!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
@@ -19,6 +21,7 @@
 
 mod bag;
 mod centre;
+mod classes;
 mod normal;
 mod plain;
 mod residual;
@@ -26,6 +29,7 @@ mod top_k;
 
 pub use bag::{BAG_DROPOUT, BAG_WIDTHS, BagHead};
 pub use centre::{CENTRE_DIM, CENTRE_FLOOR, CentreHead};
+pub use classes::{CLASSES, ClassHead, image_logits, not_normal};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};
