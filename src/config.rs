@@ -13,10 +13,11 @@ use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::methods::Method;
 use crate::model::backbone::{BackboneKind, BackboneTraining, BnStats};
-use crate::model::heads::ResidualMode;
+use crate::model::heads::{DECODER_SCALE, ResidualMode};
 use crate::model::loss::Criterion;
 use crate::model::memory::MemoryMode;
 use crate::model::{HeadNorm, HeadSet, ModelConfig};
+use crate::types::Head;
 
 choice! {
     /// A named starting point for the settings, before a `--config` file and flags.
@@ -304,6 +305,16 @@ impl TrainConfig {
             return bad(format!(
                 "--img-size {} with --n-scales {} gives an empty image at the smallest scale",
                 self.img_size, self.n_scales
+            ));
+        }
+        if self.heads.contains(Head::Reconstruction)
+            && (self.n_scales != 1 || self.img_size % DECODER_SCALE != 0)
+        {
+            return bad(format!(
+                "the reconstruction head (--method mlep) needs --n-scales 1 and an --img-size \
+                 divisible by {DECODER_SCALE} (its decoder upsamples the map {DECODER_SCALE}×), \
+                 not {} and {}",
+                self.n_scales, self.img_size
             ));
         }
         if self.batch_size < 2 {

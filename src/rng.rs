@@ -27,6 +27,17 @@ pub(crate) fn weight_init_lock() -> MutexGuard<'static, ()> {
     WEIGHT_INIT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A module built by `build` with its initial values drawn now, under
+/// [`weight_init_lock`]: for a module made outside a model (a head on its own, say), whose
+/// lazy draws would otherwise land between another run's seeding of the device generator and
+/// that run's own draws.
+pub fn initialised<M: Module>(build: impl FnOnce() -> M) -> M {
+    let _guard = weight_init_lock();
+    let module = build();
+    materialise(&module);
+    module
+}
+
 /// Draws the initial values of `module`'s parameters now, in field order. burn initialises
 /// parameters lazily, at their first use, which would otherwise happen outside the lock.
 pub(crate) fn materialise<M: Module>(module: &M) {

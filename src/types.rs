@@ -46,7 +46,7 @@ pub struct Slot {
 }
 
 /// One of DRA's four heads, a comparison method's head (Deep SAD's centre, MINNS's bag, SAOE's
-/// classes), or
+/// classes, MLEP's reconstruction), or
 /// the memory of normal patches (a score term, not a head of the network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,14 +59,15 @@ pub enum Head {
     Centre,
     Bag,
     Classes,
+    Reconstruction,
 }
 
 impl Head {
     /// DRA's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
     /// Every head a network can have (`--heads`): DRA's, Deep SAD's centre head, MINNS's bag
-    /// head and SAOE's class head.
-    pub const NETWORK: [Head; 7] = [
+    /// head, SAOE's class head and MLEP's decoder.
+    pub const NETWORK: [Head; 8] = [
         Head::Seen,
         Head::Pseudo,
         Head::Residual,
@@ -74,6 +75,7 @@ impl Head {
         Head::Centre,
         Head::Bag,
         Head::Classes,
+        Head::Reconstruction,
     ];
 
     /// Name on the command line and in outputs.
@@ -87,6 +89,7 @@ impl Head {
             Head::Centre => "centre",
             Head::Bag => "bag",
             Head::Classes => "classes",
+            Head::Reconstruction => "reconstruction",
         }
     }
 
@@ -95,7 +98,12 @@ impl Head {
     pub fn has_map(self) -> bool {
         matches!(
             self,
-            Head::Seen | Head::Pseudo | Head::Residual | Head::Memory | Head::Classes
+            Head::Seen
+                | Head::Pseudo
+                | Head::Residual
+                | Head::Memory
+                | Head::Classes
+                | Head::Reconstruction
         )
     }
 

@@ -4,17 +4,18 @@
 //! split, transforms, backbone, training loop, evaluation, metrics and reports are shared.
 //!
 //! Every method here scores an image by its heads' signed sum (`model::HeadScores`) and
-//! trains each head with `--criterion` on the samples routed to it (SAOE's class head with its
-//! own cross-entropy; `model::loss`), so a method needs no code of its own in the loop: what
+//! trains each head with `--criterion` on the samples routed to it (SAOE's class head and
+//! MLEP's decoder with their own losses; `model::loss`), so a method needs no code of its own in the loop: what
 //! differs is data, namely its settings (heads, criterion, trainer) and its [`Composition`].
-//! A head a method brings (Deep SAD's centre head, MINNS's bag head, SAOE's class head) lives
-//! with the others in `model::heads`.
+//! A head a method brings (Deep SAD's centre head, MINNS's bag head, SAOE's class head, MLEP's
+//! decoder) lives with the others in `model::heads`.
 
 mod deepsad;
 mod devnet;
 mod dra;
 mod flos;
 mod minns;
+mod mlep;
 mod saoe;
 
 use crate::choice::choice;
@@ -39,6 +40,10 @@ choice! {
         /// SAOE: a normal / seen / pseudo class head, cross-entropy plus outlier exposure to
         /// the images of `--outlier-root`, scored by 1 − p(normal); DRA's batches and trainer.
         Saoe = "saoe",
+        /// MLEP: the backbone as encoder and a decoder reconstructing the input; L1
+        /// reconstruction of the normals plus a latent margin against the seen anomalies;
+        /// scored by the reconstruction's squared error; one scale, DRA's trainer.
+        Mlep = "mlep",
     }
 }
 
@@ -67,6 +72,7 @@ impl Method {
             Method::Deepsad => deepsad::spec(),
             Method::Minns => minns::spec(),
             Method::Saoe => saoe::spec(),
+            Method::Mlep => mlep::spec(),
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
-    BagHead, CENTRE_DIM, CentreHead, ClassHead, NormalHead, PlainHead, ResidualHead, ResidualMode,
-    image_logits, not_normal, top_k_mean, upsample,
+    BagHead, CENTRE_DIM, CentreHead, ClassHead, DecoderHead, NormalHead, PlainHead, Reconstructed,
+    ResidualHead, ResidualMode, image_logits, not_normal, top_k_mean, upsample,
 };
 use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
@@ -182,25 +182,47 @@ impl HeadStats {
     }
 }
 
-/// Scores of a batch per enabled head, each `[N]`, averaged over scales; with the class head,
-/// also its image logits `[N, 3]` (averaged over scales before its score is taken from them).
+/// MLEP's training terms of a batch: each image's reconstruction error `[N]` (mean absolute)
+/// and its latent, the backbone's map `[N, C, h, w]`.
 #[derive(Debug, Clone)]
-pub struct HeadScores(Vec<(Head, Tensor<1>)>, Option<Tensor<2>>);
+pub struct Reconstruction {
+    pub l1: Tensor<1>,
+    pub latent: Tensor<4>,
+}
+
+/// Scores of a batch per enabled head, each `[N]`, averaged over scales; with the class head,
+/// also its image logits `[N, 3]` (averaged over scales before its score is taken from them);
+/// with the decoder head, its training terms (one scale).
+#[derive(Debug, Clone)]
+pub struct HeadScores {
+    scores: Vec<(Head, Tensor<1>)>,
+    logits: Option<Tensor<2>>,
+    reconstruction: Option<Reconstruction>,
+}
 
 impl HeadScores {
     /// Scores per head (in paper order).
     pub fn new(scores: Vec<(Head, Tensor<1>)>) -> Self {
-        HeadScores(scores, None)
+        HeadScores {
+            scores,
+            logits: None,
+            reconstruction: None,
+        }
     }
 
     /// The class head's image logits `[N, 3]` (normal, seen, pseudo), if it is enabled.
     pub fn logits(&self) -> Option<Tensor<2>> {
-        self.1.clone()
+        self.logits.clone()
+    }
+
+    /// The decoder head's training terms, if it is enabled.
+    pub fn reconstruction(&self) -> Option<Reconstruction> {
+        self.reconstruction.clone()
     }
 
     /// The enabled heads and their scores, in paper order.
     pub fn iter(&self) -> impl Iterator<Item = (Head, Tensor<1>)> + '_ {
-        self.0.iter().map(|(h, t)| (*h, t.clone()))
+        self.scores.iter().map(|(h, t)| (*h, t.clone()))
     }
 
     /// The score of `head`, if enabled.
@@ -216,66 +238,85 @@ impl HeadScores {
             .expect("at least one head")
     }
 
+    /// The sum of two scales' scores (the decoder head's terms are one scale's: it runs on
+    /// one, `TrainConfig::validate`).
     fn add(self, other: HeadScores) -> HeadScores {
-        HeadScores(
-            self.0
+        HeadScores {
+            scores: self
+                .scores
                 .into_iter()
-                .zip(other.0)
+                .zip(other.scores)
                 .map(|((h, a), (_, b))| (h, a + b))
                 .collect(),
-            self.1.zip(other.1).map(|(a, b)| a + b),
-        )
+            logits: self.logits.zip(other.logits).map(|(a, b)| a + b),
+            reconstruction: self.reconstruction.or(other.reconstruction),
+        }
     }
 
     /// The scores scaled by `factor` (the mean over scales), the class head's score then
     /// taken from its scaled logits.
     fn scale(self, factor: f32) -> HeadScores {
-        let logits = self.1.map(|z| z.mul_scalar(factor));
+        let logits = self.logits.map(|z| z.mul_scalar(factor));
         let mut scores: Vec<_> = self
-            .0
+            .scores
             .into_iter()
             .map(|(h, t)| (h, t.mul_scalar(factor)))
             .collect();
         if let Some(z) = &logits {
             let n = z.dims()[0];
             scores.push((Head::Classes, not_normal(z.clone()).reshape([n])));
+            scores.sort_by_key(|(h, _)| *h);
         }
-        HeadScores(scores, logits)
+        HeadScores {
+            scores,
+            logits,
+            reconstruction: self.reconstruction,
+        }
     }
 }
 
 /// What one head gives at one scale: a score per feature-map cell, pooled by top-K MIL into
-/// the image's, one score per image (the normal head), or the class head's logits per cell.
+/// the image's, one score per image (the normal head), the class head's logits per cell, or
+/// the decoder's reconstruction of the input.
 enum HeadOutput {
     Cells(Tensor<4>),
     Image(Tensor<1>),
     Classes(Tensor<4>),
+    Reconstructed(Reconstructed, Tensor<4>),
 }
 
 impl HeadOutput {
-    /// The cells' anomaly scores `[N, 1, h, w]`, for the heads that score cells.
+    /// The cells' anomaly scores `[N, 1, h, w]`, for the heads that score cells (the
+    /// decoder's are the input's pixels).
     fn cell_scores(&self) -> Option<Tensor<4>> {
         match self {
             HeadOutput::Cells(cells) => Some(cells.clone()),
             HeadOutput::Classes(logits) => Some(not_normal(logits.clone())),
+            HeadOutput::Reconstructed(r, _) => Some(r.error.clone()),
             HeadOutput::Image(_) => None,
         }
     }
 }
 
 /// One scale's head scores: cell scores pooled by top-K MIL, the class head's cell logits
-/// pooled into image logits (its score comes after the scales are averaged).
+/// pooled into image logits (its score comes after the scales are averaged), the decoder's
+/// pixel errors averaged.
 fn pooled(outputs: Vec<(Head, HeadOutput)>, topk: f64) -> HeadScores {
-    let mut scores = Vec::new();
-    let mut logits = None;
+    let mut pooled = HeadScores::new(Vec::new());
     for (head, output) in outputs {
         match output {
-            HeadOutput::Cells(cells) => scores.push((head, top_k_mean(cells, topk))),
-            HeadOutput::Image(score) => scores.push((head, score)),
-            HeadOutput::Classes(cells) => logits = Some(image_logits(cells, topk)),
+            HeadOutput::Cells(cells) => pooled.scores.push((head, top_k_mean(cells, topk))),
+            HeadOutput::Image(score) => pooled.scores.push((head, score)),
+            HeadOutput::Classes(cells) => pooled.logits = Some(image_logits(cells, topk)),
+            HeadOutput::Reconstructed(r, latent) => {
+                let [n, _, h, w] = r.error.dims();
+                let mse = r.error.reshape([n, h * w]).mean_dim(1).reshape([n]);
+                pooled.scores.push((head, mse));
+                pooled.reconstruction = Some(Reconstruction { l1: r.l1, latent });
+            }
         }
     }
-    HeadScores(scores, logits)
+    pooled
 }
 
 /// What [`Dra::evaluate`] gives for a batch.
@@ -338,6 +379,8 @@ pub struct Dra {
     bag: Option<BagHead>,
     /// SAOE's head (`--method saoe`).
     classes: Option<ClassHead>,
+    /// MLEP's head (`--method mlep`).
+    decoder: Option<DecoderHead>,
     /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
@@ -388,6 +431,7 @@ impl Dra {
             centre: on(Head::Centre).then(|| CentreHead::new(c, device)),
             bag: on(Head::Bag).then(|| BagHead::new(c, device)),
             classes: on(Head::Classes).then(|| ClassHead::new(c, device)),
+            decoder: on(Head::Reconstruction).then(|| DecoderHead::new(c, device)),
             n_scales: config.n_scales,
             topk: config.topk,
             residual_mode: config.residual,
@@ -401,6 +445,7 @@ impl Dra {
         materialise(&model.centre);
         materialise(&model.bag);
         materialise(&model.classes);
+        materialise(&model.decoder);
         model
     }
 
@@ -426,12 +471,13 @@ impl Dra {
         }
     }
 
-    /// Each head's output of `features` at one scale, given the reference features when
-    /// needed.
+    /// Each head's output of `features` at one scale, given the reference features and the
+    /// images (`[N, 3, H, W]` at that scale, for the decoder to reconstruct) when needed.
     fn head_outputs(
         &self,
         features: Tensor<4>,
         reference: Option<Tensor<4>>,
+        images: Tensor<4>,
     ) -> Vec<(Head, HeadOutput)> {
         let mut out = Vec::new();
         if let Some(h) = &self.seen {
@@ -454,14 +500,29 @@ impl Dra {
             out.push((Head::Bag, HeadOutput::Image(h.forward(features.clone()))));
         }
         if let Some(h) = &self.classes {
-            out.push((Head::Classes, HeadOutput::Classes(h.cells(features))));
+            out.push((
+                Head::Classes,
+                HeadOutput::Classes(h.cells(features.clone())),
+            ));
+        }
+        if let Some(h) = &self.decoder {
+            let reconstructed = h.reconstruct(features.clone(), images);
+            out.push((
+                Head::Reconstruction,
+                HeadOutput::Reconstructed(reconstructed, features),
+            ));
         }
         out
     }
 
-    /// Head scores of `features` at one scale: cell scores pooled by top-K MIL.
-    fn heads(&self, features: Tensor<4>, reference: Option<Tensor<4>>) -> HeadScores {
-        pooled(self.head_outputs(features, reference), self.topk)
+    /// Head scores of `features` (of `images`) at one scale: cell scores pooled by top-K MIL.
+    fn heads(
+        &self,
+        features: Tensor<4>,
+        reference: Option<Tensor<4>>,
+        images: Tensor<4>,
+    ) -> HeadScores {
+        pooled(self.head_outputs(features, reference, images), self.topk)
     }
 
     /// Averages per-scale scores over the pyramid.
@@ -483,12 +544,14 @@ impl Dra {
         };
         let n = input.dims()[0];
         self.over_scales(|s| {
-            let features = self.features(pyramid_level(input.clone(), s), s);
+            let level = pyramid_level(input.clone(), s);
+            let features = self.features(level.clone(), s);
             if self.needs_reference() && n_ref > 0 {
                 let reference = features.clone().slice(s![0..n_ref]);
-                self.heads(features.slice(s![n_ref..n]), Some(reference))
+                let queries = level.slice(s![n_ref..n]);
+                self.heads(features.slice(s![n_ref..n]), Some(reference), queries)
             } else {
-                self.heads(features, None)
+                self.heads(features, None, level)
             }
         })
     }
@@ -503,8 +566,9 @@ impl Dra {
     /// Evaluation forward against precomputed reference maps (see [`Dra::reference_maps`]).
     pub fn score(&self, queries: Tensor<4>, reference_maps: &[Tensor<4>]) -> HeadScores {
         self.over_scales(|s| {
-            let features = self.features(pyramid_level(queries.clone(), s), s);
-            self.heads(features, reference_maps.get(s).cloned())
+            let level = pyramid_level(queries.clone(), s);
+            let features = self.features(level.clone(), s);
+            self.heads(features, reference_maps.get(s).cloned(), level)
         })
     }
 
@@ -531,13 +595,13 @@ impl Dra {
             let level = pyramid_level(queries.clone(), s);
             let features = match (s, memory, self.scale_backbones.get(s)) {
                 (0, Some(m), None) => {
-                    let (s16, s32) = self.backbone.stride16_and_features(level);
+                    let (s16, s32) = self.backbone.stride16_and_features(level.clone());
                     remembered = Some(m.scores_and_maps_of(s16, s32.clone(), size));
                     s32
                 }
-                _ => self.features(level, s),
+                _ => self.features(level.clone(), s),
             };
-            let outputs = self.head_outputs(features, reference_maps.get(s).cloned());
+            let outputs = self.head_outputs(features, reference_maps.get(s).cloned(), level);
             for (head, output) in outputs.iter().filter(|_| maps) {
                 if let Some(cells) = output.cell_scores() {
                     let map = upsample(cells, size);

@@ -9,7 +9,8 @@
 //! Deep SAD's centre head and MINNS's bag head take every sample: 0 for normals, 1 for
 //! anomalies. SAOE's class head learns the three labels as classes by cross-entropy, whatever
 //! the criterion, and the outlier-exposure images (which no other head sees) towards the
-//! uniform distribution ([`exposure_loss`]).
+//! uniform distribution ([`exposure_loss`]). MLEP's decoder learns to reconstruct the normals
+//! while their latents are pulled together and pushed from the seen anomalies' ([`margin_loss`]).
 //!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
@@ -18,7 +19,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::choice::choice;
-use crate::model::HeadScores;
+use crate::model::{HeadScores, Reconstruction};
 use crate::rng::DraRng;
 use crate::types::{Head, Label};
 
@@ -32,6 +33,10 @@ pub const SAD_EPSILON: f32 = 1e-6;
 pub const REFERENCE_DRAWS: usize = 5000;
 /// Weight of SAOE's outlier-exposure term (that of Hendrycks et al.'s code).
 pub const EXPOSURE_WEIGHT: f32 = 0.5;
+/// MLEP's margin m between the normals' latent distance and the anomalies'.
+pub const MLEP_MARGIN: f32 = 1.0;
+/// MLEP's weight λ of the margin term.
+pub const MLEP_LAMBDA: f32 = 1.0;
 
 choice! {
     /// The training criterion.
@@ -154,8 +159,42 @@ pub fn exposure_loss(logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
     }
 }
 
+/// MLEP's loss of a batch: the mean reconstruction error (absolute) of the anchors plus that
+/// of the positives, the first and the second half of the normal samples, plus
+/// λ·max(0, m + D(h_a, h_p) − D(h_a, h_n)) over as many anchors, positives and negatives (the
+/// seen anomalies) as the fewest of them, D the mean squared difference of whole batches of
+/// latents: one hinge a batch, as in its authors' code.
+pub fn margin_loss(terms: &Reconstruction, labels: &[Label]) -> Tensor<1> {
+    let device = terms.l1.device();
+    let rows = |label: Label| -> Vec<i64> {
+        (0..labels.len() as i64)
+            .filter(|&i| labels[i as usize] == label)
+            .collect()
+    };
+    let index = |rows: &[i64]| {
+        Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device)
+    };
+    let (normals, seen) = (rows(Label::Normal), rows(Label::Seen));
+    let half = normals.len() / 2;
+    if half == 0 {
+        return terms.l1.clone().select(0, index(&normals)).mean();
+    }
+    let (anchors, positives) = (&normals[..half], &normals[half..2 * half]);
+    let error = |rows: &[i64]| terms.l1.clone().select(0, index(rows)).mean();
+    let prediction = error(anchors) + error(positives);
+    let n = half.min(seen.len());
+    if n == 0 {
+        return prediction;
+    }
+    let latent = |rows: &[i64]| terms.latent.clone().select(0, index(&rows[..n]));
+    let distance = |a: Tensor<4>, b: Tensor<4>| (a - b).powi_scalar(2).mean();
+    let (h_a, h_p, h_n) = (latent(anchors), latent(positives), latent(&seen));
+    let hinge = relu(distance(h_a.clone(), h_p) - distance(h_a, h_n) + MLEP_MARGIN);
+    prediction + hinge.mul_scalar(MLEP_LAMBDA)
+}
+
 /// Which samples of a batch a head is trained on, and their targets (none for the memory,
-/// and none for the class head, which [`exposure_loss`] trains).
+/// the class head and the decoder, which [`exposure_loss`] and [`margin_loss`] train).
 pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
     labels
         .iter()
@@ -163,7 +202,9 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
         .filter_map(|(i, &l)| {
             let target = match (head, l) {
                 (Head::Seen, Label::Pseudo) | (Head::Pseudo, Label::Seen) => return None,
-                (Head::Memory | Head::Classes, _) | (_, Label::Outlier) => return None,
+                (Head::Memory | Head::Classes | Head::Reconstruction, _) | (_, Label::Outlier) => {
+                    return None;
+                }
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,
@@ -175,8 +216,8 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
 }
 
 /// The DRA loss of a batch: the sum over enabled heads of each head's mean loss on the
-/// samples routed to it (the class head's, [`exposure_loss`]). Returns the total and each
-/// head's value.
+/// samples routed to it (the class head's, [`exposure_loss`]; the decoder's,
+/// [`margin_loss`]). Returns the total and each head's value.
 pub fn dra_loss(
     criterion: Criterion,
     scores: &HeadScores,
@@ -196,6 +237,9 @@ pub fn dra_loss(
     }
     if let Some(logits) = scores.logits() {
         parts.push((Head::Classes, exposure_loss(logits, labels)));
+    }
+    if let Some(terms) = scores.reconstruction() {
+        parts.push((Head::Reconstruction, margin_loss(&terms, labels)));
     }
     let total = parts
         .iter()

@@ -7,4 +7,6 @@ pub mod heads;
 pub mod loss;
 pub mod memory;
 
-pub use dra::{Dra, HeadNorm, HeadScores, HeadSet, HeadStats, ModelConfig, pyramid_level};
+pub use dra::{
+    Dra, HeadNorm, HeadScores, HeadSet, HeadStats, ModelConfig, Reconstruction, pyramid_level,
+};

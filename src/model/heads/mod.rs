@@ -13,7 +13,9 @@
 //! * bag head (MINNS, MI-Net): every cell through a perceptron C→256→128→64, max-pooled over
 //!   the cells, Linear 64→1: a logit;
 //! * class head (SAOE): 1×1 conv C→3, a logit per class (normal, seen, pseudo) for every cell,
-//!   each pooled by top-K MIL; the score is 1 − p(normal).
+//!   each pooled by top-K MIL; the score is 1 − p(normal);
+//! * decoder head (MLEP): the map upsampled back to the input, scored by the reconstruction's
+//!   mean squared error.
 //!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
@@ -22,6 +24,7 @@
 mod bag;
 mod centre;
 mod classes;
+mod decoder;
 mod normal;
 mod plain;
 mod residual;
@@ -30,6 +33,7 @@ mod top_k;
 pub use bag::{BAG_DROPOUT, BAG_WIDTHS, BagHead};
 pub use centre::{CENTRE_DIM, CENTRE_FLOOR, CentreHead};
 pub use classes::{CLASSES, ClassHead, image_logits, not_normal};
+pub use decoder::{DECODER_SCALE, DECODER_WIDTHS, DecoderHead, Reconstructed};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};
