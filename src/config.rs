@@ -317,6 +317,16 @@ impl TrainConfig {
                 self.n_scales, self.img_size
             ));
         }
+        if self.heads.contains(Head::Student)
+            && (!self.freeze_backbone || self.n_scales != 1 || self.img_size % 32 != 0)
+        {
+            return bad(format!(
+                "the student head (--method kdad) needs --freeze-backbone true (the backbone is \
+                 its teacher), --n-scales 1 and an --img-size divisible by 32 (its taps at \
+                 strides 4 … 32 must match the teacher's), not {}, {} and {}",
+                self.freeze_backbone, self.n_scales, self.img_size
+            ));
+        }
         if self.batch_size < 2 {
             return bad(format!(
                 "--batch-size {} must be at least 2",

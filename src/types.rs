@@ -46,7 +46,7 @@ pub struct Slot {
 }
 
 /// One of DRA's four heads, a comparison method's head (Deep SAD's centre, MINNS's bag, SAOE's
-/// classes, MLEP's reconstruction), or
+/// classes, MLEP's reconstruction, KDAD's student), or
 /// the memory of normal patches (a score term, not a head of the network: `--memory patch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,14 +60,15 @@ pub enum Head {
     Bag,
     Classes,
     Reconstruction,
+    Student,
 }
 
 impl Head {
     /// DRA's four heads, in the order the paper lists them.
     pub const ALL: [Head; 4] = [Head::Seen, Head::Pseudo, Head::Residual, Head::Normal];
     /// Every head a network can have (`--heads`): DRA's, Deep SAD's centre head, MINNS's bag
-    /// head, SAOE's class head and MLEP's decoder.
-    pub const NETWORK: [Head; 8] = [
+    /// head, SAOE's class head, MLEP's decoder and KDAD's student.
+    pub const NETWORK: [Head; 9] = [
         Head::Seen,
         Head::Pseudo,
         Head::Residual,
@@ -76,6 +77,7 @@ impl Head {
         Head::Bag,
         Head::Classes,
         Head::Reconstruction,
+        Head::Student,
     ];
 
     /// Name on the command line and in outputs.
@@ -90,6 +92,7 @@ impl Head {
             Head::Bag => "bag",
             Head::Classes => "classes",
             Head::Reconstruction => "reconstruction",
+            Head::Student => "student",
         }
     }
 

@@ -8,7 +8,10 @@ use burn::prelude::*;
 use dra::config::{StepAt, TrainConfig};
 use dra::data::sampler::{BatchSampler, Composition};
 use dra::methods::Method;
-use dra::model::heads::{BagHead, CENTRE_DIM, CentreHead, DecoderHead, image_logits, not_normal};
+use dra::model::heads::{
+    BagHead, CENTRE_DIM, CentreHead, DecoderHead, StudentHead, discrepancy, image_logits,
+    not_normal,
+};
 use dra::model::loss::{Criterion, dra_loss, exposure_loss, margin_loss, reference_statistics};
 use dra::model::{HeadScores, Reconstruction};
 use dra::rng::{initialised, seeded};
@@ -572,4 +575,99 @@ fn a_short_mlep_run_learns_on_the_bundled_data() {
     assert!(out.path().join("maps.png").is_file());
     let losses = epoch_losses(out.path());
     assert!(losses[9] < losses[0], "{losses:?}");
+}
+
+#[test]
+fn kdad_discrepancy_on_hand_computed_values_and_its_gradient_brings_the_student_nearer() {
+    let kdad = layered(&["method = \"kdad\""]).unwrap();
+    assert_eq!(kdad.heads.to_string(), "student");
+    assert!(kdad.freeze_backbone);
+    assert_eq!(
+        (kdad.img_size, kdad.batch_size, kdad.n_scales),
+        (128, 64, 1)
+    );
+    assert_eq!((kdad.lr, kdad.weight_decay), (1e-3, 0.0));
+    assert_eq!(Method::Kdad.spec().composition, Composition::PLAIN_NORMALS);
+    // the teacher stays as pretrained: a fine-tuned one is refused
+    let err = layered(&["method = \"kdad\"", "freeze_backbone = false"])
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--freeze-backbone true"), "{err}");
+    let device = Device::flex();
+    // teacher (1, 0, 0, 0), student (1, 1, 0, 0): 1 − 1/√2 + 0.5 · (0 + 1 + 0 + 0) / 4; and a
+    // student equal to its teacher is at 0
+    let map =
+        |v: [f32; 4]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 4, 1, 1]), &device);
+    let d: Vec<f32> = discrepancy(map([1.0, 0.0, 0.0, 0.0]), map([1.0, 1.0, 0.0, 0.0]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert!((d[0] - (1.0 - 0.5f32.sqrt() + 0.125)).abs() < 1e-6, "{d:?}");
+    let same: Vec<f32> = discrepancy(map([3.0, -1.0, 2.0, 0.5]), map([3.0, -1.0, 2.0, 0.5]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert!(same[0].abs() < 1e-6, "{same:?}");
+    // the student's taps match the teacher's in shape; one step on the loss brings it nearer
+    let ad = device.autodiff();
+    let (channels, signed) = dra::model::backbone::BackboneKind::EfficientnetLite0.taps();
+    let student = initialised(|| StudentHead::new(channels, signed, &ad));
+    let images = Tensor::<4>::from_data(
+        TensorData::new(
+            (0..2 * 3 * 64 * 64)
+                .map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0)
+                .collect::<Vec<f32>>(),
+            [2, 3, 64, 64],
+        ),
+        &ad,
+    );
+    let teacher: Vec<Tensor<4>> = [(24, 16), (40, 8), (112, 4), (320, 2)]
+        .iter()
+        .map(|&(c, s)| {
+            let v: Vec<f32> = (0..2 * c * s * s)
+                .map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0)
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(v, [2, c, s, s]), &ad)
+        })
+        .collect();
+    let loss = |student: &StudentHead| {
+        let taps = student.taps(images.clone());
+        for (t, s) in teacher.iter().zip(&taps) {
+            assert_eq!(t.dims(), s.dims());
+        }
+        teacher
+            .iter()
+            .cloned()
+            .zip(taps)
+            .map(|(t, s)| discrepancy(t, s).mean())
+            .reduce(|a, b| a + b)
+            .unwrap()
+    };
+    let before = loss(&student);
+    let grads = burn::optim::GradientsParams::from_grads(before.backward(), &student);
+    let student = burn::optim::AdamConfig::new()
+        .init()
+        .step(1e-2, student, grads);
+    let after = loss(&student).into_scalar::<f32>();
+    let before = before.into_scalar::<f32>();
+    assert!(after < before, "{before} → {after}");
+}
+
+#[test]
+fn a_short_kdad_run_learns_from_the_normal_images_alone() {
+    let (cfg, _data, out) = short_run("kdad", "epochs = 10\nimg_size = 64");
+    let metrics = common::train(&cfg, out.path());
+    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
+    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["student"]);
+    // it scores whole images: no map
+    assert!(!out.path().join("maps.png").exists());
+    let losses = epoch_losses(out.path());
+    assert!(losses[9] < losses[0], "{losses:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["derived"]["normal_slots"], 12);
+    assert_eq!(record["derived"]["seen_slots"], 0);
 }

@@ -4,7 +4,8 @@
 //! B − ⌊2B/3⌋ seen-anomaly slots (all normal when there are no seen anomalies), and each
 //! normal slot becomes a CutMix pseudo anomaly of a uniformly drawn normal image with
 //! probability ½; DevNet's holds ⌊B/2⌋ normal slots and no pseudo anomaly. SAOE's is DRA's
-//! with B outlier-exposure slots after them, when there are outlier images. Indices come from
+//! with B outlier-exposure slots after them, when there are outlier images; KDAD's is B
+//! normal images, unaugmented. Indices come from
 //! endless streams, each a fresh permutation of its pool whenever it runs out.
 
 use rand::Rng;
@@ -52,6 +53,13 @@ pub struct Composition {
     /// exposure, where the run has outlier images.
     #[serde(default)]
     pub exposure: bool,
+    /// Training images are augmented (rotated; pseudo anomalies CutMix-ed).
+    #[serde(default = "augmented")]
+    pub augment: bool,
+}
+
+fn augmented() -> bool {
+    true
 }
 
 impl Composition {
@@ -60,23 +68,33 @@ impl Composition {
         normal_share: (2, 3),
         pseudo_rate: 0.5,
         exposure: false,
+        augment: true,
     };
     /// DRA's slots without pseudo anomalies: ⌊2B/3⌋ normal (Deep SAD's).
     pub const DRA_WITHOUT_PSEUDO: Composition = Composition {
         normal_share: (2, 3),
         pseudo_rate: 0.0,
         exposure: false,
+        augment: true,
     };
     /// DevNet's: ⌊B/2⌋ normal slots, no pseudo anomaly.
     pub const HALVES: Composition = Composition {
         normal_share: (1, 2),
         pseudo_rate: 0.0,
         exposure: false,
+        augment: true,
     };
     /// SAOE's: DRA's, then B outlier-exposure slots.
     pub const WITH_EXPOSURE: Composition = Composition {
         exposure: true,
         ..Composition::DRA
+    };
+    /// KDAD's: normal images only, as they are (no augmentation).
+    pub const PLAIN_NORMALS: Composition = Composition {
+        normal_share: (1, 1),
+        pseudo_rate: 0.0,
+        exposure: false,
+        augment: false,
     };
 }
 

@@ -4,16 +4,17 @@
 //! split, transforms, backbone, training loop, evaluation, metrics and reports are shared.
 //!
 //! Every method here scores an image by its heads' signed sum (`model::HeadScores`) and
-//! trains each head with `--criterion` on the samples routed to it (SAOE's class head and
-//! MLEP's decoder with their own losses; `model::loss`), so a method needs no code of its own in the loop: what
+//! trains each head with `--criterion` on the samples routed to it (SAOE's class head, MLEP's
+//! decoder and KDAD's student with their own losses; `model::loss`), so a method needs no code of its own in the loop: what
 //! differs is data, namely its settings (heads, criterion, trainer) and its [`Composition`].
 //! A head a method brings (Deep SAD's centre head, MINNS's bag head, SAOE's class head, MLEP's
-//! decoder) lives with the others in `model::heads`.
+//! decoder, KDAD's student) lives with the others in `model::heads`.
 
 mod deepsad;
 mod devnet;
 mod dra;
 mod flos;
+mod kdad;
 mod minns;
 mod mlep;
 mod saoe;
@@ -44,6 +45,9 @@ choice! {
         /// reconstruction of the normals plus a latent margin against the seen anomalies;
         /// scored by the reconstruction's squared error; one scale, DRA's trainer.
         Mlep = "mlep",
+        /// KDAD (unsupervised): a small student learns the frozen backbone's maps at four
+        /// strides on the normal images; scored by its discrepancy from them.
+        Kdad = "kdad",
     }
 }
 
@@ -73,6 +77,7 @@ impl Method {
             Method::Minns => minns::spec(),
             Method::Saoe => saoe::spec(),
             Method::Mlep => mlep::spec(),
+            Method::Kdad => kdad::spec(),
         }
     }
 }

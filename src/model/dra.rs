@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
     BagHead, CENTRE_DIM, CentreHead, ClassHead, DecoderHead, NormalHead, PlainHead, Reconstructed,
-    ResidualHead, ResidualMode, image_logits, not_normal, top_k_mean, upsample,
+    ResidualHead, ResidualMode, StudentHead, discrepancy, image_logits, not_normal, top_k_mean,
+    upsample,
 };
 use crate::model::memory::PatchMemory;
 use crate::rng::materialise;
@@ -192,12 +193,14 @@ pub struct Reconstruction {
 
 /// Scores of a batch per enabled head, each `[N]`, averaged over scales; with the class head,
 /// also its image logits `[N, 3]` (averaged over scales before its score is taken from them);
-/// with the decoder head, its training terms (one scale).
+/// with the decoder head, its training terms; with the student head, each image's
+/// discrepancy over all four taps, which it is trained on (these two run on one scale).
 #[derive(Debug, Clone)]
 pub struct HeadScores {
     scores: Vec<(Head, Tensor<1>)>,
     logits: Option<Tensor<2>>,
     reconstruction: Option<Reconstruction>,
+    distillation: Option<Tensor<1>>,
 }
 
 impl HeadScores {
@@ -207,6 +210,7 @@ impl HeadScores {
             scores,
             logits: None,
             reconstruction: None,
+            distillation: None,
         }
     }
 
@@ -218,6 +222,11 @@ impl HeadScores {
     /// The decoder head's training terms, if it is enabled.
     pub fn reconstruction(&self) -> Option<Reconstruction> {
         self.reconstruction.clone()
+    }
+
+    /// The student head's discrepancy over its four taps `[N]`, if it is enabled.
+    pub fn distillation(&self) -> Option<Tensor<1>> {
+        self.distillation.clone()
     }
 
     /// The enabled heads and their scores, in paper order.
@@ -238,8 +247,8 @@ impl HeadScores {
             .expect("at least one head")
     }
 
-    /// The sum of two scales' scores (the decoder head's terms are one scale's: it runs on
-    /// one, `TrainConfig::validate`).
+    /// The sum of two scales' scores (the decoder's and the student's terms are one scale's:
+    /// they run on one, `TrainConfig::validate`).
     fn add(self, other: HeadScores) -> HeadScores {
         HeadScores {
             scores: self
@@ -250,6 +259,7 @@ impl HeadScores {
                 .collect(),
             logits: self.logits.zip(other.logits).map(|(a, b)| a + b),
             reconstruction: self.reconstruction.or(other.reconstruction),
+            distillation: self.distillation.or(other.distillation),
         }
     }
 
@@ -271,18 +281,21 @@ impl HeadScores {
             scores,
             logits,
             reconstruction: self.reconstruction,
+            distillation: self.distillation,
         }
     }
 }
 
 /// What one head gives at one scale: a score per feature-map cell, pooled by top-K MIL into
-/// the image's, one score per image (the normal head), the class head's logits per cell, or
-/// the decoder's reconstruction of the input.
+/// the image's, one score per image (the normal head), the class head's logits per cell, the
+/// decoder's reconstruction of the input (with the latent), or the student's score and its
+/// training term.
 enum HeadOutput {
     Cells(Tensor<4>),
     Image(Tensor<1>),
     Classes(Tensor<4>),
     Reconstructed(Reconstructed, Tensor<4>),
+    Distilled(Tensor<1>, Tensor<1>),
 }
 
 impl HeadOutput {
@@ -293,7 +306,7 @@ impl HeadOutput {
             HeadOutput::Cells(cells) => Some(cells.clone()),
             HeadOutput::Classes(logits) => Some(not_normal(logits.clone())),
             HeadOutput::Reconstructed(r, _) => Some(r.error.clone()),
-            HeadOutput::Image(_) => None,
+            HeadOutput::Image(_) | HeadOutput::Distilled(..) => None,
         }
     }
 }
@@ -313,6 +326,10 @@ fn pooled(outputs: Vec<(Head, HeadOutput)>, topk: f64) -> HeadScores {
                 let mse = r.error.reshape([n, h * w]).mean_dim(1).reshape([n]);
                 pooled.scores.push((head, mse));
                 pooled.reconstruction = Some(Reconstruction { l1: r.l1, latent });
+            }
+            HeadOutput::Distilled(score, all_taps) => {
+                pooled.scores.push((head, score));
+                pooled.distillation = Some(all_taps);
             }
         }
     }
@@ -381,6 +398,8 @@ pub struct Dra {
     classes: Option<ClassHead>,
     /// MLEP's head (`--method mlep`).
     decoder: Option<DecoderHead>,
+    /// KDAD's head (`--method kdad`), the backbone its teacher.
+    student: Option<StudentHead>,
     /// Backbones with per-scale BatchNorm statistics (empty unless recalibrated).
     scale_backbones: Vec<Backbone>,
     n_scales: usize,
@@ -432,6 +451,10 @@ impl Dra {
             bag: on(Head::Bag).then(|| BagHead::new(c, device)),
             classes: on(Head::Classes).then(|| ClassHead::new(c, device)),
             decoder: on(Head::Reconstruction).then(|| DecoderHead::new(c, device)),
+            student: on(Head::Student).then(|| {
+                let (channels, signed) = config.backbone.taps();
+                StudentHead::new(channels, signed, device)
+            }),
             n_scales: config.n_scales,
             topk: config.topk,
             residual_mode: config.residual,
@@ -446,6 +469,7 @@ impl Dra {
         materialise(&model.bag);
         materialise(&model.classes);
         materialise(&model.decoder);
+        materialise(&model.student);
         model
     }
 
@@ -506,13 +530,43 @@ impl Dra {
             ));
         }
         if let Some(h) = &self.decoder {
-            let reconstructed = h.reconstruct(features.clone(), images);
+            let reconstructed = h.reconstruct(features.clone(), images.clone());
             out.push((
                 Head::Reconstruction,
                 HeadOutput::Reconstructed(reconstructed, features),
             ));
         }
+        if let Some(h) = &self.student {
+            let teacher = self.teacher_taps(images.clone());
+            let per_tap: Vec<Tensor<1>> = teacher
+                .into_iter()
+                .zip(h.taps(images))
+                .map(|(t, s)| discrepancy(t, s))
+                .collect();
+            // scored on the last three taps, trained on all four
+            let score = per_tap[1..]
+                .iter()
+                .cloned()
+                .reduce(|a, b| a + b)
+                .expect("4 taps");
+            let all = per_tap[0].clone() + score.clone();
+            out.push((Head::Student, HeadOutput::Distilled(score, all)));
+        }
         out
+    }
+
+    /// The frozen backbone's taps of `images` (KDAD's teacher), without autodiff.
+    fn teacher_taps(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+        match images.is_autodiff() {
+            true => self
+                .backbone
+                .valid()
+                .taps(images.inner())
+                .into_iter()
+                .map(|t| t.autodiff())
+                .collect(),
+            false => self.backbone.taps(images),
+        }
     }
 
     /// Head scores of `features` (of `images`) at one scale: cell scores pooled by top-K MIL.

@@ -11,6 +11,7 @@
 //! the criterion, and the outlier-exposure images (which no other head sees) towards the
 //! uniform distribution ([`exposure_loss`]). MLEP's decoder learns to reconstruct the normals
 //! while their latents are pulled together and pushed from the seen anomalies' ([`margin_loss`]).
+//! KDAD's student learns the teacher's maps on the normal images (their mean discrepancy).
 //!
 //! Each head's loss is the mean over the samples routed to it; the total is their sum.
 
@@ -124,6 +125,18 @@ fn bce(scores: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
     relu(scores.clone()) - scores * t + softplus
 }
 
+/// The positions in a batch of the samples whose label passes `keep`.
+fn rows_where(labels: &[Label], keep: impl Fn(Label) -> bool) -> Vec<i64> {
+    (0..labels.len() as i64)
+        .filter(|&i| keep(labels[i as usize]))
+        .collect()
+}
+
+/// `rows` as an index tensor on `device`.
+fn index(rows: &[i64], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(rows.to_vec(), [rows.len()]), device)
+}
+
 /// SAOE's loss on the class head's logits `[N, 3]`: the cross-entropy of the batch's
 /// normal, seen and pseudo samples with their label as the class, plus [`EXPOSURE_WEIGHT`]
 /// times the outlier images' cross-entropy to the uniform distribution,
@@ -131,21 +144,12 @@ fn bce(scores: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
 pub fn exposure_loss(logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
     let device = logits.device();
     let log_p = log_softmax(logits, 1);
-    let rows = |keep: &dyn Fn(Label) -> bool| -> Vec<i64> {
-        (0..labels.len() as i64)
-            .filter(|&i| keep(labels[i as usize]))
-            .collect()
-    };
-    let select = |rows: &[i64]| {
-        let idx =
-            Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device);
-        log_p.clone().select(0, idx)
-    };
-    let known = rows(&|l| l != Label::Outlier);
+    let select = |rows: &[i64]| log_p.clone().select(0, index(rows, &device));
+    let known = rows_where(labels, |l| l != Label::Outlier);
     let classes: Vec<i64> = known.iter().map(|&i| labels[i as usize] as i64).collect();
     let classes = Tensor::<2, Int>::from_data(TensorData::new(classes, [known.len(), 1]), &device);
     let loss = select(&known).gather(1, classes).neg().mean();
-    let outliers = rows(&|l| l == Label::Outlier);
+    let outliers = rows_where(labels, |l| l == Label::Outlier);
     match outliers.is_empty() {
         true => loss,
         // −mean_k log p_k = logsumexp(z) − mean_k z
@@ -166,27 +170,20 @@ pub fn exposure_loss(logits: Tensor<2>, labels: &[Label]) -> Tensor<1> {
 /// latents: one hinge a batch, as in its authors' code.
 pub fn margin_loss(terms: &Reconstruction, labels: &[Label]) -> Tensor<1> {
     let device = terms.l1.device();
-    let rows = |label: Label| -> Vec<i64> {
-        (0..labels.len() as i64)
-            .filter(|&i| labels[i as usize] == label)
-            .collect()
-    };
-    let index = |rows: &[i64]| {
-        Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device)
-    };
-    let (normals, seen) = (rows(Label::Normal), rows(Label::Seen));
+    let normals = rows_where(labels, |l| l == Label::Normal);
+    let seen = rows_where(labels, |l| l == Label::Seen);
+    let error = |rows: &[i64]| terms.l1.clone().select(0, index(rows, &device)).mean();
     let half = normals.len() / 2;
     if half == 0 {
-        return terms.l1.clone().select(0, index(&normals)).mean();
+        return error(&normals);
     }
     let (anchors, positives) = (&normals[..half], &normals[half..2 * half]);
-    let error = |rows: &[i64]| terms.l1.clone().select(0, index(rows)).mean();
     let prediction = error(anchors) + error(positives);
     let n = half.min(seen.len());
     if n == 0 {
         return prediction;
     }
-    let latent = |rows: &[i64]| terms.latent.clone().select(0, index(&rows[..n]));
+    let latent = |rows: &[i64]| terms.latent.clone().select(0, index(&rows[..n], &device));
     let distance = |a: Tensor<4>, b: Tensor<4>| (a - b).powi_scalar(2).mean();
     let (h_a, h_p, h_n) = (latent(anchors), latent(positives), latent(&seen));
     let hinge = relu(distance(h_a.clone(), h_p) - distance(h_a, h_n) + MLEP_MARGIN);
@@ -194,7 +191,8 @@ pub fn margin_loss(terms: &Reconstruction, labels: &[Label]) -> Tensor<1> {
 }
 
 /// Which samples of a batch a head is trained on, and their targets (none for the memory,
-/// the class head and the decoder, which [`exposure_loss`] and [`margin_loss`] train).
+/// the class head, the decoder and the student, which [`exposure_loss`], [`margin_loss`] and
+/// the normals' mean discrepancy train).
 pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
     labels
         .iter()
@@ -202,9 +200,8 @@ pub fn routing(head: Head, labels: &[Label]) -> (Vec<i64>, Vec<f32>) {
         .filter_map(|(i, &l)| {
             let target = match (head, l) {
                 (Head::Seen, Label::Pseudo) | (Head::Pseudo, Label::Seen) => return None,
-                (Head::Memory | Head::Classes | Head::Reconstruction, _) | (_, Label::Outlier) => {
-                    return None;
-                }
+                (Head::Memory | Head::Classes | Head::Reconstruction | Head::Student, _)
+                | (_, Label::Outlier) => return None,
                 (Head::Normal, l) => l == Label::Normal,
                 (Head::Seen, l) => l == Label::Seen,
                 (Head::Pseudo, l) => l == Label::Pseudo,
@@ -226,13 +223,11 @@ pub fn dra_loss(
 ) -> (Tensor<1>, Vec<(Head, Tensor<1>)>) {
     let mut parts = Vec::new();
     for (head, s) in scores.iter() {
-        let (index, targets) = routing(head, labels);
-        if index.is_empty() {
+        let (rows, targets) = routing(head, labels);
+        if rows.is_empty() {
             continue;
         }
-        let device = s.device();
-        let idx =
-            Tensor::<1, Int>::from_data(TensorData::new(index.clone(), [index.len()]), &device);
+        let idx = index(&rows, &s.device());
         parts.push((head, criterion.loss(s.select(0, idx), &targets, rng)));
     }
     if let Some(logits) = scores.logits() {
@@ -240,6 +235,13 @@ pub fn dra_loss(
     }
     if let Some(terms) = scores.reconstruction() {
         parts.push((Head::Reconstruction, margin_loss(&terms, labels)));
+    }
+    if let Some(discrepancy) = scores.distillation() {
+        let normals = rows_where(labels, |l| l == Label::Normal);
+        if !normals.is_empty() {
+            let idx = index(&normals, &discrepancy.device());
+            parts.push((Head::Student, discrepancy.select(0, idx).mean()));
+        }
     }
     let total = parts
         .iter()

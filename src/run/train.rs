@@ -215,7 +215,8 @@ impl Trainer {
                 None
             };
             let slots = st.sampler.next_batch(&mut st.rng);
-            let batch = batcher.batch(&slots, true, &norm, &mut st.rng)?;
+            let augment = config.method.spec().composition.augment;
+            let batch = batcher.batch(&slots, augment, &norm, &mut st.rng)?;
             // drop-connect and the bag head's dropout draw from the device's generator, which
             // every run in the process shares: seeded per step from the run's (so a resumed
             // run draws the same masks) and held, as weight initialisation holds it, for the

@@ -18,6 +18,8 @@ pub const BLOCKS_CHANNELS: usize = 320;
 pub const HEAD_CHANNELS: usize = 1280;
 /// Blocks up to and including the last one at stride 16.
 const STRIDE16_BLOCKS: usize = 11;
+/// The last block at each stride 4, 8, 16 and 32.
+const TAP_BLOCKS: [usize; 4] = [2, 4, 10, 15];
 
 /// (repeats, kernel, stride, expansion, input channels, output channels) per stage.
 const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
@@ -169,6 +171,20 @@ impl EfficientNetLite0 {
             x = block.forward(x);
         }
         (stride16, x)
+    }
+
+    /// The outputs of blocks 2, 4, 10 and 15, the last of each stride 4, 8, 16 and 32 (KDAD's
+    /// teacher taps: 24, 40, 112 and 320 channels).
+    pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut x = relu6(batch_norm(&self.bn0, conv2d(&self.conv_stem, x)));
+        let mut taps = Vec::with_capacity(TAP_BLOCKS.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if TAP_BLOCKS.contains(&i) {
+                taps.push(x.clone());
+            }
+        }
+        taps
     }
 
     /// Sets the drop-connect rate: block i of the 16 drops its residual branch with

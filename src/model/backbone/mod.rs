@@ -41,6 +41,17 @@ impl BackboneKind {
         }
     }
 
+    /// Channels of the four maps [`Backbone::taps`] gives, and whether they are signed (a
+    /// linear bottleneck's, EfficientNet's) rather than a ReLU's.
+    pub fn taps(self) -> ([usize; 4], bool) {
+        match self {
+            BackboneKind::Resnet18 => ([64, 128, 256, 512], false),
+            BackboneKind::EfficientnetLite0 | BackboneKind::EfficientnetLite0Head => {
+                ([24, 40, 112, 320], true)
+            }
+        }
+    }
+
     /// Input normalisation the pretrained weights expect.
     pub fn normalization(self) -> Normalization {
         match self {
@@ -161,6 +172,14 @@ impl Backbone {
                 let (s16, blocks) = n.stride16_and_block_features(x);
                 (s16, n.head_features(blocks))
             }
+        }
+    }
+
+    /// The maps at strides 4, 8, 16 and 32 that KDAD distils ([`BackboneKind::tap_channels`]).
+    pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        match self {
+            Backbone::Resnet18(n) => n.taps(x),
+            Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => n.taps(x),
         }
     }
 

@@ -129,6 +129,20 @@ impl ResNet18 {
         (stride16, x)
     }
 
+    /// The outputs of layer1 … layer4, at strides 4, 8, 16 and 32 (KDAD's teacher taps).
+    pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x), None);
+        let mut x = max_pool2d(&self.maxpool, x);
+        let mut taps = Vec::with_capacity(4);
+        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+            for block in layer {
+                x = block.forward(x);
+            }
+            taps.push(x.clone());
+        }
+        taps
+    }
+
     /// Every BatchNorm layer, stem first.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
         let mut out = vec![&mut self.bn1];

@@ -15,7 +15,9 @@
 //! * class head (SAOE): 1×1 conv C→3, a logit per class (normal, seen, pseudo) for every cell,
 //!   each pooled by top-K MIL; the score is 1 − p(normal);
 //! * decoder head (MLEP): the map upsampled back to the input, scored by the reconstruction's
-//!   mean squared error.
+//!   mean squared error;
+//! * student head (KDAD): a small network of its own on the image, trained to reproduce the
+//!   frozen backbone's maps at four strides, scored by how far it is from them.
 //!
 //! Top-K multiple-instance learning scores an image by the mean of its K largest cell
 //! scores, K = max(⌊h·w·topk⌋, 1): a small defect decides the score even when most of the
@@ -28,6 +30,7 @@ mod decoder;
 mod normal;
 mod plain;
 mod residual;
+mod student;
 mod top_k;
 
 pub use bag::{BAG_DROPOUT, BAG_WIDTHS, BagHead};
@@ -37,6 +40,7 @@ pub use decoder::{DECODER_SCALE, DECODER_WIDTHS, DecoderHead, Reconstructed};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};
+pub use student::{KD_LAMBDA, StudentHead, discrepancy};
 pub use top_k::{top_k_count, top_k_mean};
 
 use burn::prelude::*;
