@@ -212,6 +212,46 @@ fn short_run(method: &str, settings: &str) -> (TrainConfig, tempfile::TempDir, t
     (cfg, data, tempfile::tempdir().unwrap())
 }
 
+/// A folder of `n` small pattern images to expose as outliers.
+fn outlier_images(n: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        common::write_png(&dir.path().join(format!("o{i}.png")), 40, 30, i);
+    }
+    dir
+}
+
+/// A finished run's `config.json`.
+fn run_record(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap()
+}
+
+/// The tags of the method's readings of its specification in a run's record.
+fn choice_tags(record: &serde_json::Value) -> Vec<&str> {
+    record["derived"]["method_choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect()
+}
+
+/// Trains `method` briefly with `settings` and checks that it learns: AUC-ROC above chance
+/// with `head` its one head, and the last epoch's mean loss below the first's.
+fn learns(
+    method: &str,
+    settings: &str,
+    head: &str,
+) -> (TrainConfig, tempfile::TempDir, tempfile::TempDir) {
+    let (cfg, data, out) = short_run(method, settings);
+    let metrics = common::train(&cfg, out.path());
+    assert!(metrics.auc_roc > 0.5, "{method}: {}", metrics.auc_roc);
+    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), [head]);
+    let losses = epoch_losses(out.path());
+    assert!(losses.last() < losses.first(), "{method}: {losses:?}");
+    (cfg, data, out)
+}
+
 /// The mean loss of each epoch of a finished run.
 fn epoch_losses(out: &std::path::Path) -> Vec<f64> {
     let log = std::fs::read_to_string(out.join("train_log.csv")).unwrap();
@@ -223,10 +263,7 @@ fn epoch_losses(out: &std::path::Path) -> Vec<f64> {
 
 #[test]
 fn a_short_deep_sad_run_learns_on_the_bundled_data() {
-    let (cfg, _data, out) = short_run("deepsad", "epochs = 4");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["centre"]);
+    let (_, _data, out) = learns("deepsad", "epochs = 4", "centre");
     // it scores whole images: no anomaly map, and --maps says so
     assert!(!out.path().join("maps.png").exists());
     let maps = tempfile::tempdir().unwrap();
@@ -234,57 +271,36 @@ fn a_short_deep_sad_run_learns_on_the_bundled_data() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no anomaly map"), "{err}");
-    let losses = epoch_losses(out.path());
-    assert!(losses[3] < losses[0], "{losses:?}");
 }
 
 #[test]
 fn a_short_devnet_run_learns_on_the_bundled_data() {
     // 50 steps: at its profile's lr 2e-4 DevNet has barely moved from its initial weights
     // after so few (AUC-ROC 0.43–0.52 at 20–50 steps here), so the step is the paper's 1e-3
-    let (cfg, _data, out) = short_run("devnet", "epochs = 10\nlr = 1e-3");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["seen"]);
+    let (_, _data, out) = learns("devnet", "epochs = 10\nlr = 1e-3", "seen");
     // its cell scores are the seen head's: maps through the same code as DRA's
     assert!(out.path().join("maps.png").is_file());
-    let losses = epoch_losses(out.path());
-    assert_eq!(losses.len(), 10);
-    assert!(losses[9] < losses[0], "{losses:?}");
+    assert_eq!(epoch_losses(out.path()).len(), 10);
     // config.json records the method, its composition and its readings of the spec
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
-            .unwrap();
+    let record = run_record(out.path());
     assert_eq!(record["settings"]["method"], "devnet");
     assert_eq!(record["derived"]["normal_slots"], 6);
     assert_eq!(record["derived"]["seen_slots"], 6);
     assert_eq!(record["derived"]["pseudo_rate"], 0.0);
-    let tags: Vec<&str> = record["derived"]["method_choices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c[0].as_str().unwrap())
-        .collect();
+    let tags = choice_tags(&record);
     assert_eq!(tags, ["backbone", "A1", "A2"]);
 }
 
 #[test]
 fn a_short_flos_run_learns_on_the_bundled_data() {
-    let (cfg, _data, out) = short_run("flos", "epochs = 4");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    let losses = epoch_losses(out.path());
-    assert!(losses[3] < losses[0], "{losses:?}");
+    learns("flos", "epochs = 4", "seen");
 }
 
 #[test]
 fn dra_trains_with_outlier_exposure_and_contamination() {
     // the bundled ELPV: 75 normal training images; at --cont-rate 0.05, ⌊75 / 0.95 · 0.05⌋ =
     // 3 unlabelled anomalies join them and leave the 50 test anomalies
-    let outliers = tempfile::tempdir().unwrap();
-    for i in 0..3 {
-        common::write_png(&outliers.path().join(format!("o{i}.png")), 40, 30, i);
-    }
+    let outliers = outlier_images(3);
     let settings = format!(
         "outlier_root = {:?}\ncont_rate = 0.05\nepochs = 1\nmemory = \"none\"",
         outliers.path()
@@ -293,9 +309,7 @@ fn dra_trains_with_outlier_exposure_and_contamination() {
     common::train(&cfg, out.path());
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     assert_eq!(scores.lines().count(), 1 + 25 + 47);
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
-            .unwrap();
+    let record = run_record(out.path());
     assert_eq!(record["derived"]["n_outliers"], 3);
     assert_eq!(record["derived"]["n_train_normal"], 78);
     assert_eq!(record["derived"]["n_test_anomaly"], 47);
@@ -344,12 +358,7 @@ fn minns_scores_a_bag_of_cells_by_cross_entropy() {
 
 #[test]
 fn a_short_minns_run_learns_on_the_bundled_data() {
-    let (cfg, _data, out) = short_run("minns", "epochs = 10\nlr = 1e-3");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["bag"]);
-    let losses = epoch_losses(out.path());
-    assert!(losses[9] < losses[0], "{losses:?}");
+    let (cfg, _data, out) = learns("minns", "epochs = 10\nlr = 1e-3", "bag");
     // the same seed gives the same scores: the dropout masks come from the run's generator
     let again = tempfile::tempdir().unwrap();
     common::train(&cfg, again.path());
@@ -441,35 +450,20 @@ fn saoe_batches_expose_b_outlier_images_after_dras_own() {
 
 #[test]
 fn a_short_saoe_run_learns_with_outlier_exposure() {
-    let outliers = tempfile::tempdir().unwrap();
-    for i in 0..4 {
-        common::write_png(&outliers.path().join(format!("o{i}.png")), 40, 30, i);
-    }
+    let outliers = outlier_images(4);
     // 50 steps at the paper's lr 1e-3, as DevNet's run: at 25 steps the AUC is a coin toss
     // (0.42–0.66 over seeds here), at 50 it was 0.67–0.70 on three seeds
     let settings = format!(
         "outlier_root = {:?}\nepochs = 10\nlr = 1e-3",
         outliers.path()
     );
-    let (cfg, _data, out) = short_run("saoe", &settings);
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["classes"]);
+    let (_, _data, out) = learns("saoe", &settings, "classes");
     // its cells' 1 − p(normal) maps through the same code as DRA's
     assert!(out.path().join("maps.png").is_file());
-    let losses = epoch_losses(out.path());
-    assert!(losses[9] < losses[0], "{losses:?}");
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
-            .unwrap();
+    let record = run_record(out.path());
     assert_eq!(record["derived"]["n_outliers"], 4);
     assert_eq!(record["derived"]["exposure_slots"], 12);
-    let tags: Vec<&str> = record["derived"]["method_choices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c[0].as_str().unwrap())
-        .collect();
+    let tags = choice_tags(&record);
     assert_eq!(tags, ["backbone", "A4", "A5", "A6", "A7", "A8"]);
     // without --outlier-root it trains without that term, and its record says so
     let (cfg, _data, _) = short_run("saoe", "epochs = 1");
@@ -567,14 +561,9 @@ fn mlep_loss_and_decoder_on_hand_computed_values() {
 #[test]
 fn a_short_mlep_run_learns_on_the_bundled_data() {
     // 50 steps at lr 1e-3: 0.70–0.78 AUC-ROC on three seeds here
-    let (cfg, _data, out) = short_run("mlep", "epochs = 10\nlr = 1e-3");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["reconstruction"]);
+    let (_, _data, out) = learns("mlep", "epochs = 10\nlr = 1e-3", "reconstruction");
     // the reconstruction's error per pixel is its map
     assert!(out.path().join("maps.png").is_file());
-    let losses = epoch_losses(out.path());
-    assert!(losses[9] < losses[0], "{losses:?}");
 }
 
 #[test]
@@ -657,17 +646,10 @@ fn kdad_discrepancy_on_hand_computed_values_and_its_gradient_brings_the_student_
 
 #[test]
 fn a_short_kdad_run_learns_from_the_normal_images_alone() {
-    let (cfg, _data, out) = short_run("kdad", "epochs = 10\nimg_size = 64");
-    let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{}", metrics.auc_roc);
-    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["student"]);
+    let (_, _data, out) = learns("kdad", "epochs = 10\nimg_size = 64", "student");
     // it scores whole images: no map
     assert!(!out.path().join("maps.png").exists());
-    let losses = epoch_losses(out.path());
-    assert!(losses[9] < losses[0], "{losses:?}");
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
-            .unwrap();
+    let record = run_record(out.path());
     assert_eq!(record["derived"]["normal_slots"], 12);
     assert_eq!(record["derived"]["seen_slots"], 0);
 }

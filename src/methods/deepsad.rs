@@ -6,27 +6,22 @@
 //! batches without pseudo anomalies (32 normal + 16 seen of 48) and DRA's trainer (Adam 2e-4,
 //! L2 1e-5, 30 × 20 steps, StepLR 10, clip 1), the backbone fine-tuned.
 
-use super::{MethodSpec, choices, table};
+use super::{MethodSpec, SAME_BACKBONE, choices, on_dra_trainer};
 use crate::data::sampler::Composition;
 
 const PROFILE: &str = r#"
 heads = "centre"
 criterion = "sad"
-epochs = 30
 n_scales = 1
-lr_step_at = "start"
 "#;
 
 pub(super) fn spec() -> MethodSpec {
     MethodSpec {
-        profile: table(PROFILE),
+        profile: on_dra_trainer(PROFILE),
         composition: Composition::DRA_WITHOUT_PSEUDO,
         needs_anomalies: false,
         choices: choices(&[
-            (
-                "backbone",
-                "the run's --backbone (the published numbers are ImageNet ResNet-18's)",
-            ),
+            SAME_BACKBONE,
             (
                 "A17",
                 "GAP → Linear C→128 without bias on the backbone's map; no autoencoder \

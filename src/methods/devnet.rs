@@ -6,7 +6,7 @@
 //! epochs of 20 steps, the learning rate ×0.1 after every 10th epoch, gradient norm clipped
 //! at 1, the backbone fine-tuned.
 
-use super::{MethodSpec, choices, table};
+use super::{MethodSpec, SAME_BACKBONE, choices, table};
 use crate::data::sampler::Composition;
 
 /// The settings DevNet and FLOS share over the fine-tuned trainer (BASELINES_SPEC §0, the
@@ -22,10 +22,7 @@ lr_step_at = "end"
 
 /// The readings DevNet and FLOS share.
 pub(super) const CHOICES: &[(&str, &str)] = &[
-    (
-        "backbone",
-        "the run's --backbone (the published numbers are ImageNet ResNet-18's)",
-    ),
+    SAME_BACKBONE,
     (
         "A1",
         "50 epochs of 20 steps, the default of the authors' code",

@@ -7,19 +7,17 @@
 //! anomalies. Scored by the reconstruction's mean squared error; one scale; DRA's batches
 //! without pseudo anomalies (32 normal + 16 seen of 48) and DRA's trainer.
 
-use super::{MethodSpec, choices, table};
+use super::{MethodSpec, choices, on_dra_trainer};
 use crate::data::sampler::Composition;
 
 const PROFILE: &str = r#"
 heads = "reconstruction"
-epochs = 30
 n_scales = 1
-lr_step_at = "start"
 "#;
 
 pub(super) fn spec() -> MethodSpec {
     MethodSpec {
-        profile: table(PROFILE),
+        profile: on_dra_trainer(PROFILE),
         composition: Composition::DRA_WITHOUT_PSEUDO,
         needs_anomalies: true,
         choices: choices(&[

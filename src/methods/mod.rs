@@ -98,13 +98,37 @@ head_norm = "none"
 memory = "none"
 "#;
 
+/// The reading of the paper's "same backbone as DRA" that the comparison methods share.
+const SAME_BACKBONE: (&str, &str) = (
+    "backbone",
+    "the run's --backbone (the published numbers are ImageNet ResNet-18's)",
+);
+
+/// DRA's trainer over the fine-tuned one (BASELINES_SPEC §0, the `dra-trainer`): 30 epochs,
+/// the learning rate stepped at the start of an epoch, as DRA's reference code does.
+const DRA_TRAINER: &str = r#"
+epochs = 30
+lr_step_at = "start"
+"#;
+
 /// A method's profile: the shared fine-tuned trainer with the settings of TOML `text` (part
 /// of the program: its tests parse every one) over it.
 fn table(text: &str) -> toml::Table {
-    let parse =
-        |t: &str| -> toml::Table { toml::from_str(t).expect("a method's profile is valid TOML") };
-    let mut profile = parse(FINE_TUNED);
-    profile.extend(parse(text));
+    layers(&[FINE_TUNED, text])
+}
+
+/// A profile on DRA's trainer ([`DRA_TRAINER`]) with `text` over it.
+fn on_dra_trainer(text: &str) -> toml::Table {
+    layers(&[FINE_TUNED, DRA_TRAINER, text])
+}
+
+/// TOML `texts`, each over the ones before.
+fn layers(texts: &[&str]) -> toml::Table {
+    let mut profile = toml::Table::new();
+    for text in texts {
+        let layer: toml::Table = toml::from_str(text).expect("a method's profile is valid TOML");
+        profile.extend(layer);
+    }
     profile
 }
 

@@ -7,27 +7,22 @@
 //! normal slots, half of them pseudo anomalies, and 16 seen of 48) and trainer (Adam 2e-4,
 //! L2 1e-5, 30 × 20 steps, StepLR 10, clip 1), the backbone fine-tuned.
 
-use super::{MethodSpec, choices, table};
+use super::{MethodSpec, SAME_BACKBONE, choices, on_dra_trainer};
 use crate::data::sampler::Composition;
 
 const PROFILE: &str = r#"
 heads = "classes"
-epochs = 30
 n_scales = 2
 topk = 0.1
-lr_step_at = "start"
 "#;
 
 pub(super) fn spec() -> MethodSpec {
     MethodSpec {
-        profile: table(PROFILE),
+        profile: on_dra_trainer(PROFILE),
         composition: Composition::WITH_EXPOSURE,
         needs_anomalies: false,
         choices: choices(&[
-            (
-                "backbone",
-                "the run's --backbone (the published numbers are ImageNet ResNet-18's)",
-            ),
+            SAME_BACKBONE,
             (
                 "A4",
                 "1×1 conv C→3 per cell, each class's image logit the top-K mean of its signed \
