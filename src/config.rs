@@ -308,7 +308,7 @@ impl TrainConfig {
             ));
         }
         if self.heads.contains(Head::Reconstruction)
-            && (self.n_scales != 1 || self.img_size % DECODER_SCALE != 0)
+            && (self.n_scales != 1 || !self.img_size.is_multiple_of(DECODER_SCALE))
         {
             return bad(format!(
                 "the reconstruction head (--method mlep) needs --n-scales 1 and an --img-size \
@@ -318,7 +318,9 @@ impl TrainConfig {
             ));
         }
         if self.heads.contains(Head::Student)
-            && (!self.freeze_backbone || self.n_scales != 1 || self.img_size % 32 != 0)
+            && (!self.freeze_backbone
+                || self.n_scales != 1
+                || !self.img_size.is_multiple_of(self.backbone.stride()))
         {
             return bad(format!(
                 "the student head (--method kdad) needs --freeze-backbone true (the backbone is \

@@ -294,8 +294,8 @@ enum HeadOutput {
     Cells(Tensor<4>),
     Image(Tensor<1>),
     Classes(Tensor<4>),
-    Reconstructed(Reconstructed, Tensor<4>),
-    Distilled(Tensor<1>, Tensor<1>),
+    Reconstructed(Box<(Reconstructed, Tensor<4>)>),
+    Distilled(Box<(Tensor<1>, Tensor<1>)>),
 }
 
 impl HeadOutput {
@@ -305,7 +305,7 @@ impl HeadOutput {
         match self {
             HeadOutput::Cells(cells) => Some(cells.clone()),
             HeadOutput::Classes(logits) => Some(not_normal(logits.clone())),
-            HeadOutput::Reconstructed(r, _) => Some(r.error.clone()),
+            HeadOutput::Reconstructed(r) => Some(r.0.error.clone()),
             HeadOutput::Image(_) | HeadOutput::Distilled(..) => None,
         }
     }
@@ -321,13 +321,15 @@ fn pooled(outputs: Vec<(Head, HeadOutput)>, topk: f64) -> HeadScores {
             HeadOutput::Cells(cells) => pooled.scores.push((head, top_k_mean(cells, topk))),
             HeadOutput::Image(score) => pooled.scores.push((head, score)),
             HeadOutput::Classes(cells) => pooled.logits = Some(image_logits(cells, topk)),
-            HeadOutput::Reconstructed(r, latent) => {
+            HeadOutput::Reconstructed(boxed) => {
+                let (r, latent) = *boxed;
                 let [n, _, h, w] = r.error.dims();
                 let mse = r.error.reshape([n, h * w]).mean_dim(1).reshape([n]);
                 pooled.scores.push((head, mse));
                 pooled.reconstruction = Some(Reconstruction { l1: r.l1, latent });
             }
-            HeadOutput::Distilled(score, all_taps) => {
+            HeadOutput::Distilled(boxed) => {
+                let (score, all_taps) = *boxed;
                 pooled.scores.push((head, score));
                 pooled.distillation = Some(all_taps);
             }
@@ -533,7 +535,7 @@ impl Dra {
             let reconstructed = h.reconstruct(features.clone(), images.clone());
             out.push((
                 Head::Reconstruction,
-                HeadOutput::Reconstructed(reconstructed, features),
+                HeadOutput::Reconstructed(Box::new((reconstructed, features))),
             ));
         }
         if let Some(h) = &self.student {
@@ -550,7 +552,7 @@ impl Dra {
                 .reduce(|a, b| a + b)
                 .expect("4 taps");
             let all = per_tap[0].clone() + score.clone();
-            out.push((Head::Student, HeadOutput::Distilled(score, all)));
+            out.push((Head::Student, HeadOutput::Distilled(Box::new((score, all)))));
         }
         out
     }
