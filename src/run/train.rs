@@ -203,6 +203,7 @@ impl Trainer {
             }
             false => None,
         };
+        let augment = config.method.spec().composition.augment;
         for step in 0..config.steps_per_epoch {
             let refs = if self.model.needs_reference() && fixed_maps.is_none() {
                 let slots = st.references.slots(&mut st.rng);
@@ -215,7 +216,6 @@ impl Trainer {
                 None
             };
             let slots = st.sampler.next_batch(&mut st.rng);
-            let augment = config.method.spec().composition.augment;
             let batch = batcher.batch(&slots, augment, &norm, &mut st.rng)?;
             // drop-connect and the bag head's dropout draw from the device's generator, which
             // every run in the process shares: seeded per step from the run's (so a resumed
