@@ -1,11 +1,11 @@
-//! The convolution kernels of `dra::ops::conv` against burn's `flex`
-//! convolution, pass by pass (forward, weight gradient; the input gradient is burn's), on
-//! ResNet-18's 3×3 layers at a 448² input: seconds per pass for a batch, the best of 3 runs
-//! each.
+//! The convolution kernels of `dra::ops::conv` against burn's `flex` convolution, pass by
+//! pass (forward, weight gradient, input gradient), on ResNet-18's 3×3 layers and the
+//! residual head's 1280-channel one at a 448² input: seconds per pass for a batch, the best
+//! of 3 runs each.
 //!
 //! ```sh
 //! cargo bench --bench conv_layers              # batch 16
-//! DRA_BENCH_BATCH=4 cargo bench --bench conv_layers
+//! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 cargo bench --bench conv_layers
 //! ```
 
 #[path = "support/mod.rs"]
@@ -43,16 +43,21 @@ fn best(mut f: impl FnMut() -> FlexTensor) -> f64 {
 fn main() {
     dra::device::reuse_freed_memory();
     let n = env_usize("DRA_BENCH_BATCH", 16);
-    println!("batch {n}, seconds per pass (burn flex / this crate's kernel)");
+    let img = env_usize("DRA_BENCH_IMG", 448);
+    println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
     println!();
-    println!("| layer (channels in → out, map, stride) | forward | weight gradient |");
-    println!("|---|---|---|");
+    println!(
+        "| layer (channels in → out, map, stride) | forward | weight gradient | input gradient |"
+    );
+    println!("|---|---|---|---|");
+    // ResNet-18's 3×3 layers, then the residual head's on EfficientNet-Lite0's 1280 channels
     for (ci, co, size, stride) in [
-        (64, 64, 112, 1),
-        (64, 128, 112, 2),
-        (128, 128, 56, 1),
-        (256, 256, 28, 1),
-        (512, 512, 14, 1),
+        (64, 64, img / 4, 1),
+        (64, 128, img / 4, 2),
+        (128, 128, img / 8, 1),
+        (256, 256, img / 16, 1),
+        (512, 512, img / 32, 1),
+        (1280, 1280, img / 32, 1),
     ] {
         let out = size / stride;
         let (x, w, g) = (
@@ -71,6 +76,10 @@ fn main() {
             best(|| Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts())),
             best(|| Flex::conv2d_gemm_weight_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
         );
-        println!("| {ci} → {co}, {size}², {stride} | {forward} | {weight} |");
+        let input = pair(
+            best(|| Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts())),
+            best(|| Flex::conv2d_gemm_input_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
+        );
+        println!("| {ci} → {co}, {size}², {stride} | {forward} | {weight} | {input} |");
     }
 }

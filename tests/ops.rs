@@ -121,29 +121,32 @@ fn training_batchnorm_kernel_matches_burns_layer() {
 fn convolution_kernel_matches_burns_layer() {
     // output and gradients of x, weight and bias through the kernel against burn's layer,
     // over the geometries the backbones and heads use (and dilation); the 40 × 41 map spans
-    // four tiles of the forward pass, the last one shorter
+    // four tiles of the forward pass, the last one shorter; batches of 2 and 5 images (the
+    // weight gradient's groups: 2 of one image, then 4 of one or two)
     use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
     let device = Device::flex().autodiff();
     device.seed(3);
     let cases = [
-        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9),
-        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40),
-        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9),
-        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10),
-        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12),
-        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6),
-        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7),
-        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40, 2),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 5),
+        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9, 2),
+        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5),
+        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2),
+        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2),
+        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7, 5),
+        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2),
     ];
-    for (channels, kernel, stride, dilation, padding, size) in cases {
-        let case = format!("{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?}");
+    for (channels, kernel, stride, dilation, padding, size, batch) in cases {
+        let case =
+            format!("{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?} n{batch}");
         let conv = burn::nn::conv::Conv2dConfig::new(channels, kernel)
             .with_stride(stride)
             .with_dilation(dilation)
             .with_padding(padding)
             .init(&device);
         let x = Tensor::<4>::random(
-            [2, channels[0], size, size + 1],
+            [batch, channels[0], size, size + 1],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );

@@ -5,8 +5,10 @@
 //! product afterwards). Weight gradient: `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]`
 //! over each image's output pixels `p`; burn derives it as a convolution of the input by the
 //! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide; here the
-//! sum runs over the same tiles of output pixels as the forward pass. The input gradient is
-//! burn's own (a GEMM + col2im of the same arrangement measured no faster).
+//! sum runs over the same tiles of output pixels as the forward pass, images summed in a fixed
+//! number of groups so that the rounding depends on the batch alone. Input gradient at stride
+//! 1: the forward product of the output gradient by the kernel turned half a turn with its
+//! channel axes swapped (a full correlation); at larger strides it is burn's own.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,7 +24,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::ops::Range;
 
-use super::{symmetric_padding, tensor};
+use super::{symmetric_padding, tensor, values};
 
 /// Stride, padding (each side) and dilation, per spatial axis.
 type Geometry = ([usize; 2], [usize; 2], [usize; 2]);
@@ -45,6 +47,17 @@ pub trait ConvKernel: Backend {
 
     /// The gradient of [`conv2d_gemm`](ConvKernel::conv2d_gemm)'s weight given its output's.
     fn conv2d_gemm_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`conv2d_gemm`](ConvKernel::conv2d_gemm)'s input `x` given its
+    /// output's.
+    fn conv2d_gemm_input_grad(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -174,6 +187,9 @@ unsafe fn matmul(
 /// cache between the copy and the product.
 const TILE_PIXELS: usize = 512;
 
+/// The weight gradient's groups of images, summed in parallel and then in order.
+const WEIGHT_GRAD_GROUPS: usize = 4;
+
 /// Whole output rows per tile for an output of `ho` rows of `wo` pixels.
 fn tile_rows([ho, wo]: [usize; 2]) -> usize {
     (TILE_PIXELS / wo).clamp(1, ho)
@@ -282,44 +298,106 @@ impl ConvKernel for Flex {
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
         let (rows, pixels) = (ci * kh * kw, ho * wo);
-        let mut dw = vec![0f32; co * rows];
         // the forward pass's tiles, so that each tile's patch matrix stays in cache
         let tile_rows = tile_rows([ho, wo]);
-        let mut col = vec![0f32; rows * tile_rows * wo];
-        for img in 0..n {
-            let patches = Patches {
-                x: &xs[img * ci * h * w..(img + 1) * ci * h * w],
-                input: [h, w],
-                kernel: [kh, kw],
-                output: [ho, wo],
-                geometry,
-            };
-            for oy0 in (0..ho).step_by(tile_rows) {
-                let oys = oy0..(oy0 + tile_rows).min(ho);
-                let (first, m) = (oys.start * wo, oys.len() * wo);
-                col.par_chunks_mut(m)
-                    .take(rows)
-                    .enumerate()
-                    .for_each(|(row, out)| patches.fill_row(row, oys.clone(), out));
-                let dy_tile = &dy[img * co * pixels + first..];
-                // dw[co × rows] (+)= dy_tile[co × m] · colᵀ[m × rows]
-                // SAFETY: the three buffers hold these matrices and `dw` is a buffer of its own.
-                unsafe {
-                    matmul(
-                        [co, rows, m],
-                        dw.as_mut_ptr(),
-                        [rows, 1],
-                        img > 0 || oy0 > 0,
-                        dy_tile.as_ptr(),
-                        [pixels, 1],
-                        col.as_ptr(),
-                        [1, m],
-                        gemm::Parallelism::Rayon(0),
-                    );
+        // the images in a fixed number of groups, each summed into its own gradient on one
+        // thread (the sum's order, and so its rounding, depends on the batch only)
+        let groups = n.min(WEIGHT_GRAD_GROUPS);
+        let parallel = groups >= rayon::current_num_threads();
+        let parallelism = if parallel {
+            gemm::Parallelism::None
+        } else {
+            gemm::Parallelism::Rayon(0)
+        };
+        let group = |g: usize| {
+            let mut dw = vec![0f32; co * rows];
+            let mut col = vec![0f32; rows * tile_rows * wo];
+            for img in (g * n / groups)..((g + 1) * n / groups) {
+                let patches = Patches {
+                    x: &xs[img * ci * h * w..(img + 1) * ci * h * w],
+                    input: [h, w],
+                    kernel: [kh, kw],
+                    output: [ho, wo],
+                    geometry,
+                };
+                for oy0 in (0..ho).step_by(tile_rows) {
+                    let oys = oy0..(oy0 + tile_rows).min(ho);
+                    let (first, m) = (oys.start * wo, oys.len() * wo);
+                    for (row, out) in col.chunks_mut(m).take(rows).enumerate() {
+                        patches.fill_row(row, oys.clone(), out);
+                    }
+                    let dy_tile = &dy[img * co * pixels + first..];
+                    let accumulate = img > g * n / groups || oy0 > 0;
+                    // dw[co × rows] (+)= dy_tile[co × m] · colᵀ[m × rows]
+                    // SAFETY: the three buffers hold these matrices and `dw` is this group's own.
+                    unsafe {
+                        matmul(
+                            [co, rows, m],
+                            dw.as_mut_ptr(),
+                            [rows, 1],
+                            accumulate,
+                            dy_tile.as_ptr(),
+                            [pixels, 1],
+                            col.as_ptr(),
+                            [1, m],
+                            parallelism,
+                        );
+                    }
                 }
             }
+            dw
+        };
+        let partial: Vec<Vec<f32>> = if parallel {
+            (0..groups).into_par_iter().map(group).collect()
+        } else {
+            (0..groups).map(group).collect()
+        };
+        let mut partial = partial.into_iter();
+        let mut dw = partial.next().expect("a batch of at least one image");
+        for p in partial {
+            dw.par_chunks_mut(1 << 14)
+                .zip(p.par_chunks(1 << 14))
+                .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
         }
         tensor(dw, weight.shape())
+    }
+
+    fn conv2d_gemm_input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> FlexTensor {
+        let [co, ci, kh, kw] = weight.shape().dims();
+        // at stride 1, dx[ci, y, x] = Σ dy[co, y + p − i·d, x + p − j·d] · w[co, ci, i, j] is
+        // the forward convolution of dy by the kernel turned half a turn with its channels
+        // swapped, padded by (k − 1)·d − p
+        let reach = [(kh - 1) * dilation[0], (kw - 1) * dilation[1]];
+        let transposable = stride == [1, 1] && padding[0] <= reach[0] && padding[1] <= reach[1];
+        if x.dtype() != DType::F32 || !transposable {
+            let geometry = (stride, padding, dilation);
+            return <Flex as ModuleOps<Flex>>::conv2d_x_backward(
+                x,
+                weight,
+                grad,
+                options(geometry),
+            );
+        }
+        // turning both kernel axes reverses each kernel's row-major values
+        let (w, window) = (values(&weight), kh * kw);
+        let mut turned = vec![0f32; w.len()];
+        for (k, out) in turned.chunks_exact_mut(window).enumerate() {
+            let (c_in, c_out) = (k / co, k % co);
+            let kernel = &w[(c_out * ci + c_in) * window..][..window];
+            out.iter_mut()
+                .zip(kernel.iter().rev())
+                .for_each(|(o, v)| *o = *v);
+        }
+        let turned = tensor(turned, Shape::new([ci, co, kh, kw]));
+        let padding = [reach[0] - padding[0], reach[1] - padding[1]];
+        Self::conv2d_gemm(grad, turned, [1, 1], padding, dilation)
     }
 }
 
@@ -343,8 +421,15 @@ impl<B: ConvKernel> Backward<B, 2> for ConvBackward {
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
         if let Some(node) = node_x {
-            let dx =
-                B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options(geometry));
+            let (stride, padding, dilation) = geometry;
+            let dx = B::conv2d_gemm_input_grad(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                stride,
+                padding,
+                dilation,
+            );
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = node_weight {
@@ -397,5 +482,16 @@ impl<B: ConvKernel, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
         _dilation: [usize; 2],
     ) -> FloatTensor<Self> {
         panic!("the convolution's weight gradient is not itself differentiable")
+    }
+
+    fn conv2d_gemm_input_grad(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _stride: [usize; 2],
+        _padding: [usize; 2],
+        _dilation: [usize; 2],
+    ) -> FloatTensor<Self> {
+        panic!("the convolution's input gradient is not itself differentiable")
     }
 }
