@@ -234,8 +234,9 @@ fn feature_sizes_follow_the_stride_32_rule() {
 }
 
 #[test]
-fn the_memorys_pass_gives_the_heads_their_own_features() {
-    // evaluation takes the heads' full-size features from the memory's backbone pass
+fn the_memorys_and_the_teachers_passes_give_the_heads_their_own_features() {
+    // evaluation takes the heads' full-size features from the memory's backbone pass, and
+    // KDAD's student head its teacher's taps from the pass that gives the heads theirs
     let device = Device::default();
     for kind in [
         BackboneKind::EfficientnetLite0,
@@ -249,11 +250,20 @@ fn the_memorys_pass_gives_the_heads_their_own_features() {
             .into_data()
             .try_to_vec()
             .unwrap();
-        let (_, with) = backbone.stride16_and_features(x);
+        let (_, with_memory) = backbone.stride16_and_features(x.clone());
+        let (taps, with_teacher) = backbone.taps_and_features(x);
+        for with in [with_memory, with_teacher] {
+            assert_eq!(
+                alone,
+                with.into_data().try_to_vec::<f32>().unwrap(),
+                "{kind}"
+            );
+        }
+        let sides: Vec<usize> = taps.iter().map(|t| t.dims()[2]).collect();
         assert_eq!(
-            alone,
-            with.into_data().try_to_vec::<f32>().unwrap(),
-            "{kind}"
+            sides,
+            [16, 8, 4, 2],
+            "{kind}: taps at strides 4, 8, 16 and 32"
         );
     }
 }

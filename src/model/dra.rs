@@ -497,12 +497,32 @@ impl Dra {
         }
     }
 
-    /// Each head's output of `features` at one scale, given the reference features and the
-    /// images (`[N, 3, H, W]` at that scale, for the decoder to reconstruct) when needed.
+    /// The feature map of `x` at scale `s` and, with the student head, the teacher's taps
+    /// from the same pass. The student's teacher is the frozen backbone (the settings allow
+    /// no other), run without autodiff; a frozen model keeps no per-scale statistics.
+    fn pass(&self, x: Tensor<4>, s: usize) -> (Tensor<4>, Option<Vec<Tensor<4>>>) {
+        if self.student.is_none() {
+            return (self.features(x, s), None);
+        }
+        let (taps, features) = match x.is_autodiff() {
+            true => {
+                let (taps, features) = self.backbone.valid().taps_and_features(x.inner());
+                let taps = taps.into_iter().map(|t| t.autodiff()).collect();
+                (taps, features.autodiff())
+            }
+            false => self.backbone.taps_and_features(x),
+        };
+        (features, Some(taps))
+    }
+
+    /// Each head's output of `features` at one scale, given the reference features, the
+    /// teacher's taps ([`Dra::pass`]) and the images (`[N, 3, H, W]` at that scale, for the
+    /// decoder to reconstruct and the student to read) when needed.
     fn head_outputs(
         &self,
         features: Tensor<4>,
         reference: Option<Tensor<4>>,
+        teacher: Option<Vec<Tensor<4>>>,
         images: Tensor<4>,
     ) -> Vec<(Head, HeadOutput)> {
         let mut out = Vec::new();
@@ -539,7 +559,8 @@ impl Dra {
             ));
         }
         if let Some(h) = &self.student {
-            let teacher = self.teacher_taps(images.clone());
+            let teacher =
+                teacher.expect("the teacher's taps come with the student head's features");
             let per_tap: Vec<Tensor<1>> = teacher
                 .into_iter()
                 .zip(h.taps(images))
@@ -557,28 +578,17 @@ impl Dra {
         out
     }
 
-    /// The frozen backbone's taps of `images` (KDAD's teacher), without autodiff.
-    fn teacher_taps(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
-        match images.is_autodiff() {
-            true => self
-                .backbone
-                .valid()
-                .taps(images.inner())
-                .into_iter()
-                .map(|t| t.autodiff())
-                .collect(),
-            false => self.backbone.taps(images),
-        }
-    }
-
     /// Head scores of `features` (of `images`) at one scale: cell scores pooled by top-K MIL.
     fn heads(
         &self,
-        features: Tensor<4>,
+        (features, teacher): (Tensor<4>, Option<Vec<Tensor<4>>>),
         reference: Option<Tensor<4>>,
         images: Tensor<4>,
     ) -> HeadScores {
-        pooled(self.head_outputs(features, reference, images), self.topk)
+        pooled(
+            self.head_outputs(features, reference, teacher, images),
+            self.topk,
+        )
     }
 
     /// Averages per-scale scores over the pyramid.
@@ -601,13 +611,19 @@ impl Dra {
         let n = input.dims()[0];
         self.over_scales(|s| {
             let level = pyramid_level(input.clone(), s);
-            let features = self.features(level.clone(), s);
+            let (features, teacher) = self.pass(level.clone(), s);
             if self.needs_reference() && n_ref > 0 {
                 let reference = features.clone().slice(s![0..n_ref]);
                 let queries = level.slice(s![n_ref..n]);
-                self.heads(features.slice(s![n_ref..n]), Some(reference), queries)
+                let teacher =
+                    teacher.map(|t| t.into_iter().map(|t| t.slice(s![n_ref..n])).collect());
+                self.heads(
+                    (features.slice(s![n_ref..n]), teacher),
+                    Some(reference),
+                    queries,
+                )
             } else {
-                self.heads(features, None, level)
+                self.heads((features, teacher), None, level)
             }
         })
     }
@@ -623,8 +639,8 @@ impl Dra {
     pub fn score(&self, queries: Tensor<4>, reference_maps: &[Tensor<4>]) -> HeadScores {
         self.over_scales(|s| {
             let level = pyramid_level(queries.clone(), s);
-            let features = self.features(level.clone(), s);
-            self.heads(features, reference_maps.get(s).cloned(), level)
+            let pass = self.pass(level.clone(), s);
+            self.heads(pass, reference_maps.get(s).cloned(), level)
         })
     }
 
@@ -634,7 +650,8 @@ impl Dra {
     /// maps when one is given. The
     /// memory reads the stride-16 map and the map the heads read from the same backbone pass
     /// at full size where the model's features at that scale are the backbone's own (no
-    /// per-scale statistics), from a pass of its own otherwise.
+    /// per-scale statistics, no student head with its teacher's pass), from a pass of its own
+    /// otherwise.
     pub fn evaluate(
         &self,
         queries: Tensor<4>,
@@ -649,15 +666,17 @@ impl Dra {
         let mut remembered = None;
         for s in 0..self.n_scales {
             let level = pyramid_level(queries.clone(), s);
-            let features = match (s, memory, self.scale_backbones.get(s)) {
-                (0, Some(m), None) => {
+            let shared = memory.filter(|_| s == 0 && self.scale_backbones.is_empty());
+            let (features, teacher) = match shared {
+                Some(m) if self.student.is_none() => {
                     let (s16, s32) = self.backbone.stride16_and_features(level.clone());
                     remembered = Some(m.scores_and_maps_of(s16, s32.clone(), size));
-                    s32
+                    (s32, None)
                 }
-                _ => self.features(level.clone(), s),
+                _ => self.pass(level.clone(), s),
             };
-            let outputs = self.head_outputs(features, reference_maps.get(s).cloned(), level);
+            let reference = reference_maps.get(s).cloned();
+            let outputs = self.head_outputs(features, reference, teacher, level);
             for (head, output) in outputs.iter().filter(|_| maps) {
                 if let Some(cells) = output.cell_scores() {
                     let map = upsample(cells, size);

@@ -41,7 +41,7 @@ impl BackboneKind {
         }
     }
 
-    /// Channels of the four maps [`Backbone::taps`] gives, and whether they are signed (a
+    /// Channels of the four maps [`Backbone::taps_and_features`] gives, and whether they are signed (a
     /// linear bottleneck's, EfficientNet's) rather than a ReLU's.
     pub fn taps(self) -> ([usize; 4], bool) {
         match self {
@@ -175,12 +175,19 @@ impl Backbone {
         }
     }
 
-    /// The maps at strides 4, 8, 16 and 32 that KDAD distils ([`BackboneKind::tap_channels`]).
-    pub fn taps(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        match self {
+    /// The maps at strides 4, 8, 16 and 32 that KDAD distils ([`BackboneKind::taps`]) and,
+    /// from the same pass, the map DRA reads (the last tap, or the head's map of it).
+    pub fn taps_and_features(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, Tensor<4>) {
+        let taps = match self {
             Backbone::Resnet18(n) => n.taps(x),
             Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => n.taps(x),
-        }
+        };
+        let last = taps.last().expect("4 taps").clone();
+        let features = match self {
+            Backbone::EfficientnetLite0Head(n) => n.head_features(last),
+            _ => last,
+        };
+        (taps, features)
     }
 
     /// Every BatchNorm layer of the network.
