@@ -252,10 +252,11 @@ impl Grid {
     }
 }
 
-/// What the kNN baseline depends on: the test split, the backbone and the input size.
+/// What the kNN baselines depend on: the test split, the backbone, the input size and, since
+/// patch kNN is taken from a run's memory where it has one, the run's input normalisation.
 fn knn_key(c: &TrainConfig) -> String {
     format!(
-        "{:?}|{}|{:?}|{}|{:?}|{}|{}|{:?}|{}",
+        "{:?}|{}|{:?}|{}|{:?}|{}|{}|{:?}|{}|{:?}",
         c.data_root,
         c.class,
         c.known_class,
@@ -264,7 +265,8 @@ fn knn_key(c: &TrainConfig) -> String {
         c.seed,
         c.backbone,
         c.weights,
-        c.img_size
+        c.img_size,
+        c.normalization()
     )
 }
 

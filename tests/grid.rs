@@ -361,3 +361,26 @@ fn cells_on_one_split_share_the_baselines_but_not_the_training() {
         assert_eq!(result.patch_knn, Some(fresh.patch));
     }
 }
+
+#[test]
+fn a_cell_on_another_input_normalisation_gets_its_own_patch_knn() {
+    // patch kNN is a run's memory term, which reads the run's normalised input: a cell with
+    // ImageNet's normalisation does not take the one before it's, on the same split; the
+    // pooled kNN reads the backbone's own normalisation and is the same for both
+    let data = common::bundled_elpv();
+    let text = format!(
+        "name = \"norm\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\nseed = 0\n[[case]]\nname = \"own\"\n[[case]]\nname = \"imagenet\"\nnormalization = \"imagenet\"\n",
+        data.path().to_str().unwrap()
+    );
+    let out = tempfile::tempdir().unwrap();
+    let rows = run_grid(&grid(&text), out.path(), &mut (), |_, _, _, _| {}).unwrap();
+    let memory: Vec<f64> = rows.iter().map(|r| r.heads["memory"]).collect();
+    assert_ne!(
+        memory[0], memory[1],
+        "the two normalisations must score apart"
+    );
+    for (r, m) in rows.iter().zip(&memory) {
+        assert_eq!(r.patch_knn.unwrap().auc_roc, *m);
+    }
+    assert_eq!(rows[0].knn, rows[1].knn);
+}
