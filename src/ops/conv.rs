@@ -6,9 +6,10 @@
 //! over each image's output pixels `p`; burn derives it as a convolution of the input by the
 //! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide; here the
 //! sum runs over the same tiles of output pixels as the forward pass, images summed in a fixed
-//! number of groups so that the rounding depends on the batch alone. Input gradient at stride
-//! 1: the forward product of the output gradient by the kernel turned half a turn with its
-//! channel axes swapped (a full correlation); at larger strides it is burn's own.
+//! number of groups so that the rounding depends on the batch alone. Input gradient of kernels
+//! larger than 1×1 at stride 1: the forward product of the output gradient by the kernel
+//! turned half a turn with its channel axes swapped (a full correlation); 1×1 kernels and
+//! larger strides keep burn's own (`docs/PERFORMANCE.md`, issue #18, says why for 1×1).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -375,7 +376,8 @@ impl ConvKernel for Flex {
         // the forward convolution of dy by the kernel turned half a turn with its channels
         // swapped, padded by (k − 1)·d − p
         let reach = [(kh - 1) * dilation[0], (kw - 1) * dilation[1]];
-        let transposable = stride == [1, 1] && padding[0] <= reach[0] && padding[1] <= reach[1];
+        let transposable =
+            stride == [1, 1] && kh * kw > 1 && padding[0] <= reach[0] && padding[1] <= reach[1];
         if x.dtype() != DType::F32 || !transposable {
             let geometry = (stride, padding, dilation);
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(
