@@ -41,8 +41,8 @@ impl BackboneKind {
         }
     }
 
-    /// Channels of the four maps [`Backbone::taps_and_features`] gives, and whether they are signed (a
-    /// linear bottleneck's, EfficientNet's) rather than a ReLU's.
+    /// Channels of the four maps [`Backbone::taps_and_features`] gives, and whether they are
+    /// signed (a linear bottleneck's, EfficientNet's) rather than a ReLU's.
     pub fn taps(self) -> ([usize; 4], bool) {
         match self {
             BackboneKind::Resnet18 => ([64, 128, 256, 512], false),
