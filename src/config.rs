@@ -265,9 +265,16 @@ impl TrainConfig {
     /// The input normalisation of these settings.
     pub fn normalization(&self) -> Normalization {
         match self.normalization {
+            // KDAD's code feeds its VGG16 teacher unnormalised pixels (BASELINES_SPEC §5)
+            InputNorm::Auto
+                if self.method == Method::Kdad && self.backbone == BackboneKind::Vgg16 =>
+            {
+                Normalization::RAW
+            }
             InputNorm::Auto => self.backbone.normalization(),
             InputNorm::Imagenet => Normalization::IMAGENET,
             InputNorm::Half => Normalization::HALF,
+            InputNorm::Raw => Normalization::RAW,
         }
     }
 

@@ -99,7 +99,7 @@ fn efficientnet_lite0_features_and_logits_match_pytorch() {
     let err = relative_l2(&values(features), &expected);
     assert!(err < 1e-4, "features relative L2 {err}");
     let (expected, _) = fixtures::read(&path, "logits");
-    let err = relative_l2(&values(net.logits(input)), &expected);
+    let err = relative_l2(&values(net.logits(input).unwrap()), &expected);
     assert!(err < 1e-4, "logits relative L2 {err}");
 }
 
@@ -144,7 +144,11 @@ fn weights_round_trip_gives_the_same_outputs() {
     let device = Device::flex();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("w.safetensors");
-    for kind in [BackboneKind::Resnet18, BackboneKind::EfficientnetLite0] {
+    for kind in [
+        BackboneKind::Resnet18,
+        BackboneKind::EfficientnetLite0,
+        BackboneKind::Vgg16,
+    ] {
         device.seed(3);
         let net = Backbone::new(kind, &device);
         weights::save(&net, &file).unwrap();
@@ -223,6 +227,10 @@ fn feature_sizes_follow_the_stride_32_rule() {
         BackboneKind::EfficientnetLite0.feature_size(100).unwrap(),
         4
     );
+    // VGG's unpadded 2×2 max-pools round down: 100 → 50 → 25 → 12 → 6 → 3
+    assert_eq!(BackboneKind::Vgg16.feature_size(224).unwrap(), 7);
+    assert_eq!(BackboneKind::Vgg16.feature_size(100).unwrap(), 3);
+    assert!(BackboneKind::Vgg16.feature_size(31).is_err());
     assert!(BackboneKind::Resnet18.feature_size(0).is_err());
     let device = Device::flex();
     for &kind in BackboneKind::ALL {
@@ -242,6 +250,7 @@ fn the_memorys_and_the_teachers_passes_give_the_heads_their_own_features() {
         BackboneKind::EfficientnetLite0,
         BackboneKind::EfficientnetLite0Head,
         BackboneKind::Resnet18,
+        BackboneKind::Vgg16,
     ] {
         let backbone = Backbone::new(kind, &device);
         let x = Tensor::<4>::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
@@ -266,4 +275,59 @@ fn the_memorys_and_the_teachers_passes_give_the_heads_their_own_features() {
             "{kind}: taps at strides 4, 8, 16 and 32"
         );
     }
+}
+
+/// The VGG16 fixture of `tests/data/vgg16` (written by its `make_fixture.py`): torchvision's
+/// structure at 1/16 of the widths.
+fn vgg16_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vgg16")
+        .join(name)
+}
+
+#[test]
+fn vgg16_from_a_torchvision_state_dict_gives_pytorchs_pool_maps() {
+    use dra::model::backbone::Vgg16;
+    let device = Device::flex();
+    let pools = vgg16_fixture("vgg16_narrow_pools.safetensors");
+    let mut net = Backbone::Vgg16(Vgg16::with_widths([4, 8, 16, 32, 32], &device));
+    // `features.N.*` by torchvision's numbering; the classifier is ignored, not an error
+    weights::load(&mut net, &vgg16_fixture("vgg16_narrow.pth")).unwrap();
+    let input = tensor::<4>(&pools, "input", &device);
+    let (taps, features) = net.taps_and_features(input.clone());
+    assert_eq!(taps.len(), 4);
+    for (k, tap) in taps.into_iter().enumerate() {
+        let (expected, shape) = fixtures::read(&pools, &format!("pool{}", k + 2));
+        assert_eq!(tap.dims().to_vec(), shape, "pool{}", k + 2);
+        let err = relative_l2(&values(tap), &expected);
+        assert!(err < 1e-5, "pool{}: relative L2 {err}", k + 2);
+    }
+    let (pool5, _) = fixtures::read(&pools, "pool5");
+    let (pool4, _) = fixtures::read(&pools, "pool4");
+    assert!(relative_l2(&values(features), &pool5) < 1e-5);
+    let (stride16, stride32) = net.stride16_and_features(input.clone());
+    assert!(relative_l2(&values(stride16), &pool4) < 1e-5);
+    assert!(relative_l2(&values(stride32), &pool5) < 1e-5);
+    // no classifier is loaded, so no ImageNet classes
+    let err = net.logits(input).unwrap_err().to_string();
+    assert!(err.contains("classify with resnet18"), "{err}");
+}
+
+#[test]
+fn vgg16_weights_of_another_width_are_a_clear_error() {
+    // the narrow fixture into the full-width network: the shapes differ, and the error says
+    // which file and which network
+    let device = Device::flex();
+    let mut net = Backbone::new(BackboneKind::Vgg16, &device);
+    let err = weights::load(&mut net, &vgg16_fixture("vgg16_narrow.pth"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("vgg16_narrow.pth") && err.contains("not vgg16 weights"),
+        "{err}"
+    );
+    let err = weights::pretrained(BackboneKind::Vgg16, None, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("torchvision's vgg16 .pth"), "{err}");
 }

@@ -653,3 +653,37 @@ fn a_short_kdad_run_learns_from_the_normal_images_alone() {
     assert_eq!(record["derived"]["normal_slots"], 12);
     assert_eq!(record["derived"]["seen_slots"], 0);
 }
+
+#[test]
+fn kdad_takes_the_papers_vgg16_teacher_from_a_users_file_and_feeds_it_raw_pixels() {
+    use dra::data::transform::Normalization;
+    use dra::model::backbone::{Backbone, BackboneKind, weights};
+    // `auto` normalisation: KDAD's code feeds its VGG16 unnormalised pixels; the other
+    // teachers, and VGG16 under the other methods, get what their weights expect
+    let norm = |layers: &[&str]| layered(layers).unwrap().normalization();
+    let vgg = "backbone = \"vgg16\"";
+    assert_eq!(norm(&["method = \"kdad\"", vgg]), Normalization::RAW);
+    assert_eq!(norm(&["method = \"kdad\""]), Normalization::HALF);
+    assert_eq!(norm(&["method = \"dra\"", vgg]), Normalization::IMAGENET);
+    assert_eq!(
+        norm(&["method = \"kdad\"", vgg, "normalization = \"imagenet\""]),
+        Normalization::IMAGENET
+    );
+    // a short run with a (random, seeded) VGG16 written as a weights file: the student
+    // distils VGG's pool2…pool5 maps (128, 256, 512, 512 channels) and the run scores
+    let device = Device::flex();
+    device.seed(5);
+    let teacher = tempfile::tempdir().unwrap();
+    let file = teacher.path().join("vgg16.safetensors");
+    weights::save(&Backbone::new(BackboneKind::Vgg16, &device), &file).unwrap();
+    let (cfg, _data, out) = short_run(
+        "kdad",
+        &format!("{vgg}\nweights = {file:?}\nimg_size = 64\nepochs = 2"),
+    );
+    let metrics = common::train(&cfg, out.path());
+    assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), ["student"]);
+    assert!(metrics.auc_roc.is_finite());
+    assert_eq!(epoch_losses(out.path()).len(), 2);
+    let record = run_record(out.path());
+    assert_eq!(record["settings"]["backbone"], "vgg16");
+}

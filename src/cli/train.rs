@@ -64,8 +64,12 @@ pub struct SettingArgs {
     /// dra, or a comparison system of the DRA paper: devnet (the seen head alone, deviation
     /// loss, 24 normal + 24 seen a batch, 50 epochs, backbone fine-tuned, lr 2e-4), flos
     /// (devnet with the focal loss), deepsad (distance to the normals' centre, one scale, 30
-    /// epochs) or minns (MI-Net over the cells, cross-entropy, devnet's batches and trainer). A method sets its own heads, criterion and trainer profile; the other
-    /// flags and --config keys override them [default: dra].
+    /// epochs), minns (MI-Net over the cells, cross-entropy, devnet's batches and trainer),
+    /// saoe (normal / seen / pseudo classes, outlier exposure with --outlier-root), mlep
+    /// (reconstruction with a latent margin) or kdad (unsupervised: a student distils the
+    /// frozen backbone, the paper's teacher with --backbone vgg16 --weights
+    /// vgg16-397923af.pth). A method sets its own heads, criterion and trainer profile; the
+    /// other flags and --config keys override them [default: dra].
     #[arg(long)]
     method: Option<Method>,
     /// Seen anomalies used in training [default: 10].
@@ -88,7 +92,8 @@ pub struct SettingArgs {
     /// reference code's layout) or any folder of images [default: CutMix].
     #[arg(long)]
     outlier_root: Option<PathBuf>,
-    /// efficientnet-lite0 (bundled weights), efficientnet-lite0-head, resnet18 (needs --weights).
+    /// efficientnet-lite0 (bundled weights), efficientnet-lite0-head, resnet18 or vgg16 (both
+    /// need --weights: torchvision's .pth).
     #[arg(long)]
     backbone: Option<BackboneKind>,
     /// Backbone weights (.pth / .safetensors with PyTorch names).
@@ -185,8 +190,9 @@ pub struct SettingArgs {
     /// EfficientNet drop-connect rate (0.2 in its ImageNet training) [default: 0].
     #[arg(long)]
     drop_connect: Option<f64>,
-    /// Input normalisation: auto (what the weights expect), imagenet, half [default: auto;
-    /// --preset paper: imagenet].
+    /// Input normalisation: auto (what the weights expect; none for kdad's vgg16 teacher, as
+    /// its code), imagenet, half, none (pixels in [0, 1]) [default: auto; --preset paper:
+    /// imagenet].
     #[arg(long)]
     normalization: Option<InputNorm>,
     /// Leave out images that cannot be decoded (listed in config.json) instead of stopping.

@@ -21,6 +21,8 @@ choice! {
         Imagenet = "imagenet",
         /// Mean 0.5, std 0.5.
         Half = "half",
+        /// None: pixels in [0, 1] (what KDAD's code feeds its VGG16 teacher).
+        Raw = "none",
     }
 }
 
@@ -41,6 +43,12 @@ impl Normalization {
     pub const HALF: Self = Self {
         mean: [0.5; 3],
         std: [0.5; 3],
+    };
+
+    /// Pixels scaled to [0, 1] and nothing else.
+    pub const RAW: Self = Self {
+        mean: [0.0; 3],
+        std: [1.0; 3],
     };
 
     /// Appends `img` as normalised planes R, G, B (CHW order) to `out`.

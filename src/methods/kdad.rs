@@ -1,9 +1,11 @@
 //! KDAD (Salehi et al., CVPR 2021, multiresolution knowledge distillation), unsupervised: the
-//! frozen backbone is the teacher (here EfficientNet-Lite0, "KDAD-Lite0", for the paper's
-//! VGG16 cannot be had offline), a small VGG-like student learns to reproduce its maps at
-//! strides 4, 8, 16 and 32 on the normal training images alone, unaugmented, at 128²; the loss
-//! is Σ over the four taps of (1 − cos) + 0.5 · MSE, the score the same over the last three.
-//! Its authors' trainer: batches of 64, Adam 1e-3 without weight decay or schedule.
+//! frozen backbone is the teacher (by default EfficientNet-Lite0, "KDAD-Lite0"; the paper's
+//! VGG16 with `--backbone vgg16 --weights` and torchvision's file, not to be had offline here,
+//! fed unnormalised pixels as its code does), a small VGG-like student learns to reproduce
+//! its maps at strides 4, 8, 16 and 32 on the normal training images alone, unaugmented, at
+//! 128²; the loss is Σ over the four taps of (1 − cos) + 0.5 · MSE, the score the same over
+//! the last three. Its authors' trainer: batches of 64, Adam 1e-3 without weight decay or
+//! schedule.
 
 use super::{MethodSpec, choices, table};
 use crate::data::sampler::Composition;
@@ -29,8 +31,8 @@ pub(super) fn spec() -> MethodSpec {
         choices: choices(&[
             (
                 "teacher",
-                "the run's --backbone, frozen (KDAD-Lite0 with the bundled weights; the paper's \
-                 VGG16 is not available offline)",
+                "the run's --backbone, frozen: KDAD-Lite0 with the bundled weights, or the \
+                 paper's VGG16 with --backbone vgg16 --weights vgg16-397923af.pth (torchvision's)",
             ),
             (
                 "A12",
@@ -40,10 +42,15 @@ pub(super) fn spec() -> MethodSpec {
                 "A13",
                 "the final model (no test-set selection); 30 × 20 steps rather than 601 epochs",
             ),
-            ("A14", "the teacher's own input normalisation"),
+            (
+                "A14",
+                "the teacher's own input normalisation; for VGG16 none (pixels in [0, 1]), as \
+                 KDAD's code",
+            ),
             (
                 "A15",
-                "taps after Lite0 blocks 2, 4, 10, 15; the student's convs before them linear",
+                "taps after Lite0 blocks 2, 4, 10, 15, the student's convs before them linear \
+                 (VGG16: pool2–pool5, with a ReLU)",
             ),
             ("A16", "λ = 0.5"),
             (

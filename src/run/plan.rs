@@ -214,6 +214,7 @@ fn decode_all(split: &mut Split, images: &mut ImageStore, skip: bool) -> Result<
 pub fn training_memory_estimate(config: &TrainConfig) -> u64 {
     let per_pixel: u64 = match config.backbone {
         BackboneKind::Resnet18 => 700,
+        BackboneKind::Vgg16 => 2200,
         _ => 1200,
     };
     let pixels: u64 = config

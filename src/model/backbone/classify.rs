@@ -55,7 +55,7 @@ pub fn classify(
     paths
         .iter()
         .map(|path| {
-            let logits = backbone.logits(preprocess(backbone, path)?.to_tensor(device));
+            let logits = backbone.logits(preprocess(backbone, path)?.to_tensor(device))?;
             let probs: Vec<f32> = softmax(logits, 1)
                 .into_data()
                 .try_to_vec()

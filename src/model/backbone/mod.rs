@@ -5,10 +5,12 @@
 //! | `resnet18` | torchvision ResNet-18 (the paper's) | layer4, 512 channels |
 //! | `efficientnet-lite0` | EfficientNet-Lite0 (weights bundled) | last MBConv block, 320 channels |
 //! | `efficientnet-lite0-head` | EfficientNet-Lite0 | after the 1×1 head conv, 1280 channels |
+//! | `vgg16` | torchvision VGG16 `features` (KDAD's teacher) | pool5, 512 channels |
 
 pub mod classify;
 pub mod efficientnet;
 pub mod resnet;
+pub mod vgg;
 pub mod weights;
 
 use burn::prelude::*;
@@ -18,6 +20,7 @@ use crate::data::transform::Normalization;
 use crate::error::{Error, Result};
 pub use efficientnet::EfficientNetLite0;
 pub use resnet::ResNet18;
+pub use vgg::Vgg16;
 
 choice! {
     /// Which backbone, and which of its feature maps, DRA uses.
@@ -28,6 +31,9 @@ choice! {
         EfficientnetLite0 = "efficientnet-lite0",
         /// EfficientNet-Lite0 after its head convolution and ReLU6, 1280 channels.
         EfficientnetLite0Head = "efficientnet-lite0-head",
+        /// torchvision VGG16's features to pool5, 512 channels (KDAD's teacher; weights from
+        /// the user).
+        Vgg16 = "vgg16",
     }
 }
 
@@ -38,6 +44,7 @@ impl BackboneKind {
             BackboneKind::Resnet18 => resnet::FEATURE_CHANNELS,
             BackboneKind::EfficientnetLite0 => efficientnet::BLOCKS_CHANNELS,
             BackboneKind::EfficientnetLite0Head => efficientnet::HEAD_CHANNELS,
+            BackboneKind::Vgg16 => vgg::FEATURE_CHANNELS,
         }
     }
 
@@ -49,13 +56,14 @@ impl BackboneKind {
             BackboneKind::EfficientnetLite0 | BackboneKind::EfficientnetLite0Head => {
                 ([24, 40, 112, 320], true)
             }
+            BackboneKind::Vgg16 => ([128, 256, 512, 512], false),
         }
     }
 
     /// Input normalisation the pretrained weights expect.
     pub fn normalization(self) -> Normalization {
         match self {
-            BackboneKind::Resnet18 => Normalization::IMAGENET,
+            BackboneKind::Resnet18 | BackboneKind::Vgg16 => Normalization::IMAGENET,
             BackboneKind::EfficientnetLite0 | BackboneKind::EfficientnetLite0Head => {
                 Normalization::HALF
             }
@@ -70,8 +78,13 @@ impl BackboneKind {
     /// Side of the feature map for a square input of `img_size`, or an error if it is empty.
     pub fn feature_size(self, img_size: usize) -> Result<usize> {
         // five stride-2 layers, each giving ⌈s/2⌉ (ResNet's padded 7×7 conv and 3×3 max-pool
-        // as much as EfficientNet's TensorFlow-SAME convolutions)
-        let size = (0..5).fold(img_size, |s, _| s.div_ceil(2));
+        // as much as EfficientNet's TensorFlow-SAME convolutions), or ⌊s/2⌋ (VGG's unpadded
+        // 2×2 max-pools)
+        let halve = |s: usize| match self {
+            BackboneKind::Vgg16 => s / 2,
+            _ => s.div_ceil(2),
+        };
+        let size = (0..5).fold(img_size, |s, _| halve(s));
         if size == 0 {
             return Err(Error::Setting(format!(
                 "--img-size {img_size} gives an empty feature map"
@@ -83,7 +96,7 @@ impl BackboneKind {
     /// The bundled ImageNet weights of this backbone, if any.
     pub fn bundled_weights(self) -> Option<std::path::PathBuf> {
         match self {
-            BackboneKind::Resnet18 => None,
+            BackboneKind::Resnet18 | BackboneKind::Vgg16 => None,
             _ => Some(weights::bundled_efficientnet_lite0()),
         }
     }
@@ -120,6 +133,7 @@ pub enum Backbone {
     Resnet18(ResNet18),
     EfficientnetLite0(EfficientNetLite0),
     EfficientnetLite0Head(EfficientNetLite0),
+    Vgg16(Vgg16),
 }
 
 impl Backbone {
@@ -142,6 +156,7 @@ impl Backbone {
             BackboneKind::EfficientnetLite0Head => {
                 Backbone::EfficientnetLite0Head(EfficientNetLite0::new(device))
             }
+            BackboneKind::Vgg16 => Backbone::Vgg16(Vgg16::new(device)),
         }
     }
 
@@ -151,6 +166,7 @@ impl Backbone {
             Backbone::Resnet18(_) => BackboneKind::Resnet18,
             Backbone::EfficientnetLite0(_) => BackboneKind::EfficientnetLite0,
             Backbone::EfficientnetLite0Head(_) => BackboneKind::EfficientnetLite0Head,
+            Backbone::Vgg16(_) => BackboneKind::Vgg16,
         }
     }
 
@@ -160,6 +176,7 @@ impl Backbone {
             Backbone::Resnet18(n) => n.features(x),
             Backbone::EfficientnetLite0(n) => n.block_features(x),
             Backbone::EfficientnetLite0Head(n) => n.head_features(n.block_features(x)),
+            Backbone::Vgg16(n) => n.features(x),
         }
     }
 
@@ -172,6 +189,7 @@ impl Backbone {
                 let (s16, blocks) = n.stride16_and_block_features(x);
                 (s16, n.head_features(blocks))
             }
+            Backbone::Vgg16(n) => n.stride16_and_features(x),
         }
     }
 
@@ -181,6 +199,7 @@ impl Backbone {
         let taps = match self {
             Backbone::Resnet18(n) => n.taps(x),
             Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => n.taps(x),
+            Backbone::Vgg16(n) => n.taps(x),
         };
         let last = taps.last().expect("4 taps").clone();
         let features = match self {
@@ -197,6 +216,7 @@ impl Backbone {
             Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => {
                 n.batch_norms_mut()
             }
+            Backbone::Vgg16(_) => Vec::new(),
         }
     }
 
@@ -251,13 +271,18 @@ impl Backbone {
         self
     }
 
-    /// ImageNet logits, `[N, 1000]`.
-    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+    /// ImageNet logits, `[N, 1000]`; an error for VGG16, whose classifier is not loaded.
+    pub fn logits(&self, x: Tensor<4>) -> Result<Tensor<2>> {
         match self {
-            Backbone::Resnet18(n) => n.classify(n.features(x)),
+            Backbone::Resnet18(n) => Ok(n.classify(n.features(x))),
             Backbone::EfficientnetLite0(n) | Backbone::EfficientnetLite0Head(n) => {
-                n.classify(n.head_features(n.block_features(x)))
+                Ok(n.classify(n.head_features(n.block_features(x))))
             }
+            Backbone::Vgg16(_) => Err(Error::Setting(
+                "vgg16 loads torchvision's features without the classifier, so it gives no \
+                 ImageNet classes: classify with resnet18 or efficientnet-lite0"
+                    .into(),
+            )),
         }
     }
 }

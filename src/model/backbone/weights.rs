@@ -11,7 +11,7 @@ use burn::tensor::DType;
 
 use burn::tensor::Device;
 
-use super::{Backbone, BackboneKind};
+use super::{Backbone, BackboneKind, vgg};
 use crate::error::{Error, Result};
 
 /// The EfficientNet-Lite0 ImageNet weights shipped in the repository (Apache-2.0).
@@ -39,15 +39,22 @@ const OUTSIDE: &str = "@";
 /// get the [`OUTSIDE`] mark.
 fn remapper(prefix: &str) -> KeyRemapper {
     let marked = format!("^{OUTSIDE}{}", regex_escape(prefix));
-    KeyRemapper::from_patterns(vec![
+    let mut patterns: Vec<(String, String)> = [
         ("^", OUTSIDE),
         (marked.as_str(), ""),
         (r"^module\.", ""),                       // DataParallel checkpoints
         (r"downsample\.0\.", "downsample.conv."), // torchvision shortcut projection
         (r"downsample\.1\.", "downsample.bn."),
-        (r"(^|\.)_", "$1"), // EfficientNet's _conv_stem, _blocks, …
-    ])
-    .expect("valid patterns")
+        (r"(^|\.)_", "$1"),          // EfficientNet's _conv_stem, _blocks, …
+        (r"^classifier\.", OUTSIDE), // VGG's classifier, not read
+    ]
+    .map(|(from, to)| (from.to_string(), to.to_string()))
+    .into();
+    // VGG's convolutions, numbered among its ReLUs and pools in torchvision's `features`
+    for (k, index) in vgg::torchvision_conv_indices().into_iter().enumerate() {
+        patterns.push((format!(r"^features\.{index}\."), format!("convs.{k}.")));
+    }
+    KeyRemapper::from_patterns(patterns).expect("valid patterns")
 }
 
 fn weights_error(path: &Path, message: impl Into<String>) -> Error {
@@ -114,7 +121,7 @@ pub fn pretrained(kind: BackboneKind, path: Option<&Path>, device: &Device) -> R
 
 /// What to do when `kind` has no bundled weights.
 pub fn no_weights(kind: BackboneKind) -> String {
-    format!("{kind} has no bundled weights: pass --weights FILE (torchvision's resnet18 .pth)")
+    format!("{kind} has no bundled weights: pass --weights FILE (torchvision's {kind} .pth)")
 }
 
 /// Loads `path` (`.pth`, `.pt` or `.safetensors`, PyTorch names) into `backbone`.
