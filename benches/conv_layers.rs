@@ -1,7 +1,8 @@
 //! The convolution kernels of `dra::ops::conv` against burn's `flex` convolution, pass by
 //! pass (forward, weight gradient, input gradient), on ResNet-18's 3×3 layers and the
-//! residual head's 1280-channel one at a 448² input: seconds per pass for a batch, the best
-//! of 3 runs each.
+//! residual head's 1280-channel one at a 448² input; then EfficientNet-Lite0's depthwise
+//! layers (`dra::ops::depthwise`) against burn's layer, forward and backward (both
+//! gradients): seconds per pass for a batch, the best of 3 runs each.
 //!
 //! ```sh
 //! cargo bench --bench conv_layers              # batch 16
@@ -16,8 +17,11 @@ use std::time::Instant;
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::prelude::*;
 use burn::tensor::TensorData;
-use dra::ops::conv::ConvKernel;
+use dra::ops::conv::{ConvGradients, ConvKernel};
 use support::env_usize;
 
 /// A tensor of `shape` with values spread over [−1, 1).
@@ -30,14 +34,17 @@ fn filled(shape: [usize; 4]) -> FlexTensor {
 }
 
 /// The shortest of three runs of `f`, in seconds.
-fn best(mut f: impl FnMut() -> FlexTensor) -> f64 {
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            drop(f());
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+fn best<T>(mut f: impl FnMut() -> T) -> f64 {
+    shortest(|| {
+        let t = Instant::now();
+        drop(f());
+        t.elapsed().as_secs_f64()
+    })
+}
+
+/// The smallest of three timings that `f` takes and returns.
+fn shortest(mut f: impl FnMut() -> f64) -> f64 {
+    (0..3).map(|_| f()).fold(f64::INFINITY, f64::min)
 }
 
 fn main() {
@@ -81,5 +88,70 @@ fn main() {
             best(|| Flex::conv2d_gemm_input_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
         );
         println!("| {ci} → {co}, {size}², {stride} | {forward} | {weight} | {input} |");
+    }
+    depthwise_layers(n, img);
+}
+
+/// EfficientNet-Lite0's depthwise layers ("same" padding) through burn's layer and through
+/// `dra::ops::conv::conv2d` (which sends them to `dra::ops::depthwise`): the forward pass
+/// without autodiff, and the backward pass of `Σ y · g` on the autodiff device.
+fn depthwise_layers(n: usize, img: usize) {
+    println!();
+    println!(
+        "| depthwise layer (channels, map, kernel, stride) | forward | backward (both gradients) |"
+    );
+    println!("|---|---|---|");
+    let pair = |burn: f64, ours: f64| format!("{burn:.3} / {ours:.3} ({:.2}×)", burn / ours);
+    for (c, size, k, stride) in [
+        (32, img / 2, 3, 1),
+        (96, img / 2, 3, 2),
+        (144, img / 4, 3, 1),
+        (144, img / 4, 5, 2),
+        (240, img / 8, 5, 1),
+        (240, img / 8, 3, 2),
+        (480, img / 16, 3, 1),
+        (672, img / 16, 5, 1),
+        (672, img / 16, 5, 2),
+        (1152, img / 32, 5, 1),
+    ] {
+        let layer = |device: &Device| -> Conv2d {
+            Conv2dConfig::new([c, c], [k, k])
+                .with_groups(c)
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Same)
+                .with_bias(false)
+                .init(device)
+        };
+        let tensor = |shape: [usize; 4], device: &Device| {
+            Tensor::<4>::from_data(filled(shape).into_data(), device)
+        };
+        let plain = Device::flex();
+        let conv = layer(&plain);
+        let x = tensor([n, c, size, size], &plain);
+        let forward = pair(
+            best(|| conv.forward(x.clone())),
+            best(|| dra::ops::conv::conv2d(&conv, x.clone())),
+        );
+        let ad = plain.clone().autodiff();
+        let conv = layer(&ad);
+        let out = size.div_ceil(stride);
+        let (x, g) = (
+            tensor([n, c, size, size], &ad),
+            tensor([n, c, out, out], &ad),
+        );
+        let backward = |apply: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            shortest(|| {
+                let x = x.clone().require_grad();
+                let loss = (apply(x) * g.clone()).sum();
+                let t = Instant::now();
+                drop(loss.backward());
+                t.elapsed().as_secs_f64()
+            })
+        };
+        let backward = pair(
+            backward(&|x| conv.forward(x)),
+            backward(&|x| dra::ops::conv::conv2d(&conv, x)),
+        );
+        println!("| {c}, {size}², {k}×{k}, {stride} | {forward} | {backward} |");
     }
 }

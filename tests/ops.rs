@@ -119,30 +119,48 @@ fn training_batchnorm_kernel_matches_burns_layer() {
 
 #[test]
 fn convolution_kernel_matches_burns_layer() {
-    // output and gradients of x, weight and bias through the kernel against burn's layer,
+    // output and gradients of x, weight and bias through the kernels against burn's layer,
     // over the geometries the backbones and heads use (and dilation); the 40 × 41 map spans
     // four tiles of the forward pass, the last one shorter; batches of 2 and 5 images (the
     // weight gradient's groups: 2 of one image, then 4 of one or two)
     use burn::nn::PaddingConfig2d::{Explicit, Same, Valid};
     let device = Device::flex().autodiff();
     device.seed(3);
+    #[rustfmt::skip] // one case a line: channels, kernel, stride, dilation, padding, size, batch, groups
     let cases = [
-        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2),
-        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40, 2),
-        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 5),
-        ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3),
-        ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 2, 3),
-        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9, 2),
-        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5),
-        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2),
-        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2),
-        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7, 5),
-        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40, 2, 1),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 5, 1),
+        ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3, 1),
+        ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 2, 3, 1),
+        ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
+        ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5, 1),
+        ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2, 1),
+        ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2, 1),
+        ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7, 5, 1),
+        ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2, 1),
+        // depthwise (one filter per channel: `src/ops/depthwise.rs`), "same" padding
+        // asymmetric at stride 2 (the forward pass through this crate's loops, burn's where
+        // symmetric), odd and even maps, explicit asymmetric padding, dilation
+        ([6, 6], [3, 3], [1, 1], [1, 1], Same, 9, 2, 6),
+        ([6, 6], [3, 3], [2, 2], [1, 1], Same, 9, 3, 6),
+        ([6, 6], [3, 3], [2, 2], [1, 1], Same, 10, 2, 6),
+        ([6, 6], [5, 5], [2, 2], [1, 1], Same, 12, 2, 6),
+        ([6, 6], [5, 5], [1, 1], [1, 1], Same, 7, 5, 6),
+        ([4, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2, 4),
+        ([4, 4], [3, 3], [2, 2], [1, 1], Explicit(0, 1, 2, 1), 9, 2, 4),
+        ([4, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 0, 1, 2), 7, 2, 4),
+        ([4, 4], [3, 3], [1, 1], [1, 1], Same, 1, 3, 4),
+        ([4, 4], [5, 5], [2, 2], [1, 1], Same, 2, 2, 4),
+        // grouped but not depthwise: burn's layer on both sides
+        ([4, 8], [3, 3], [1, 1], [1, 1], Same, 6, 2, 4),
     ];
-    for (channels, kernel, stride, dilation, padding, size, batch) in cases {
-        let case =
-            format!("{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?} n{batch}");
+    for (channels, kernel, stride, dilation, padding, size, batch, groups) in cases {
+        let case = format!(
+            "{channels:?} {kernel:?} s{stride:?} d{dilation:?} {padding:?} n{batch} g{groups}"
+        );
         let conv = burn::nn::conv::Conv2dConfig::new(channels, kernel)
+            .with_groups(groups)
             .with_stride(stride)
             .with_dilation(dilation)
             .with_padding(padding)

@@ -25,7 +25,8 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::ops::Range;
 
-use super::{symmetric_padding, tensor, values};
+use super::depthwise::depthwise_conv2d;
+use super::{padding_pairs, symmetric_padding, tensor, values};
 
 /// Stride, padding (each side) and dilation, per spatial axis.
 type Geometry = ([usize; 2], [usize; 2], [usize; 2]);
@@ -34,7 +35,7 @@ fn options((stride, padding, dilation): Geometry) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, dilation, 1)
 }
 
-/// The convolution and its weight gradient, for the backends that have them.
+/// The convolution, for the backends that have it.
 #[backend_extension(Autodiff, Flex)]
 pub trait ConvKernel: Backend {
     /// `x` (`[n, ci, h, w]`) convolved with `weight` (`[co, ci, kh, kw]`), no bias.
@@ -45,7 +46,11 @@ pub trait ConvKernel: Backend {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> FloatTensor<Self>;
+}
 
+/// The two gradients of [`ConvKernel::conv2d_gemm`], for the backends the autodiff step runs
+/// on.
+pub trait ConvGradients: Backend {
     /// The gradient of [`conv2d_gemm`](ConvKernel::conv2d_gemm)'s weight given its output's.
     fn conv2d_gemm_weight_grad(
         x: FloatTensor<Self>,
@@ -68,10 +73,25 @@ pub trait ConvKernel: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `conv.forward(x)`, through [`ConvKernel`] on `flex` with one group and symmetric
-/// padding, through burn's layer otherwise.
+/// `conv.forward(x)` on `flex`: a depthwise layer (f32) through
+/// [`DepthwiseKernel`](super::depthwise::DepthwiseKernel), one group with symmetric padding
+/// through [`ConvKernel`]; through burn's layer otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
+    let [co, per_group, _, _] = conv.weight.dims();
+    if conv.groups == co && per_group == 1 && x.dtype() == DType::F32 && super::available(&device) {
+        let [_, _, h, w] = x.dims();
+        let (before, after) = padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+        let y = depthwise_conv2d(
+            x,
+            conv.weight.val(),
+            conv.stride,
+            before,
+            after,
+            conv.dilation,
+        );
+        return with_bias(conv, y);
+    }
     let padding = symmetric_padding(&conv.padding, conv.kernel_size, conv.stride, conv.dilation);
     let Some(padding) = padding.filter(|_| super::available(&device) && conv.groups == 1) else {
         return conv.forward(x);
@@ -83,6 +103,11 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         padding,
         conv.dilation,
     ));
+    with_bias(conv, y)
+}
+
+/// `y` plus the layer's bias, if it has one.
+fn with_bias(conv: &Conv2d, y: Tensor<4>) -> Tensor<4> {
     match &conv.bias {
         Some(bias) => {
             let [c] = bias.shape().dims();
@@ -275,7 +300,9 @@ impl ConvKernel for Flex {
         }
         tensor(y, Shape::new([n, co, ho, wo]))
     }
+}
 
+impl ConvGradients for Flex {
     fn conv2d_gemm_weight_grad(
         x: FlexTensor,
         weight: FlexTensor,
@@ -407,7 +434,7 @@ impl ConvKernel for Flex {
 #[derive(Debug)]
 struct ConvBackward;
 
-impl<B: ConvKernel> Backward<B, 2> for ConvBackward {
+impl<B: ConvGradients> Backward<B, 2> for ConvBackward {
     /// The input and the weight (checkpointed), and the geometry.
     type State = (NodeId, NodeId, Geometry);
 
@@ -442,7 +469,7 @@ impl<B: ConvKernel> Backward<B, 2> for ConvBackward {
     }
 }
 
-impl<B: ConvKernel, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
+impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
     fn conv2d_gemm(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -473,27 +500,5 @@ impl<B: ConvKernel, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
-    }
-
-    fn conv2d_gemm_weight_grad(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _stride: [usize; 2],
-        _padding: [usize; 2],
-        _dilation: [usize; 2],
-    ) -> FloatTensor<Self> {
-        panic!("the convolution's weight gradient is not itself differentiable")
-    }
-
-    fn conv2d_gemm_input_grad(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _stride: [usize; 2],
-        _padding: [usize; 2],
-        _dilation: [usize; 2],
-    ) -> FloatTensor<Self> {
-        panic!("the convolution's input gradient is not itself differentiable")
     }
 }

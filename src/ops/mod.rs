@@ -1,12 +1,14 @@
 //! CPU kernels that burn's `flex` backend lacks, added through burn's backend extensions:
 //! BatchNorm fused into one operation (on batch statistics when training; at inference
 //! with the residual addition and ReLU after it), a convolution as tiled im2col copies and
-//! matrix products written in place (forward, weight gradient), and max pooling without
+//! matrix products written in place (forward and both gradients), the depthwise
+//! convolution's gradients and strided forward pass as direct loops, and max pooling without
 //! indices (inference). The backbones use them on `flex` and burn's own operations
 //! everywhere else.
 
 pub mod batch_norm;
 pub mod conv;
+pub mod depthwise;
 pub mod norm;
 pub mod pool;
 
@@ -66,5 +68,28 @@ fn symmetric_padding(
         }
         PaddingConfig2d::Same if [kh, kw] == [1, 1] => Some([0, 0]),
         _ => None,
+    }
+}
+
+/// The padding before (top, left) and after (bottom, right) of a window (`kernel`, `stride`)
+/// on an `input` map, as burn's layers compute it: "same" pads ⌈size / s⌉ windows' worth,
+/// the odd pixel after (the ONNX and TensorFlow convention), the dilation not counted.
+fn padding_pairs(
+    padding: &PaddingConfig2d,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> ([usize; 2], [usize; 2]) {
+    match *padding {
+        PaddingConfig2d::Valid => ([0, 0], [0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ([top, left], [bottom, right]),
+        PaddingConfig2d::Same => {
+            let total = |a: usize| match input[a].div_ceil(stride[a]) {
+                0 => 0,
+                windows => ((windows - 1) * stride[a] + kernel[a]).saturating_sub(input[a]),
+            };
+            let (th, tw) = (total(0), total(1));
+            ([th / 2, tw / 2], [th - th / 2, tw - tw / 2])
+        }
     }
 }
