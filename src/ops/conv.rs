@@ -14,7 +14,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
@@ -477,28 +477,9 @@ impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodi
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> FloatTensor<Self> {
-        let mut kind = ConvBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful();
-        // a tracked operation checkpoints its inputs before they are consumed
-        let checkpoints = match &mut kind {
-            OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&weight))),
-            OpsKind::UnTracked(_) => None,
-        };
-        let y = B::conv2d_gemm(
-            x.into_primitive(),
-            weight.into_primitive(),
-            stride,
-            padding,
-            dilation,
-        );
-        match kind {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = checkpoints.expect("taken above for a tracked operation");
-                prep.finish((x, weight, (stride, padding, dilation)), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        let geometry = (stride, padding, dilation);
+        super::tracked::<B, C, _, _>(ConvBackward, x, weight, geometry, |x, weight| {
+            B::conv2d_gemm(x, weight, stride, padding, dilation)
+        })
     }
 }

@@ -11,7 +11,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
@@ -315,30 +315,10 @@ impl<B: DepthwiseKernel + DepthwiseGradients, C: CheckpointStrategy> DepthwiseKe
         after: [usize; 2],
         dilation: [usize; 2],
     ) -> FloatTensor<Self> {
-        let mut kind = DepthwiseBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful();
-        // a tracked operation checkpoints its inputs before they are consumed
-        let checkpoints = match &mut kind {
-            OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&weight))),
-            OpsKind::UnTracked(_) => None,
-        };
-        let y = B::depthwise_conv2d(
-            x.into_primitive(),
-            weight.into_primitive(),
-            stride,
-            before,
-            after,
-            dilation,
-        );
-        match kind {
-            OpsKind::Tracked(prep) => {
-                let (x, weight) = checkpoints.expect("taken above for a tracked operation");
-                prep.finish((x, weight, (stride, before, after, dilation)), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        let geometry = (stride, before, after, dilation);
+        super::tracked::<B, C, _, _>(DepthwiseBackward, x, weight, geometry, |x, weight| {
+            B::depthwise_conv2d(x, weight, stride, before, after, dilation)
+        })
     }
 }
 

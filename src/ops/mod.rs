@@ -12,6 +12,12 @@ pub mod depthwise;
 pub mod norm;
 pub mod pool;
 
+use burn::backend::Backend;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::tensor::FloatTensor;
+
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
 use burn::nn::PaddingConfig2d;
@@ -91,5 +97,39 @@ fn padding_pairs(
             let (th, tw) = (total(0), total(1));
             ([th / 2, tw / 2], [th - th / 2, tw - tw / 2])
         }
+    }
+}
+
+/// `forward(x, weight)` recorded in the autodiff graph as `step`: both inputs checkpointed
+/// and `geometry` kept for its backward pass (the convolutions' autodiff operations).
+fn tracked<B, C, G, S>(
+    step: S,
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    geometry: G,
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    G: Clone + Send + std::fmt::Debug + 'static,
+    S: Backward<B, 2, State = (NodeId, NodeId, G)>,
+{
+    let mut kind = step
+        .prepare::<C>([x.node(), weight.node()])
+        .compute_bound()
+        .stateful();
+    // a tracked operation checkpoints its inputs before they are consumed
+    let checkpoints = match &mut kind {
+        OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&weight))),
+        OpsKind::UnTracked(_) => None,
+    };
+    let y = forward(x.into_primitive(), weight.into_primitive());
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let (x, weight) = checkpoints.expect("taken above for a tracked operation");
+            prep.finish((x, weight, geometry), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
