@@ -203,14 +203,34 @@ fn deep_sad_loss_and_centre_on_hand_computed_values() {
 /// The bundled ELPV data at 64², batches of 12, epochs of 5 steps, with `method` and
 /// `settings` (TOML lines).
 fn short_run(method: &str, settings: &str) -> (TrainConfig, tempfile::TempDir, tempfile::TempDir) {
+    short_run_over(method, &["", settings])
+}
+
+/// [`short_run`] with several settings layers, each over the ones before.
+fn short_run_over(
+    method: &str,
+    layers: &[&str],
+) -> (TrainConfig, tempfile::TempDir, tempfile::TempDir) {
     let data = common::bundled_elpv();
     let base = format!(
         "data_root = {:?}\nclass = \"elpv\"\nmethod = \"{method}\"\nimg_size = 64\nbatch_size = 12\nsteps_per_epoch = 5",
         data.path()
     );
-    let cfg = layered(&[&base, settings]).unwrap();
+    let layers: Vec<&str> = std::iter::once(base.as_str())
+        .chain(layers.iter().copied())
+        .collect();
+    let cfg = layered(&layers).unwrap();
     (cfg, data, tempfile::tempdir().unwrap())
 }
+
+/// What the learning checks change from a method's profile: its heads learn on the frozen
+/// backbone's features of 128² images, 10 epochs of 5 steps at the papers' step 1e-3. With
+/// the profiles' fine-tuned backbone, 20–50 steps at 64² left the AUC-ROC a coin toss
+/// (0.42–0.72 over the methods and the last bits of the convolutions' rounding: a change
+/// there moved DevNet from 0.67 to 0.42), which says nothing about the method. Fine-tuning
+/// itself is checked in `tests/quality.rs` and `tests/dra.rs`.
+const HEADS_ON_FROZEN_FEATURES: &str =
+    "freeze_backbone = true\nimg_size = 128\nepochs = 10\nlr = 1e-3";
 
 /// A folder of `n` small pattern images to expose as outliers.
 fn outlier_images(n: u32) -> tempfile::TempDir {
@@ -236,16 +256,17 @@ fn choice_tags(record: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
-/// Trains `method` briefly with `settings` and checks that it learns: AUC-ROC above chance
-/// with `head` its one head, and the last epoch's mean loss below the first's.
+/// Trains `method`'s heads briefly ([`HEADS_ON_FROZEN_FEATURES`], then `settings`) and checks
+/// that they learn: AUC-ROC clearly above chance with `head` its one head, and the last
+/// epoch's mean loss below the first's.
 fn learns(
     method: &str,
     settings: &str,
     head: &str,
 ) -> (TrainConfig, tempfile::TempDir, tempfile::TempDir) {
-    let (cfg, data, out) = short_run(method, settings);
+    let (cfg, data, out) = short_run_over(method, &[HEADS_ON_FROZEN_FEATURES, settings]);
     let metrics = common::train(&cfg, out.path());
-    assert!(metrics.auc_roc > 0.5, "{method}: {}", metrics.auc_roc);
+    assert!(metrics.auc_roc > 0.55, "{method}: {}", metrics.auc_roc);
     assert_eq!(metrics.heads.keys().collect::<Vec<_>>(), [head]);
     let losses = epoch_losses(out.path());
     assert!(losses.last() < losses.first(), "{method}: {losses:?}");
@@ -263,7 +284,7 @@ fn epoch_losses(out: &std::path::Path) -> Vec<f64> {
 
 #[test]
 fn a_short_deep_sad_run_learns_on_the_bundled_data() {
-    let (_, _data, out) = learns("deepsad", "epochs = 4", "centre");
+    let (_, _data, out) = learns("deepsad", "", "centre");
     // it scores whole images: no anomaly map, and --maps says so
     assert!(!out.path().join("maps.png").exists());
     let maps = tempfile::tempdir().unwrap();
@@ -275,9 +296,7 @@ fn a_short_deep_sad_run_learns_on_the_bundled_data() {
 
 #[test]
 fn a_short_devnet_run_learns_on_the_bundled_data() {
-    // 50 steps: at its profile's lr 2e-4 DevNet has barely moved from its initial weights
-    // after so few (AUC-ROC 0.43–0.52 at 20–50 steps here), so the step is the paper's 1e-3
-    let (_, _data, out) = learns("devnet", "epochs = 10\nlr = 1e-3", "seen");
+    let (_, _data, out) = learns("devnet", "", "seen");
     // its cell scores are the seen head's: maps through the same code as DRA's
     assert!(out.path().join("maps.png").is_file());
     assert_eq!(epoch_losses(out.path()).len(), 10);
@@ -293,7 +312,7 @@ fn a_short_devnet_run_learns_on_the_bundled_data() {
 
 #[test]
 fn a_short_flos_run_learns_on_the_bundled_data() {
-    learns("flos", "epochs = 4", "seen");
+    learns("flos", "", "seen");
 }
 
 #[test]
@@ -358,7 +377,7 @@ fn minns_scores_a_bag_of_cells_by_cross_entropy() {
 
 #[test]
 fn a_short_minns_run_learns_on_the_bundled_data() {
-    let (cfg, _data, out) = learns("minns", "epochs = 10\nlr = 1e-3", "bag");
+    let (cfg, _data, out) = learns("minns", "", "bag");
     // the same seed gives the same scores: the dropout masks come from the run's generator
     let again = tempfile::tempdir().unwrap();
     common::train(&cfg, again.path());
@@ -451,12 +470,7 @@ fn saoe_batches_expose_b_outlier_images_after_dras_own() {
 #[test]
 fn a_short_saoe_run_learns_with_outlier_exposure() {
     let outliers = outlier_images(4);
-    // 50 steps at the paper's lr 1e-3, as DevNet's run: at 25 steps the AUC is a coin toss
-    // (0.42–0.66 over seeds here), at 50 it was 0.67–0.70 on three seeds
-    let settings = format!(
-        "outlier_root = {:?}\nepochs = 10\nlr = 1e-3",
-        outliers.path()
-    );
+    let settings = format!("outlier_root = {:?}", outliers.path());
     let (_, _data, out) = learns("saoe", &settings, "classes");
     // its cells' 1 − p(normal) maps through the same code as DRA's
     assert!(out.path().join("maps.png").is_file());
@@ -561,7 +575,7 @@ fn mlep_loss_and_decoder_on_hand_computed_values() {
 #[test]
 fn a_short_mlep_run_learns_on_the_bundled_data() {
     // 50 steps at lr 1e-3: 0.70–0.78 AUC-ROC on three seeds here
-    let (_, _data, out) = learns("mlep", "epochs = 10\nlr = 1e-3", "reconstruction");
+    let (_, _data, out) = learns("mlep", "", "reconstruction");
     // the reconstruction's error per pixel is its map
     assert!(out.path().join("maps.png").is_file());
 }
@@ -646,7 +660,7 @@ fn kdad_discrepancy_on_hand_computed_values_and_its_gradient_brings_the_student_
 
 #[test]
 fn a_short_kdad_run_learns_from_the_normal_images_alone() {
-    let (_, _data, out) = learns("kdad", "epochs = 10\nimg_size = 64", "student");
+    let (_, _data, out) = learns("kdad", "img_size = 64", "student");
     // it scores whole images: no map
     assert!(!out.path().join("maps.png").exists());
     let record = run_record(out.path());

@@ -137,6 +137,12 @@ fn convolution_kernel_matches_burns_layer() {
         ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5, 1),
         ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2, 1),
         ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2, 1),
+        // 1×1 at stride 1 as the heads and EfficientNet's pointwise layers use them: one
+        // output channel, 1×1 to 32 × 33 maps (three tiles), batches of 12 and 13
+        ([320, 1], [1, 1], [1, 1], [1, 1], Valid, 2, 12, 1),
+        ([320, 1], [1, 1], [1, 1], [1, 1], Valid, 1, 12, 1),
+        ([256, 64], [1, 1], [1, 1], [1, 1], Valid, 2, 13, 1),
+        ([96, 24], [1, 1], [1, 1], [1, 1], Valid, 32, 12, 1),
         ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7, 5, 1),
         ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2, 1),
         // depthwise (one filter per channel: `src/ops/depthwise.rs`), "same" padding

@@ -34,17 +34,6 @@ pub trait BatchNormKernel: Backend {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// Gradients of `x`, `gamma` and `beta` given the output's gradient and the statistics
-    /// the forward returned.
-    fn batch_norm_fused_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        variance: FloatTensor<Self>,
-        epsilon: f64,
-        grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
     /// BatchNorm at inference, `x · scale + shift` per channel (`scale`, `shift`:
     /// `[channels]`), then ReLU where asked.
     fn batch_norm_affine(
@@ -61,6 +50,21 @@ pub trait BatchNormKernel: Backend {
         shift: FloatTensor<Self>,
         residual: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+}
+
+/// The gradient of [`BatchNormKernel::batch_norm_fused`], for the backends the autodiff step
+/// runs on.
+pub trait BatchNormGradients: Backend {
+    /// Gradients of `x`, `gamma` and `beta` given the output's gradient and the statistics
+    /// the forward returned.
+    fn batch_norm_fused_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// [`BatchNormKernel::batch_norm_fused`] on tensors of a `flex` device (see
@@ -248,6 +252,26 @@ impl BatchNormKernel for Flex {
         (tensor(out, x.shape()), per_channel(mean), per_channel(var))
     }
 
+    fn batch_norm_affine(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        relu: bool,
+    ) -> FlexTensor {
+        affine(x, scale, shift, None, relu)
+    }
+
+    fn batch_norm_add_relu(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        affine(x, scale, shift, Some(residual), true)
+    }
+}
+
+impl BatchNormGradients for Flex {
     fn batch_norm_fused_backward(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -296,24 +320,6 @@ impl BatchNormKernel for Flex {
             tensor(beta_grad, [c].into()),
         )
     }
-
-    fn batch_norm_affine(
-        x: FlexTensor,
-        scale: FlexTensor,
-        shift: FlexTensor,
-        relu: bool,
-    ) -> FlexTensor {
-        affine(x, scale, shift, None, relu)
-    }
-
-    fn batch_norm_add_relu(
-        x: FlexTensor,
-        scale: FlexTensor,
-        shift: FlexTensor,
-        residual: FlexTensor,
-    ) -> FlexTensor {
-        affine(x, scale, shift, Some(residual), true)
-    }
 }
 
 /// Both inference operations on `flex`: one parallel pass, in `x`'s buffer where nothing
@@ -349,7 +355,7 @@ fn affine(
 #[derive(Debug)]
 struct FusedBackward;
 
-impl<B: BatchNormKernel> Backward<B, 3> for FusedBackward {
+impl<B: BatchNormGradients> Backward<B, 3> for FusedBackward {
     /// The input and γ (checkpointed), the batch statistics and ε.
     type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
 
@@ -374,7 +380,9 @@ impl<B: BatchNormKernel> Backward<B, 3> for FusedBackward {
     }
 }
 
-impl<B: BatchNormKernel, C: CheckpointStrategy> BatchNormKernel for Autodiff<B, C> {
+impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKernel
+    for Autodiff<B, C>
+{
     fn batch_norm_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -405,17 +413,6 @@ impl<B: BatchNormKernel, C: CheckpointStrategy> BatchNormKernel for Autodiff<B, 
             OpsKind::UnTracked(prep) => prep.finish(output),
         };
         (output, Self::from_inner(mean), Self::from_inner(variance))
-    }
-
-    fn batch_norm_fused_backward(
-        _x: FloatTensor<Self>,
-        _gamma: FloatTensor<Self>,
-        _mean: FloatTensor<Self>,
-        _variance: FloatTensor<Self>,
-        _epsilon: f64,
-        _grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        panic!("the gradient of the fused BatchNorm is not itself differentiable")
     }
 
     // differentiable through burn's own operations

@@ -6,16 +6,13 @@
 //! over each image's output pixels `p`; burn derives it as a convolution of the input by the
 //! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide; here the
 //! sum runs over the same tiles of output pixels as the forward pass, images summed in a fixed
-//! number of groups so that the rounding depends on the batch alone. Input gradient of kernels
-//! larger than 1×1 at stride 1: the forward product of the output gradient by the kernel
-//! turned half a turn with its channel axes swapped (a full correlation); 1×1 kernels and
-//! larger strides keep burn's own (`docs/PERFORMANCE.md`, issue #18, says why for 1×1).
+//! number of groups so that the rounding depends on the batch alone. Input gradient at stride
+//! 1: the forward product of the output gradient by the kernel turned half a turn with its
+//! channel axes swapped (a full correlation; for a 1×1 kernel, the transposed weight times the
+//! output gradient); larger strides keep burn's own.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops};
-use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
@@ -26,7 +23,7 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
-use super::{padding_pairs, symmetric_padding, tensor, values};
+use super::{output_size, padding_pairs, symmetric_padding, tensor, values};
 
 /// Stride, padding (each side) and dilation, per spatial axis.
 type Geometry = ([usize; 2], [usize; 2], [usize; 2]);
@@ -235,9 +232,8 @@ impl ConvKernel for Flex {
         }
         let [n, ci, h, w] = x.shape().dims();
         let [co, _, kh, kw] = weight.shape().dims();
-        let size = |input: usize, k: usize, a: usize| {
-            (input + 2 * padding[a] - dilation[a] * (k - 1) - 1) / stride[a] + 1
-        };
+        let size =
+            |input, k, a: usize| output_size(input, k, 2 * padding[a], stride[a], dilation[a]);
         let [ho, wo] = [size(h, kh, 0), size(w, kw, 1)];
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
@@ -403,8 +399,7 @@ impl ConvGradients for Flex {
         // the forward convolution of dy by the kernel turned half a turn with its channels
         // swapped, padded by (k − 1)·d − p
         let reach = [(kh - 1) * dilation[0], (kw - 1) * dilation[1]];
-        let transposable =
-            stride == [1, 1] && kh * kw > 1 && padding[0] <= reach[0] && padding[1] <= reach[1];
+        let transposable = stride == [1, 1] && padding[0] <= reach[0] && padding[1] <= reach[1];
         if x.dtype() != DType::F32 || !transposable {
             let geometry = (stride, padding, dilation);
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(
@@ -430,43 +425,28 @@ impl ConvGradients for Flex {
     }
 }
 
-/// The backward step of [`ConvKernel::conv2d_gemm`] in the autodiff graph.
-#[derive(Debug)]
-struct ConvBackward;
-
-impl<B: ConvGradients> Backward<B, 2> for ConvBackward {
-    /// The input and the weight (checkpointed), and the geometry.
-    type State = (NodeId, NodeId, Geometry);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, geometry) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-        if let Some(node) = node_x {
-            let (stride, padding, dilation) = geometry;
-            let dx = B::conv2d_gemm_input_grad(
-                x.clone(),
-                weight.clone(),
-                grad.clone(),
-                stride,
-                padding,
-                dilation,
-            );
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            let (stride, padding, dilation) = geometry;
-            let dw = B::conv2d_gemm_weight_grad(x, weight, grad, stride, padding, dilation);
-            grads.register::<B>(node.id, dw);
-        }
-    }
+/// [`ConvGradients`] as the autodiff step asks for them: the input's and the weight's where
+/// `wanted`.
+fn conv_gradients<B: ConvGradients>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    (stride, padding, dilation): Geometry,
+    [input, weights]: [bool; 2],
+) -> [Option<FloatTensor<B>>; 2] {
+    let dx = input.then(|| {
+        B::conv2d_gemm_input_grad(
+            x.clone(),
+            weight.clone(),
+            grad.clone(),
+            stride,
+            padding,
+            dilation,
+        )
+    });
+    let dw =
+        weights.then(|| B::conv2d_gemm_weight_grad(x, weight, grad, stride, padding, dilation));
+    [dx, dw]
 }
 
 impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodiff<B, C> {
@@ -478,7 +458,7 @@ impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodi
         dilation: [usize; 2],
     ) -> FloatTensor<Self> {
         let geometry = (stride, padding, dilation);
-        super::tracked::<B, C, _, _>(ConvBackward, x, weight, geometry, |x, weight| {
+        super::tracked::<B, C, _>(conv_gradients::<B>, x, weight, geometry, |x, weight| {
             B::conv2d_gemm(x, weight, stride, padding, dilation)
         })
     }

@@ -8,11 +8,8 @@
 //! SIMD loops are faster where the padding is symmetric, so that case keeps them
 //! (`docs/PERFORMANCE.md`, issue #18, per layer).
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops};
-use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
@@ -141,13 +138,14 @@ pub trait DepthwiseKernel: Backend {
 /// The two gradients of [`DepthwiseKernel::depthwise_conv2d`], for the backends the autodiff
 /// step runs on.
 pub trait DepthwiseGradients: Backend {
-    /// The gradients of the input and of the weight given the output's.
+    /// The gradients of the input and of the weight given the output's, each where `wanted`.
     fn depthwise_conv2d_grads(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         geometry: Geometry,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+        wanted: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2];
 }
 
 /// Stride, padding before and after, and dilation, per spatial axis.
@@ -157,8 +155,8 @@ fn windows(x: &FlexTensor, weight: &FlexTensor, geometry: Geometry) -> Windows {
     let (stride, before, after, dilation) = geometry;
     let [_, _, h, w] = x.shape().dims();
     let [_, _, kh, kw] = weight.shape().dims();
-    let size = |input: usize, k: usize, a: usize| {
-        (input + before[a] + after[a] - dilation[a] * (k - 1) - 1) / stride[a] + 1
+    let size = |input, k, a: usize| {
+        super::output_size(input, k, before[a] + after[a], stride[a], dilation[a])
     };
     Windows {
         stride,
@@ -219,7 +217,8 @@ impl DepthwiseGradients for Flex {
         weight: FlexTensor,
         grad: FlexTensor,
         geometry: Geometry,
-    ) -> (FlexTensor, FlexTensor) {
+        [input, weights]: [bool; 2],
+    ) -> [Option<FlexTensor>; 2] {
         let g = windows(&x, &weight, geometry);
         let [n, c, h, w] = x.shape().dims();
         let ([ho, wo], [kh, kw]) = (g.output, g.kernel);
@@ -234,73 +233,51 @@ impl DepthwiseGradients for Flex {
             grad.storage::<f32>(),
         );
         // dx: each output pixel's gradient scattered back through the taps
-        let mut dx = vec![0f32; n * c * h * w];
-        dx.par_chunks_mut(h * w)
-            .enumerate()
-            .for_each(|(plane, out)| {
-                let dy = &dy[plane * ho * wo..][..ho * wo];
-                let kernel = &ws[(plane % c) * kh * kw..][..kh * kw];
-                g.for_each_tap(|oy, iy, [i, j], cols, first| {
-                    let wv = kernel[i * kw + j];
-                    let row = &mut out[iy * w..][..w];
-                    axpy(
-                        row,
-                        &dy[oy * wo..][..wo],
-                        wv,
-                        cols,
-                        first,
-                        g.stride[1],
-                        true,
-                    );
-                });
-            });
-        // dw: per channel, the images' products summed in order
-        let mut dw = vec![0f32; c * kh * kw];
-        dw.par_chunks_mut(kh * kw)
-            .enumerate()
-            .for_each(|(channel, out)| {
-                for img in 0..n {
-                    let plane = img * c + channel;
-                    let (input, dy) = (
-                        &xs[plane * h * w..][..h * w],
-                        &dy[plane * ho * wo..][..ho * wo],
-                    );
+        let dx = input.then(|| {
+            let mut dx = vec![0f32; n * c * h * w];
+            dx.par_chunks_mut(h * w)
+                .enumerate()
+                .for_each(|(plane, out)| {
+                    let dy = &dy[plane * ho * wo..][..ho * wo];
+                    let kernel = &ws[(plane % c) * kh * kw..][..kh * kw];
                     g.for_each_tap(|oy, iy, [i, j], cols, first| {
-                        let row = &input[iy * w..][..w];
-                        out[i * kw + j] += dot(&dy[oy * wo..][..wo], row, cols, first, g.stride[1]);
+                        let wv = kernel[i * kw + j];
+                        let row = &mut out[iy * w..][..w];
+                        axpy(
+                            row,
+                            &dy[oy * wo..][..wo],
+                            wv,
+                            cols,
+                            first,
+                            g.stride[1],
+                            true,
+                        );
                     });
-                }
-            });
-        (tensor(dx, x.shape()), tensor(dw, weight.shape()))
-    }
-}
-
-/// The backward step of [`DepthwiseKernel::depthwise_conv2d`] in the autodiff graph.
-#[derive(Debug)]
-struct DepthwiseBackward;
-
-impl<B: DepthwiseGradients> Backward<B, 2> for DepthwiseBackward {
-    /// The input and the weight (checkpointed), and the geometry.
-    type State = (NodeId, NodeId, Geometry);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, geometry) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
-        let (dx, dw) = B::depthwise_conv2d_grads(x, weight, grad, geometry);
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, dw);
-        }
+                });
+            tensor(dx, x.shape())
+        });
+        // dw: per channel, the images' products summed in order
+        let dw = weights.then(|| {
+            let mut dw = vec![0f32; c * kh * kw];
+            dw.par_chunks_mut(kh * kw)
+                .enumerate()
+                .for_each(|(channel, out)| {
+                    for img in 0..n {
+                        let plane = img * c + channel;
+                        let (input, dy) = (
+                            &xs[plane * h * w..][..h * w],
+                            &dy[plane * ho * wo..][..ho * wo],
+                        );
+                        g.for_each_tap(|oy, iy, [i, j], cols, first| {
+                            let row = &input[iy * w..][..w];
+                            out[i * kw + j] +=
+                                dot(&dy[oy * wo..][..wo], row, cols, first, g.stride[1]);
+                        });
+                    }
+                });
+            tensor(dw, weight.shape())
+        });
+        [dx, dw]
     }
 }
 
@@ -316,9 +293,13 @@ impl<B: DepthwiseKernel + DepthwiseGradients, C: CheckpointStrategy> DepthwiseKe
         dilation: [usize; 2],
     ) -> FloatTensor<Self> {
         let geometry = (stride, before, after, dilation);
-        super::tracked::<B, C, _, _>(DepthwiseBackward, x, weight, geometry, |x, weight| {
-            B::depthwise_conv2d(x, weight, stride, before, after, dilation)
-        })
+        super::tracked::<B, C, _>(
+            B::depthwise_conv2d_grads,
+            x,
+            weight,
+            geometry,
+            |x, weight| B::depthwise_conv2d(x, weight, stride, before, after, dilation),
+        )
     }
 }
 

@@ -13,8 +13,10 @@ pub mod norm;
 pub mod pool;
 
 use burn::backend::Backend;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 
@@ -100,10 +102,66 @@ fn padding_pairs(
     }
 }
 
-/// `forward(x, weight)` recorded in the autodiff graph as `step`: both inputs checkpointed
-/// and `geometry` kept for its backward pass (the convolutions' autodiff operations).
-fn tracked<B, C, G, S>(
-    step: S,
+/// The number of windows (`kernel`, `stride`, `dilation`) along an axis of `input` pixels
+/// padded by `padding` in all (both sides together).
+fn output_size(
+    input: usize,
+    kernel: usize,
+    padding: usize,
+    stride: usize,
+    dilation: usize,
+) -> usize {
+    (input + padding - dilation * (kernel - 1) - 1) / stride + 1
+}
+
+/// The gradients of a convolution's input and weight given its output's, for a geometry
+/// `G`; each computed only where `wanted`.
+type PairGradients<B, G> =
+    fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, G, [bool; 2]) -> [Option<FloatTensor<B>>; 2];
+
+/// The backward step of a convolution in the autodiff graph: the input and the weight
+/// (checkpointed by [`tracked`]) and the geometry, the gradients from `gradients`.
+struct PairBackward<B: Backend, G> {
+    gradients: PairGradients<B, G>,
+}
+
+impl<B: Backend, G> std::fmt::Debug for PairBackward<B, G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairBackward")
+    }
+}
+
+impl<B, G> Backward<B, 2> for PairBackward<B, G>
+where
+    B: Backend,
+    G: Clone + Send + std::fmt::Debug + 'static,
+{
+    type State = (NodeId, NodeId, G);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight, geometry) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let gradients = (self.gradients)(x, weight, grad, geometry, wanted);
+        for (node, g) in ops.parents.into_iter().zip(gradients) {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// `forward(x, weight)` recorded in the autodiff graph: both inputs checkpointed and
+/// `geometry` kept for the backward step, which takes its gradients from `gradients`.
+fn tracked<B, C, G>(
+    gradients: PairGradients<B, G>,
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     geometry: G,
@@ -113,9 +171,8 @@ where
     B: Backend,
     C: CheckpointStrategy,
     G: Clone + Send + std::fmt::Debug + 'static,
-    S: Backward<B, 2, State = (NodeId, NodeId, G)>,
 {
-    let mut kind = step
+    let mut kind = PairBackward { gradients }
         .prepare::<C>([x.node(), weight.node()])
         .compute_bound()
         .stateful();
