@@ -384,3 +384,43 @@ fn a_cell_on_another_input_normalisation_gets_its_own_patch_knn() {
     }
     assert_eq!(rows[0].knn, rows[1].knn);
 }
+
+#[test]
+fn every_grid_file_reads_and_the_methods_grid_gives_each_method_120_steps() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grids");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let cells = Grid::read(file).and_then(|g| g.cells());
+        assert!(cells.is_ok(), "{}: {:?}", file.display(), cells.err());
+    }
+    // issue #16's table: 3 cases × 8 methods × 3 seeds, every method at 120 steps, DRA at the
+    // defaults, the comparison methods fine-tuned, KDAD at its profile's 128²
+    let cells = Grid::read(&dir.join("methods.toml"))
+        .unwrap()
+        .cells()
+        .unwrap();
+    assert_eq!(cells.len(), 72);
+    for cell in &cells {
+        let c = &cell.config;
+        assert_eq!((c.epochs, c.steps_per_epoch), (6, 20), "{}", cell.id);
+        let method = c.method.to_string();
+        assert_eq!(
+            c.freeze_backbone,
+            ["dra", "kdad"].contains(&method.as_str()),
+            "{}",
+            cell.id
+        );
+        assert_eq!(
+            c.img_size,
+            if method == "kdad" { 128 } else { 224 },
+            "{}",
+            cell.id
+        );
+    }
+    let one_shot = cells.iter().filter(|c| c.config.n_anomaly == 1).count();
+    assert_eq!(one_shot, 24);
+}
