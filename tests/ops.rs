@@ -52,15 +52,23 @@ fn eval_batchnorm_is_the_running_statistics_formula() {
     let r = [0.5f32, -3.0, 1.0, -2.0, 0.5, 0.25];
     let with_residual: Vec<f32> = expected.iter().zip(r).map(|(&v, r)| relu(v + r)).collect();
     let residual = Tensor::<4>::from_data(TensorData::new(r.to_vec(), [2, 3, 1, 1]), &device);
-    let y = dra::ops::norm::batch_norm_relu(&bn, x, Some(residual));
+    let y = dra::ops::norm::batch_norm_relu(&bn, x.clone(), Some(residual));
     close(values(y), &with_residual);
+    // ReLU6 (EfficientNet), on 4·x so that channel 0 passes the cap: 9.5 → 6, −1 → 0, −9.5 → 0
+    let y = dra::ops::norm::batch_norm_relu6(&bn, x.clone().mul_scalar(4.0));
+    let four = [(10.0 - 0.5) / (4.0f32 + 1e-5).sqrt() * 2.0, 0.0, 0.0].map(|v| v.min(6.0));
+    close(values(y), &[four, four].concat());
+    let y = dra::ops::norm::batch_norm_relu6(&bn, x);
+    close(values(y), &relu_only);
 }
 
 #[test]
 fn training_batchnorm_kernel_matches_burns_layer() {
-    // the fused kernel against burn's BatchNorm: output, gradients of x, γ and β, and the
-    // running statistics; one channel sits far from zero (mean 50, spread 1), where a naive
-    // E[x²] − E[x]² would cancel
+    // the fused kernel against burn's BatchNorm, alone and with the activations fused into it
+    // (ReLU, ReLU6, a residual added before a ReLU) against burn's operations after the layer:
+    // output, gradients of x, γ and β, and the running statistics; one channel sits far from
+    // zero (mean 50, spread 1), where a naive E[x²] − E[x]² would cancel, and channel 0
+    // (γ 4) passes ReLU6's cap
     let device = Device::flex().autodiff();
     device.seed(7);
     let offset = Tensor::<4>::from_data(
@@ -79,7 +87,7 @@ fn training_batchnorm_kernel_matches_burns_layer() {
     );
     // a fresh layer per run: clones share their running statistics
     let layer = || burn::nn::BatchNorm {
-        gamma: burn::module::Param::from_tensor(Tensor::from_data([2.0f32, 0.5, -1.0], &device)),
+        gamma: burn::module::Param::from_tensor(Tensor::from_data([4.0f32, 0.5, -1.0], &device)),
         beta: burn::module::Param::from_tensor(Tensor::from_data([0.1f32, 1.0, -0.5], &device)),
         ..burn::nn::BatchNormConfig::new(3)
             .with_momentum(0.3)
@@ -99,8 +107,36 @@ fn training_batchnorm_kernel_matches_burns_layer() {
             values(bn.running_var.value_sync()),
         ]
     };
-    let burn_layer = run(&|bn, x| bn.forward(x));
-    let kernel = run(&|bn, x| dra::ops::norm::batch_norm(bn, x));
+    use burn::tensor::activation::relu;
+    use dra::ops::norm::{batch_norm, batch_norm_relu, batch_norm_relu6};
+    let r = Tensor::<4>::random(
+        [4, 3, 5, 7],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    type Apply<'a> = Box<dyn Fn(&burn::nn::BatchNorm, Tensor<4>) -> Tensor<4> + 'a>;
+    let cases: [(&str, Apply, Apply); 4] = [
+        (
+            "none",
+            Box::new(|bn, x| bn.forward(x)),
+            Box::new(batch_norm),
+        ),
+        (
+            "ReLU",
+            Box::new(|bn, x| relu(bn.forward(x))),
+            Box::new(|bn, x| batch_norm_relu(bn, x, None)),
+        ),
+        (
+            "ReLU6",
+            Box::new(|bn, x| relu(bn.forward(x)).clamp_max(6.0)),
+            Box::new(batch_norm_relu6),
+        ),
+        (
+            "residual + ReLU",
+            Box::new(|bn, x| relu(bn.forward(x) + r.clone())),
+            Box::new(|bn, x| batch_norm_relu(bn, x, Some(r.clone()))),
+        ),
+    ];
     let names = [
         "output",
         "x grad",
@@ -109,12 +145,24 @@ fn training_batchnorm_kernel_matches_burns_layer() {
         "running mean",
         "running var",
     ];
-    for ((name, a), b) in names.iter().zip(&burn_layer).zip(&kernel) {
-        let err = relative_l2(b, a);
-        assert!(err < 1e-5, "{name}: relative L2 {err}");
+    for (case, reference, fused) in &cases {
+        let burn_layer = run(reference.as_ref());
+        let kernel = run(fused.as_ref());
+        for ((name, a), b) in names.iter().zip(&burn_layer).zip(&kernel) {
+            let err = relative_l2(b, a);
+            assert!(err < 1e-5, "{case}: {name}: relative L2 {err}");
+        }
+        // the running mean moved by momentum · batch mean from its initial 0
+        assert!((kernel[4][1] - 0.3 * 50.0).abs() < 0.3, "{:?}", kernel[4]);
+        if *case == "ReLU6" {
+            let capped = kernel[0].iter().filter(|&&v| v == 6.0).count();
+            let zeros = kernel[0].iter().filter(|&&v| v == 0.0).count();
+            assert!(
+                capped > 5 && zeros > 50,
+                "{capped} at the cap, {zeros} at 0"
+            );
+        }
     }
-    // the running mean moved by momentum · batch mean from its initial 0
-    assert!((kernel[4][1] - 0.3 * 50.0).abs() < 0.3, "{:?}", kernel[4]);
 }
 
 #[test]

@@ -25,22 +25,24 @@ use super::{contiguous, tensor, values};
 /// The fused operation and its gradient, for the backends that have them.
 #[backend_extension(Autodiff, Flex)]
 pub trait BatchNormKernel: Backend {
-    /// BatchNorm of `x` (`[batch, channels, ...]`) on its own statistics: the output, the
-    /// batch mean and the biased batch variance (both `[channels]`).
+    /// BatchNorm of `x` (`[batch, channels, ...]`) on its own statistics, then ReLU capped at
+    /// `cap` where given: the output, the batch mean and the biased batch variance (both
+    /// `[channels]`).
     fn batch_norm_fused(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        cap: Option<f32>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// BatchNorm at inference, `x · scale + shift` per channel (`scale`, `shift`:
-    /// `[channels]`), then ReLU where asked.
+    /// `[channels]`), then ReLU capped at `cap` where given.
     fn batch_norm_affine(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
-        relu: bool,
+        cap: Option<f32>,
     ) -> FloatTensor<Self>;
 
     /// `relu(x · scale + shift + residual)`: BatchNorm at inference closing a residual block.
@@ -56,13 +58,17 @@ pub trait BatchNormKernel: Backend {
 /// runs on.
 pub trait BatchNormGradients: Backend {
     /// Gradients of `x`, `gamma` and `beta` given the output's gradient and the statistics
-    /// the forward returned.
+    /// the forward returned; with a `cap`, only where the output was strictly between 0 and
+    /// the cap or at the cap (burn's ReLU and `clamp_max`), the output recomputed from `x`.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_fused_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
+        cap: Option<f32>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
@@ -74,12 +80,14 @@ pub fn batch_norm_fused(
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
+    cap: Option<f32>,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     let (output, mean, variance) = Dispatch::batch_norm_fused(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
+        cap,
     );
     (
         Tensor::from_dispatch(output),
@@ -89,14 +97,14 @@ pub fn batch_norm_fused(
 }
 
 /// [`BatchNormKernel::batch_norm_affine`] (without `residual`) or
-/// [`BatchNormKernel::batch_norm_add_relu`] (with it, `relu` then set) on tensors of a
+/// [`BatchNormKernel::batch_norm_add_relu`] (with it, `cap` then unbounded) on tensors of a
 /// `flex` device.
 pub fn batch_norm_affine(
     x: Tensor<4>,
     scale: Tensor<1>,
     shift: Tensor<1>,
     residual: Option<Tensor<4>>,
-    relu: bool,
+    cap: Option<f32>,
 ) -> Tensor<4> {
     let (x, scale, shift) = (
         x.into_dispatch(),
@@ -104,10 +112,25 @@ pub fn batch_norm_affine(
         shift.into_dispatch(),
     );
     Tensor::from_dispatch(match residual {
-        Some(r) if relu => Dispatch::batch_norm_add_relu(x, scale, shift, r.into_dispatch()),
+        Some(r) if cap == RELU => Dispatch::batch_norm_add_relu(x, scale, shift, r.into_dispatch()),
         Some(_) => panic!("a residual is added only before a ReLU"),
-        None => Dispatch::batch_norm_affine(x, scale, shift, relu),
+        None => Dispatch::batch_norm_affine(x, scale, shift, cap),
     })
+}
+
+/// Why a capped ReLU is not fused into the kernel at other precisions (`ops::norm` does not
+/// ask for it there).
+const F32_ONLY: &str = "BatchNorm fuses its activation for f32 maps only";
+
+/// ReLU without a cap.
+pub const RELU: Option<f32> = Some(f32::INFINITY);
+
+/// `v` through ReLU capped at `cap`, as burn's ReLU then `clamp_max` (NaN stays NaN); two
+/// selects, so that the loops calling it stay vectorised (the cap is matched outside them).
+#[inline(always)]
+fn capped(v: f32, cap: f32) -> f32 {
+    let v = if v < 0.0 { 0.0 } else { v };
+    if v > cap { cap } else { v }
 }
 
 /// The two inference operations from a backend's own operations: one pass each.
@@ -116,7 +139,7 @@ fn affine_composite<B: Backend>(
     scale: FloatTensor<B>,
     shift: FloatTensor<B>,
     residual: Option<FloatTensor<B>>,
-    relu: bool,
+    cap: Option<f32>,
 ) -> FloatTensor<B> {
     let per_channel = |t: FloatTensor<B>| {
         let c = t.shape().num_elements();
@@ -127,7 +150,11 @@ fn affine_composite<B: Backend>(
         Some(r) => B::float_add(y, r),
         None => y,
     };
-    if relu { B::relu(y) } else { y }
+    match cap {
+        Some(c) if c.is_finite() => B::float_clamp_max(B::relu(y), c.into()),
+        Some(_) => B::relu(y),
+        None => y,
+    }
 }
 
 /// `[batch, channels, rest]` of a map, `rest` being the product of its spatial sizes.
@@ -197,6 +224,25 @@ fn map_rows(
     });
 }
 
+/// BatchNorm's per-channel `scale = γ / √(var + ε)` and `shift = β − mean · scale`, from
+/// `mean` and `var` in f64; the forward pass and the gradient's gate compute them alike.
+fn scale_shift(
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    mean: &[f64],
+    var: &[f64],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let (g, b) = (values(gamma), values(beta));
+    let scale: Vec<f32> = (0..g.len())
+        .map(|ch| (g[ch] as f64 / (var[ch] + epsilon).sqrt()) as f32)
+        .collect();
+    let shift = (0..g.len())
+        .map(|ch| (b[ch] as f64 - mean[ch] * scale[ch] as f64) as f32)
+        .collect();
+    (scale, shift)
+}
+
 /// A contiguous f32 buffer of `t`'s values to overwrite: its own storage where nothing else
 /// holds it, a copy otherwise.
 fn writable(t: FlexTensor) -> FlexTensor {
@@ -214,8 +260,10 @@ impl BatchNormKernel for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        cap: Option<f32>,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         if x.dtype() != DType::F32 {
+            assert!(cap.is_none(), "{F32_ONLY}");
             let r = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
             return (r.output, r.mean, r.variance);
         }
@@ -238,15 +286,14 @@ impl BatchNormKernel for Flex {
             .iter()
             .map(|&(s1, s2)| (s2 / count - (s1 / count).powi(2)).max(0.0))
             .collect();
-        let (g, b) = (values(&gamma), values(&beta));
-        let scale: Vec<f32> = (0..c)
-            .map(|ch| (g[ch] as f64 / (var[ch] + epsilon).sqrt()) as f32)
-            .collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|ch| (b[ch] as f64 - mean[ch] * scale[ch] as f64) as f32)
-            .collect();
+        let (scale, shift) = scale_shift(&gamma, &beta, &mean, &var, epsilon);
         let mut out = vec![0f32; xs.len()];
-        map_rows(&mut out, Some(xs), d, |ch, _, v| v * scale[ch] + shift[ch]);
+        match cap {
+            None => map_rows(&mut out, Some(xs), d, |ch, _, v| v * scale[ch] + shift[ch]),
+            Some(cap) => map_rows(&mut out, Some(xs), d, |ch, _, v| {
+                capped(v * scale[ch] + shift[ch], cap)
+            }),
+        }
         let per_channel =
             |v: Vec<f64>| tensor(v.into_iter().map(|v| v as f32).collect(), [c].into());
         (tensor(out, x.shape()), per_channel(mean), per_channel(var))
@@ -256,9 +303,9 @@ impl BatchNormKernel for Flex {
         x: FlexTensor,
         scale: FlexTensor,
         shift: FlexTensor,
-        relu: bool,
+        cap: Option<f32>,
     ) -> FlexTensor {
-        affine(x, scale, shift, None, relu)
+        affine(x, scale, shift, None, cap)
     }
 
     fn batch_norm_add_relu(
@@ -267,7 +314,7 @@ impl BatchNormKernel for Flex {
         shift: FlexTensor,
         residual: FlexTensor,
     ) -> FlexTensor {
-        affine(x, scale, shift, Some(residual), true)
+        affine(x, scale, shift, Some(residual), RELU)
     }
 }
 
@@ -275,12 +322,15 @@ impl BatchNormGradients for Flex {
     fn batch_norm_fused_backward(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         mean: FlexTensor,
         variance: FlexTensor,
         epsilon: f64,
+        cap: Option<f32>,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         if x.dtype() != DType::F32 {
+            assert!(cap.is_none(), "{F32_ONLY}");
             let r = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
                 x, gamma, mean, variance, epsilon, grad,
             );
@@ -288,30 +338,32 @@ impl BatchNormGradients for Flex {
         }
         let x = x.to_contiguous();
         let d = dims(&x);
-        let (n, c, rest) = d;
+        let (_, c, _) = d;
         let xs = x.storage::<f32>();
         // the output's gradient is consumed here: its buffer becomes the input's gradient
         let mut dx = writable(grad);
         let dy = dx.storage_mut::<f32>();
         let (g, m, v) = (values(&gamma), values(&mean), values(&variance));
-        let count = (n * rest) as f64;
         let inv_std: Vec<f64> = v
             .iter()
             .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
             .collect();
-        // Σ dy and Σ dy·(x − mean) per channel
-        let sums = channel_sums(dy, xs, d, |ch, g, x| (g, g * (x - m[ch])));
-        // dx = γ/σ · (dy − mean(dy) − (x − mean) · Σ dy·(x − mean) / (σ² · count))
-        let k: Vec<f32> = (0..c)
-            .map(|ch| (g[ch] as f64 * inv_std[ch]) as f32)
-            .collect();
-        let a: Vec<f32> = sums.iter().map(|s| (s.0 / count) as f32).collect();
-        let b: Vec<f32> = (0..c)
-            .map(|ch| (sums[ch].1 * inv_std[ch] * inv_std[ch] / count) as f32)
-            .collect();
-        map_rows(dy, Some(xs), d, |ch, g, x| {
-            k[ch] * (g - a[ch] - (x - m[ch]) * b[ch])
-        });
+        let pass = Pass {
+            x: xs,
+            d,
+            mean: &m,
+            gamma: &g,
+            inv_std: &inv_std,
+        };
+        let sums = match cap {
+            None => pass.run(dy, Ungated),
+            Some(cap) => {
+                // the output recomputed from x, as the forward pass computed it
+                let wide = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
+                let (scale, shift) = scale_shift(&gamma, &beta, &wide(&m), &wide(&v), epsilon);
+                pass.run(dy, Capped { scale, shift, cap })
+            }
+        };
         let gamma_grad = (0..c).map(|ch| (sums[ch].1 * inv_std[ch]) as f32).collect();
         let beta_grad = sums.iter().map(|s| s.0 as f32).collect();
         (
@@ -322,6 +374,76 @@ impl BatchNormGradients for Flex {
     }
 }
 
+/// What of the output's gradient reaches the normalised map: all of it without an
+/// activation, where the output passed the capped ReLU with one. A type each, so that each
+/// backward pass gets its own loops with the gate inlined.
+trait Gate: Sync {
+    /// The gradient `dy` of channel `ch`'s output at input `x`, gated.
+    fn gate(&self, ch: usize, dy: f32, x: f32) -> f32;
+}
+
+/// No activation after the normalisation.
+struct Ungated;
+
+impl Gate for Ungated {
+    #[inline(always)]
+    fn gate(&self, _: usize, dy: f32, _: f32) -> f32 {
+        dy
+    }
+}
+
+/// ReLU capped at `cap` after the normalisation `x · scale + shift`: burn's ReLU and
+/// `clamp_max` pass the gradient where `0 < y ≤ cap`.
+struct Capped {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    cap: f32,
+}
+
+impl Gate for Capped {
+    #[inline(always)]
+    fn gate(&self, ch: usize, dy: f32, x: f32) -> f32 {
+        let y = x * self.scale[ch] + self.shift[ch];
+        if (y > 0.0) & (y <= self.cap) { dy } else { 0.0 }
+    }
+}
+
+/// The backward pass of BatchNorm on batch statistics over one map.
+struct Pass<'a> {
+    x: &'a [f32],
+    d: (usize, usize, usize),
+    mean: &'a [f32],
+    gamma: &'a [f32],
+    inv_std: &'a [f64],
+}
+
+impl Pass<'_> {
+    /// Writes the input's gradient over `dy` and returns Σ g and Σ g·(x − mean) per channel
+    /// (β's gradient and σ times γ's), where g = `gate(channel, dy, x)` is the gradient that
+    /// reached the normalised map through the activation.
+    fn run(&self, dy: &mut [f32], gate: impl Gate) -> Vec<(f64, f64)> {
+        let (n, c, rest) = self.d;
+        let (m, inv_std) = (self.mean, self.inv_std);
+        let count = (n * rest) as f64;
+        let sums = channel_sums(dy, self.x, self.d, |ch, dy, x| {
+            let g = gate.gate(ch, dy, x);
+            (g, g * (x - m[ch]))
+        });
+        // dx = γ/σ · (g − mean(g) − (x − mean) · Σ g·(x − mean) / (σ² · count))
+        let k: Vec<f32> = (0..c)
+            .map(|ch| (self.gamma[ch] as f64 * inv_std[ch]) as f32)
+            .collect();
+        let a: Vec<f32> = sums.iter().map(|s| (s.0 / count) as f32).collect();
+        let b: Vec<f32> = (0..c)
+            .map(|ch| (sums[ch].1 * inv_std[ch] * inv_std[ch] / count) as f32)
+            .collect();
+        map_rows(dy, Some(self.x), self.d, |ch, dy, x| {
+            k[ch] * (gate.gate(ch, dy, x) - a[ch] - (x - m[ch]) * b[ch])
+        });
+        sums
+    }
+}
+
 /// Both inference operations on `flex`: one parallel pass, in `x`'s buffer where nothing
 /// else holds it.
 fn affine(
@@ -329,25 +451,25 @@ fn affine(
     scale: FlexTensor,
     shift: FlexTensor,
     residual: Option<FlexTensor>,
-    relu: bool,
+    cap: Option<f32>,
 ) -> FlexTensor {
     if x.dtype() != DType::F32 {
-        return affine_composite::<Flex>(x, scale, shift, residual, relu);
+        return affine_composite::<Flex>(x, scale, shift, residual, cap);
     }
     let d = dims(&x);
     let (scale, shift) = (values(&scale), values(&shift));
     let residual = residual.map(|r| r.to_contiguous());
     let mut y = writable(x);
-    map_rows(
+    let (out, r) = (
         y.storage_mut::<f32>(),
         residual.as_ref().map(|r| r.storage::<f32>()),
-        d,
-        |ch, v, r| {
-            let v = v * scale[ch] + shift[ch] + r;
-            // `v < 0` rather than `max`, so that NaN stays NaN as in burn's ReLU
-            if relu && v < 0.0 { 0.0 } else { v }
-        },
     );
+    match cap {
+        None => map_rows(out, r, d, |ch, v, r| v * scale[ch] + shift[ch] + r),
+        Some(cap) => map_rows(out, r, d, |ch, v, r| {
+            capped(v * scale[ch] + shift[ch] + r, cap)
+        }),
+    }
     y
 }
 
@@ -356,8 +478,14 @@ fn affine(
 struct FusedBackward;
 
 impl<B: BatchNormGradients> Backward<B, 3> for FusedBackward {
-    /// The input and γ (checkpointed), the batch statistics and ε.
-    type State = (NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64);
+    /// The input, γ and β (checkpointed), the batch statistics, ε and the activation's cap.
+    type State = (
+        [NodeId; 3],
+        FloatTensor<B>,
+        FloatTensor<B>,
+        f64,
+        Option<f32>,
+    );
 
     fn backward(
         self,
@@ -367,11 +495,11 @@ impl<B: BatchNormGradients> Backward<B, 3> for FusedBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, gamma, mean, variance, epsilon) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
-        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma);
+        let (inputs, mean, variance, epsilon, cap) = ops.state;
+        let [x, gamma, beta] =
+            inputs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
         let (dx, dgamma, dbeta) =
-            B::batch_norm_fused_backward(x, gamma, mean, variance, epsilon, grad);
+            B::batch_norm_fused_backward(x, gamma, beta, mean, variance, epsilon, cap, grad);
         for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -388,6 +516,7 @@ impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKe
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        cap: Option<f32>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let mut kind = FusedBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -395,7 +524,7 @@ impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKe
             .stateful();
         // a tracked operation checkpoints its inputs before they are consumed
         let checkpoints = match &mut kind {
-            OpsKind::Tracked(prep) => Some((prep.checkpoint(&x), prep.checkpoint(&gamma))),
+            OpsKind::Tracked(prep) => Some([&x, &gamma, &beta].map(|t| prep.checkpoint(t))),
             OpsKind::UnTracked(_) => None,
         };
         let (output, mean, variance) = B::batch_norm_fused(
@@ -403,11 +532,12 @@ impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKe
             gamma.into_primitive(),
             beta.into_primitive(),
             epsilon,
+            cap,
         );
         let output = match kind {
             OpsKind::Tracked(prep) => {
-                let (x, gamma) = checkpoints.expect("taken above for a tracked operation");
-                let state = (x, gamma, mean.clone(), variance.clone(), epsilon);
+                let inputs = checkpoints.expect("taken above for a tracked operation");
+                let state = (inputs, mean.clone(), variance.clone(), epsilon, cap);
                 prep.finish(state, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(output),
@@ -420,9 +550,9 @@ impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKe
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
         shift: FloatTensor<Self>,
-        relu: bool,
+        cap: Option<f32>,
     ) -> FloatTensor<Self> {
-        affine_composite::<Self>(x, scale, shift, None, relu)
+        affine_composite::<Self>(x, scale, shift, None, cap)
     }
 
     fn batch_norm_add_relu(
@@ -431,6 +561,6 @@ impl<B: BatchNormKernel + BatchNormGradients, C: CheckpointStrategy> BatchNormKe
         shift: FloatTensor<Self>,
         residual: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        affine_composite::<Self>(x, scale, shift, Some(residual), true)
+        affine_composite::<Self>(x, scale, shift, Some(residual), RELU)
     }
 }
