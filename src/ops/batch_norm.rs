@@ -4,7 +4,9 @@
 //! element-wise passes; backward, two more copies and about eight passes. Here the forward
 //! reads the map once for the statistics and once to write the output, and the backward reads
 //! it (with its gradient) once for the per-channel sums and once to write the input gradient.
-//! Timings are in `docs/PERFORMANCE.md`; `tests/backbone.rs` checks both against burn's.
+//! A ReLU or ReLU6 after the layer is applied in the output pass, and its gradient gate in
+//! the backward passes. Timings are in `docs/PERFORMANCE.md`; `tests/ops.rs` checks both
+//! against burn's layer and activations.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

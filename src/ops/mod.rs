@@ -1,6 +1,6 @@
 //! CPU kernels that burn's `flex` backend lacks, added through burn's backend extensions:
-//! BatchNorm fused into one operation (on batch statistics when training; at inference
-//! with the residual addition and ReLU after it), a convolution as tiled im2col copies and
+//! BatchNorm fused into one operation with the ReLU or ReLU6 after it (on batch statistics
+//! when training; at inference also with a residual addition), a convolution as tiled im2col copies and
 //! matrix products written in place (forward and both gradients), the depthwise
 //! convolution's gradients and strided forward pass as direct loops, and max pooling without
 //! indices (inference). The backbones use them on `flex` and burn's own operations
