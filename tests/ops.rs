@@ -1,6 +1,6 @@
 //! The CPU kernels against burn's own layers: BatchNorm (inference formula, fused training
 //! kernel with its gradients and running statistics), convolution (training and inference)
-//! and max pooling, over the geometries the backbones and heads use.
+//! and max pooling (inference and training), over the geometries the backbones and heads use.
 
 #[path = "common/fixtures.rs"]
 mod fixtures;
@@ -318,5 +318,45 @@ fn inference_max_pool_kernel_matches_burns_layer() {
             values(expected),
             "{kernel:?} {stride:?} {padding:?}"
         );
+    }
+}
+
+#[test]
+fn training_max_pool_kernel_matches_burns_layer() {
+    // output and input gradient against burn's layer (which keeps the indices), on maps of
+    // five values only, so that most windows hold their maximum twice or more: the gradient
+    // must go to the first in row-major order, as burn's index does
+    use burn::nn::PaddingConfig2d::{Explicit, Valid};
+    let device = Device::flex().autodiff();
+    device.seed(6);
+    let cases = [
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [11, 12]),
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [56, 57]),
+        ([2, 2], [2, 2], Valid, [9, 10]),
+        ([3, 2], [1, 2], Explicit(1, 0, 1, 0), [7, 8]),
+    ];
+    for (kernel, stride, padding, [h, w]) in cases {
+        let case = format!("{kernel:?} {stride:?} {padding:?}");
+        let pool = burn::nn::pool::MaxPool2dConfig::new(kernel)
+            .with_strides(stride)
+            .with_padding(padding.clone())
+            .init();
+        let x = Tensor::<4>::random(
+            [2, 3, h, w],
+            burn::tensor::Distribution::Uniform(-2.0, 3.0),
+            &device,
+        )
+        .floor();
+        let run = |apply: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = x.clone().detach().require_grad();
+            let y = apply(x.clone());
+            let g = Tensor::<4>::ones(y.shape(), &device).cumsum(3).sin();
+            let grads = (y.clone() * g).sum().backward();
+            (values(y), values(x.grad(&grads).unwrap()))
+        };
+        let (expected, expected_grad) = run(&|x| pool.forward(x));
+        let (got, got_grad) = run(&|x| dra::ops::pool::max_pool2d(&pool, x));
+        assert_eq!(got, expected, "{case}: output");
+        assert_eq!(got_grad, expected_grad, "{case}: x grad");
     }
 }
