@@ -3,7 +3,7 @@
 //! when training; at inference also with a residual addition), a convolution as tiled im2col copies and
 //! matrix products written in place (forward and both gradients), the depthwise
 //! convolution's gradients and strided forward pass as direct loops, and max pooling without
-//! indices (inference). The backbones use them on `flex` and burn's own operations
+//! indices (its gradient finds each window's maximum again). The backbones use them on `flex` and burn's own operations
 //! everywhere else.
 
 pub mod batch_norm;
