@@ -283,24 +283,33 @@ fn inference_convolution_kernel_matches_burns_layer() {
     }
 }
 
-#[test]
-fn inference_max_pool_kernel_matches_burns_layer() {
-    // ResNet's 3×3 / 2 with padding 1, on odd and even sizes, and other windows; all values
-    // negative somewhere, so a zero in place of the −∞ padding would show
+/// The pooling windows the backbones use and others: ResNet's 3×3 / 2 with padding 1 on odd
+/// and even sizes (the second case's `h` = `size`), 2×2 / 2, and a non-square window and
+/// stride.
+fn pool_cases(size: usize) -> [(burn::nn::pool::MaxPool2d, String, [usize; 2]); 4] {
     use burn::nn::PaddingConfig2d::{Explicit, Valid};
-    let device = Device::flex();
-    device.seed(5);
-    let cases = [
+    [
         ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [11, 12]),
-        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [112, 113]),
+        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [size, size + 1]),
         ([2, 2], [2, 2], Valid, [9, 10]),
         ([3, 2], [1, 2], Explicit(1, 0, 1, 0), [7, 8]),
-    ];
-    for (kernel, stride, padding, [h, w]) in cases {
+    ]
+    .map(|(kernel, stride, padding, map)| {
+        let case = format!("{kernel:?} {stride:?} {padding:?}");
         let pool = burn::nn::pool::MaxPool2dConfig::new(kernel)
             .with_strides(stride)
-            .with_padding(padding.clone())
+            .with_padding(padding)
             .init();
+        (pool, case, map)
+    })
+}
+
+#[test]
+fn inference_max_pool_kernel_matches_burns_layer() {
+    // all values negative somewhere, so a zero in place of the −∞ padding would show
+    let device = Device::flex();
+    device.seed(5);
+    for (pool, case, [h, w]) in pool_cases(112) {
         let x = Tensor::<4>::random(
             [2, 3, h, w],
             burn::tensor::Distribution::Normal(-1.0, 1.0),
@@ -308,16 +317,8 @@ fn inference_max_pool_kernel_matches_burns_layer() {
         );
         let expected = pool.forward(x.clone());
         let got = dra::ops::pool::max_pool2d(&pool, x);
-        assert_eq!(
-            got.dims(),
-            expected.dims(),
-            "{kernel:?} {stride:?} {padding:?}"
-        );
-        assert_eq!(
-            values(got),
-            values(expected),
-            "{kernel:?} {stride:?} {padding:?}"
-        );
+        assert_eq!(got.dims(), expected.dims(), "{case}");
+        assert_eq!(values(got), values(expected), "{case}");
     }
 }
 
@@ -326,21 +327,9 @@ fn training_max_pool_kernel_matches_burns_layer() {
     // output and input gradient against burn's layer (which keeps the indices), on maps of
     // five values only, so that most windows hold their maximum twice or more: the gradient
     // must go to the first in row-major order, as burn's index does
-    use burn::nn::PaddingConfig2d::{Explicit, Valid};
     let device = Device::flex().autodiff();
     device.seed(6);
-    let cases = [
-        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [11, 12]),
-        ([3, 3], [2, 2], Explicit(1, 1, 1, 1), [56, 57]),
-        ([2, 2], [2, 2], Valid, [9, 10]),
-        ([3, 2], [1, 2], Explicit(1, 0, 1, 0), [7, 8]),
-    ];
-    for (kernel, stride, padding, [h, w]) in cases {
-        let case = format!("{kernel:?} {stride:?} {padding:?}");
-        let pool = burn::nn::pool::MaxPool2dConfig::new(kernel)
-            .with_strides(stride)
-            .with_padding(padding.clone())
-            .init();
+    for (pool, case, [h, w]) in pool_cases(56) {
         let x = Tensor::<4>::random(
             [2, 3, h, w],
             burn::tensor::Distribution::Uniform(-2.0, 3.0),
