@@ -4,6 +4,7 @@
 //! keeps them (8 bytes per output) for the backward pass. Here training keeps nothing but
 //! the input, which it checkpoints anyway: the backward pass finds each window's maximum
 //! again (the first in row-major order, as burn's) and adds the output's gradient there.
+//! Unlike burn's, the maximum skips NaN values (`f32::max`), in training as at inference.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
