@@ -1,12 +1,14 @@
 //! The convolution kernels of `dra::ops::conv` against burn's `flex` convolution, pass by
-//! pass (forward, weight gradient, input gradient), on ResNet-18's 3×3 layers and the
+//! pass (forward, weight gradient, input gradient), on ResNet-18's layers and the
 //! residual head's 1280-channel one at a 448² input; then EfficientNet-Lite0's depthwise
 //! layers (`dra::ops::depthwise`) against burn's layer, forward and backward (both
-//! gradients): seconds per pass for a batch, the best of 3 runs each.
+//! gradients): seconds per pass for a batch, the best of 3 runs each. `benches/conv_layers.py`
+//! times the same convolution layers in PyTorch.
 //!
 //! ```sh
 //! cargo bench --bench conv_layers              # batch 16
 //! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 cargo bench --bench conv_layers
+//! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 python3 benches/conv_layers.py
 //! ```
 
 #[path = "support/mod.rs"]
@@ -54,25 +56,28 @@ fn main() {
     println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
     println!();
     println!(
-        "| layer (channels in → out, map, stride) | forward | weight gradient | input gradient |"
+        "| layer (channels in → out, map, kernel, stride) | forward | weight gradient | input gradient |"
     );
     println!("|---|---|---|---|");
-    // ResNet-18's 3×3 layers, then the residual head's on EfficientNet-Lite0's 1280 channels
-    for (ci, co, size, stride) in [
-        (64, 64, img / 4, 1),
-        (64, 128, img / 4, 2),
-        (128, 128, img / 8, 1),
-        (256, 256, img / 16, 1),
-        (512, 512, img / 32, 1),
-        (1280, 1280, img / 32, 1),
+    // ResNet-18's stem, a 3×3 layer of each stage and a downsampling shortcut, then the
+    // residual head's 3×3 layer on EfficientNet-Lite0's 1280 channels
+    for (ci, co, size, k, stride) in [
+        (3, 64, img, 7, 2),
+        (64, 64, img / 4, 3, 1),
+        (64, 128, img / 4, 3, 2),
+        (64, 128, img / 4, 1, 2),
+        (128, 128, img / 8, 3, 1),
+        (256, 256, img / 16, 3, 1),
+        (512, 512, img / 32, 3, 1),
+        (1280, 1280, img / 32, 3, 1),
     ] {
         let out = size / stride;
         let (x, w, g) = (
             filled([n, ci, size, size]),
-            filled([co, ci, 3, 3]),
+            filled([co, ci, k, k]),
             filled([n, co, out, out]),
         );
-        let (s, p, d) = ([stride, stride], [1, 1], [1, 1]);
+        let (s, p, d) = ([stride, stride], [k / 2, k / 2], [1, 1]);
         let opts = || ConvOptions::new(s, p, d, 1);
         let pair = |burn: f64, ours: f64| format!("{burn:.3} / {ours:.3} ({:.2}×)", burn / ours);
         let forward = pair(
@@ -87,7 +92,7 @@ fn main() {
             best(|| Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts())),
             best(|| Flex::conv2d_gemm_input_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
         );
-        println!("| {ci} → {co}, {size}², {stride} | {forward} | {weight} | {input} |");
+        println!("| {ci} → {co}, {size}², {k}×{k}, {stride} | {forward} | {weight} | {input} |");
     }
     depthwise_layers(n, img);
 }

@@ -179,6 +179,12 @@ fn convolution_kernel_matches_burns_layer() {
         ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
         ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 40, 2, 1),
         ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 5, 1),
+        // maps of fewer than 256 pixels: several whole images a tile, four tiles of one or
+        // two images (forward pass and input gradient, more than 64 output channels), tiles
+        // of two images (the weight gradient's groups)
+        ([3, 72], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 7, 1),
+        ([16, 72], [1, 1], [1, 1], [1, 1], Valid, 10, 13, 1),
+        ([3, 8], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 7, 1),
         ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3, 1),
         ([6, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 2, 3, 1),
         ([4, 6], [3, 3], [2, 2], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
@@ -247,6 +253,43 @@ fn convolution_kernel_matches_burns_layer() {
             assert_eq!(a.len(), b.len(), "{case}: {name}");
             let err = relative_l2(b, a);
             assert!(err < 1e-5, "{case}: {name} relative L2 {err}");
+        }
+    }
+}
+
+#[test]
+fn an_images_convolution_does_not_depend_on_the_batch_around_it() {
+    // small maps put several images in one product: each image's output must still be the
+    // bits it has when convolved alone (`dra eval` and `dra predict` score the same image in
+    // batches of different sizes)
+    let device = Device::flex();
+    device.seed(5);
+    for (channels, kernel, padding, size) in [
+        ([64, 72], 3, 1, 7),
+        ([600, 96], 1, 0, 5),
+        ([64, 8], 3, 1, 7),
+        ([600, 1], 1, 0, 5),
+        ([64, 72], 3, 1, 2),
+        ([600, 72], 1, 0, 1),
+    ] {
+        let conv = burn::nn::conv::Conv2dConfig::new(channels, [kernel, kernel])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(
+                padding, padding, padding, padding,
+            ))
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [12, channels[0], size, size + 1],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let batch = dra::ops::conv::conv2d(&conv, x.clone());
+        for i in [0, 5, 11] {
+            let alone = dra::ops::conv::conv2d(&conv, x.clone().narrow(0, i, 1));
+            assert_eq!(
+                values(batch.clone().narrow(0, i, 1)),
+                values(alone),
+                "{channels:?} {kernel}×{kernel} on {size}², image {i}"
+            );
         }
     }
 }

@@ -1,15 +1,16 @@
 //! A 2-D convolution (one group, symmetric padding) as im2col copies and matrix products.
-//! Forward: per tile of about 512 output pixels of one image, the tile's patch matrix is
-//! copied from the NCHW map row by row and multiplied by the weight straight into the NCHW
-//! output (burn copies the whole map to NHWC on one thread first and scatters each tile's
-//! product afterwards). Weight gradient: `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]`
-//! over each image's output pixels `p`; burn derives it as a convolution of the input by the
-//! output gradient, whose matrix products are only 9 (3×3) or 1 (1×1) columns wide; here the
-//! sum runs over the same tiles of output pixels as the forward pass, images summed in a fixed
-//! number of groups so that the rounding depends on the batch alone. Input gradient at stride
-//! 1: the forward product of the output gradient by the kernel turned half a turn with its
-//! channel axes swapped (a full correlation; for a 1×1 kernel, the transposed weight times the
-//! output gradient); larger strides keep burn's own.
+//! Forward: per tile of about 512 output pixels (a band of rows of one image, or several whole
+//! images where a map is smaller than 256 pixels, so that a product is not a few dozen rows
+//! long), the tile's patch matrix is copied from the NCHW map and multiplied by the weight
+//! straight into the NCHW output (burn copies the whole map to NHWC on one thread first and
+//! scatters each tile's product afterwards). Weight gradient:
+//! `dW[co, (ci, i, j)] += dY[co, p] · col[(ci, i, j), p]` over the output pixels `p`; burn
+//! derives it as a convolution of the input by the output gradient, whose matrix products are
+//! only 9 (3×3) or 1 (1×1) columns wide; here the sum runs over the same kind of tiles as the
+//! forward pass, images summed in a fixed number of groups so that the rounding depends on the
+//! batch alone. Input gradient at stride 1: the forward product of the output gradient by the
+//! kernel turned half a turn with its channel axes swapped (a full correlation; for a 1×1
+//! kernel, the transposed weight times the output gradient); larger strides keep burn's own.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -114,23 +115,92 @@ fn with_bias(conv: &Conv2d, y: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// One image (`[ci, h, w]`) seen as its patch matrix `[ci·kh·kw, ho·wo]` (im2col), whose
-/// rows are filled a range of output rows at a time.
+/// A batch of images (`[n, ci, h, w]`), each seen as its patch matrix `[ci·kh·kw, ho·wo]`
+/// (im2col), whose rows are filled a range of output rows at a time.
 struct Patches<'a> {
     x: &'a [f32],
+    channels: usize,
     input: [usize; 2],
     kernel: [usize; 2],
     output: [usize; 2],
     geometry: Geometry,
 }
 
+/// One job's share of a convolution's output: output rows `rows` of each image in `images`.
+struct Tile {
+    images: Range<usize>,
+    rows: Range<usize>,
+}
+
+/// Output pixels per tile (forward pass and weight gradient), whose patch matrix stays in
+/// cache between the copy and the product.
+const TILE_PIXELS: usize = 512;
+
+/// `images` cut into tiles of about [`TILE_PIXELS`] output pixels for an output of `ho` rows
+/// of `wo` pixels: bands of whole rows of one image where an image has at least half that
+/// many or `group` is `None`, otherwise several whole images a tile (so that the products are
+/// not a few dozen rows long), shared out evenly over a count of tiles rounded up to a
+/// multiple of `group`.
+fn tiles(images: Range<usize>, [ho, wo]: [usize; 2], group: Option<usize>) -> Vec<Tile> {
+    let Some(multiple) = group.filter(|_| 2 * ho * wo < TILE_PIXELS) else {
+        let band = (TILE_PIXELS / wo).clamp(1, ho);
+        return images
+            .flat_map(|img| {
+                (0..ho).step_by(band).map(move |oy| Tile {
+                    images: img..img + 1,
+                    rows: oy..(oy + band).min(ho),
+                })
+            })
+            .collect();
+    };
+    let n = images.len();
+    let count = (n * ho * wo).div_ceil(TILE_PIXELS);
+    let count = if count > 1 {
+        count.next_multiple_of(multiple)
+    } else {
+        count
+    }
+    .min(n);
+    let start = images.start;
+    (0..count)
+        .map(|t| Tile {
+            images: start + t * n / count..start + (t + 1) * n / count,
+            rows: 0..ho,
+        })
+        .collect()
+}
+
 impl Patches<'_> {
-    /// Fills `out` with patch-matrix row `row` (channel, kernel row, kernel column) over the
-    /// output rows `oys`, `wo` values per output row.
-    fn fill_row(&self, row: usize, oys: Range<usize>, out: &mut [f32]) {
+    /// The number of rows of each image's patch matrix.
+    fn rows(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Fills `col` with `tile`'s patch matrix, `[rows, m]`, each row holding the tile's
+    /// images side by side; returns `m`, the tile's output pixels.
+    fn fill_tile(&self, tile: &Tile, col: &mut Vec<f32>) -> usize {
+        let per_image = tile.rows.len() * self.output[1];
+        let m = tile.images.len() * per_image;
+        col.resize(self.rows() * m, 0.0);
+        for (k, img) in tile.images.clone().enumerate() {
+            for (row, out) in col.chunks_exact_mut(m).enumerate() {
+                let out = &mut out[k * per_image..(k + 1) * per_image];
+                self.fill_row(img, row, tile.rows.clone(), out);
+            }
+        }
+        m
+    }
+
+    /// Fills `out` with image `img`'s patch-matrix row `row` (channel, kernel row, kernel
+    /// column) over the output rows `oys`, `wo` values per output row.
+    fn fill_row(&self, img: usize, row: usize, oys: Range<usize>, out: &mut [f32]) {
         let ([h, w], [kh, kw], [_, wo]) = (self.input, self.kernel, self.output);
         let (stride, padding, dilation) = self.geometry;
-        let (ci, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let (ci, i, j) = (
+            img * self.channels + row / (kh * kw),
+            row / kw % kh,
+            row % kw,
+        );
         let plane = &self.x[ci * h * w..(ci + 1) * h * w];
         // output columns ox whose input column ox·s + j·d − p lies inside the image
         let shift = j * dilation[1];
@@ -206,17 +276,8 @@ unsafe fn matmul(
     }
 }
 
-/// Output pixels per tile (forward pass and weight gradient), whose patch matrix stays in
-/// cache between the copy and the product.
-const TILE_PIXELS: usize = 512;
-
 /// The weight gradient's groups of images, summed in parallel and then in order.
 const WEIGHT_GRAD_GROUPS: usize = 4;
-
-/// Whole output rows per tile for an output of `ho` rows of `wo` pixels.
-fn tile_rows([ho, wo]: [usize; 2]) -> usize {
-    (TILE_PIXELS / wo).clamp(1, ho)
-}
 
 impl ConvKernel for Flex {
     fn conv2d_gemm(
@@ -237,43 +298,52 @@ impl ConvKernel for Flex {
         let [ho, wo] = [size(h, kh, 0), size(w, kw, 1)];
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
-        let (rows, pixels) = (ci * kh * kw, ho * wo);
-        let tile_rows = tile_rows([ho, wo]);
-        let tiles = ho.div_ceil(tile_rows);
-        // a 1×1 convolution at stride 1 is its own patch matrix
+        let pixels = ho * wo;
+        let patches = Patches {
+            x: xs,
+            channels: ci,
+            input: [h, w],
+            kernel: [kh, kw],
+            output: [ho, wo],
+            geometry,
+        };
+        let rows = patches.rows();
+        // a 1×1 convolution at stride 1 is its own patch matrix, one image at a time
         let pointwise = [kh, kw] == [1, 1] && stride == [1, 1] && padding == [0, 0];
+        // `gemm` takes other paths, with their own blocking of the sum, for products of one
+        // row or column or of at most 64 rows and 64 columns: several images a tile only where
+        // one image's product takes the general path too, so that an image's output does not
+        // depend on the batch around it
+        let group = (co > 64 && pixels > 1).then_some(4);
+        let tiles = tiles(0..n, [ho, wo], group);
         let mut y = vec![0f32; n * co * pixels];
         let y_addr = y.as_mut_ptr() as usize;
-        // y[img][co][tile] = patchesᵀ[tile × rows] · weightᵀ[rows × co], written in place
-        let run = |col: &mut Vec<f32>, job: usize, parallelism| {
-            let (img, tile) = (job / tiles, job % tiles);
-            let oys = tile * tile_rows..((tile + 1) * tile_rows).min(ho);
-            let (first, m) = (oys.start * wo, oys.len() * wo);
-            let image = &xs[img * ci * h * w..(img + 1) * ci * h * w];
-            let (lhs, lhs_cs) = if pointwise {
-                (image[first..].as_ptr(), h * w)
+        // y[images][co][tile] = patchesᵀ[tile × rows] · weightᵀ[rows × co], written in place
+        // for one image, through `out` for several
+        let run = |(col, out): &mut (Vec<f32>, Vec<f32>), tile: &Tile, parallelism| {
+            let (img, first) = (tile.images.start, tile.rows.start * wo);
+            let alone = tile.images.len() == 1;
+            let (lhs, lhs_cs, m) = if pointwise && alone {
+                let lhs = xs[img * ci * pixels + first..].as_ptr();
+                (lhs, pixels, tile.rows.len() * wo)
             } else {
-                let patches = Patches {
-                    x: image,
-                    input: [h, w],
-                    kernel: [kh, kw],
-                    output: [ho, wo],
-                    geometry,
-                };
-                col.resize(rows * m, 0.0);
-                for (row, out) in col.chunks_exact_mut(m).enumerate() {
-                    patches.fill_row(row, oys.clone(), out);
-                }
-                (col.as_ptr(), m)
+                let m = patches.fill_tile(tile, col);
+                (col.as_ptr(), m, m)
             };
-            let dst = (y_addr as *mut f32).wrapping_add(img * co * pixels + first);
+            let (dst, dst_cs) = if alone {
+                let dst = (y_addr as *mut f32).wrapping_add(img * co * pixels + first);
+                (dst, pixels)
+            } else {
+                out.resize(co * m, 0.0);
+                (out.as_mut_ptr(), m)
+            };
             // SAFETY: `dst` with these strides spans this job's tile of `y`, which no other
-            // job writes; `lhs` and the weight hold the other two matrices.
+            // job writes, or its own buffer; `lhs` and the weight hold the other two matrices.
             unsafe {
                 matmul(
                     [m, co, rows],
                     dst,
-                    [1, pixels],
+                    [1, dst_cs],
                     false,
                     lhs,
                     [1, lhs_cs],
@@ -282,16 +352,29 @@ impl ConvKernel for Flex {
                     parallelism,
                 );
             }
+            if !alone {
+                for (c, out) in out.chunks_exact(m).enumerate() {
+                    for (k, image) in out.chunks_exact(pixels).enumerate() {
+                        let at = (img + k) * co * pixels + c * pixels;
+                        // SAFETY: whole images of `y` belong to this job alone
+                        unsafe {
+                            let dst = (y_addr as *mut f32).add(at);
+                            std::ptr::copy_nonoverlapping(image.as_ptr(), dst, pixels);
+                        }
+                    }
+                }
+            }
         };
-        let jobs = n * tiles;
-        if jobs >= rayon::current_num_threads() {
-            (0..jobs)
-                .into_par_iter()
-                .for_each_init(Vec::new, |col, job| run(col, job, gemm::Parallelism::None));
+        if tiles.len() >= rayon::current_num_threads() {
+            tiles
+                .par_iter()
+                .for_each_init(Default::default, |buffers, tile| {
+                    run(buffers, tile, gemm::Parallelism::None)
+                });
         } else {
-            let mut col = Vec::new();
-            for job in 0..jobs {
-                run(&mut col, job, gemm::Parallelism::Rayon(0));
+            let mut buffers = Default::default();
+            for tile in &tiles {
+                run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
             }
         }
         tensor(y, Shape::new([n, co, ho, wo]))
@@ -321,9 +404,16 @@ impl ConvGradients for Flex {
         let [_, _, ho, wo] = grad.shape().dims();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
-        let (rows, pixels) = (ci * kh * kw, ho * wo);
-        // the forward pass's tiles, so that each tile's patch matrix stays in cache
-        let tile_rows = tile_rows([ho, wo]);
+        let pixels = ho * wo;
+        let patches = Patches {
+            x: xs,
+            channels: ci,
+            input: [h, w],
+            kernel: [kh, kw],
+            output: [ho, wo],
+            geometry,
+        };
+        let rows = patches.rows();
         // the images in a fixed number of groups, each summed into its own gradient on one
         // thread (the sum's order, and so its rounding, depends on the batch only)
         let groups = n.min(WEIGHT_GRAD_GROUPS);
@@ -335,38 +425,40 @@ impl ConvGradients for Flex {
         };
         let group = |g: usize| {
             let mut dw = vec![0f32; co * rows];
-            let mut col = vec![0f32; rows * tile_rows * wo];
-            for img in (g * n / groups)..((g + 1) * n / groups) {
-                let patches = Patches {
-                    x: &xs[img * ci * h * w..(img + 1) * ci * h * w],
-                    input: [h, w],
-                    kernel: [kh, kw],
-                    output: [ho, wo],
-                    geometry,
+            let (mut col, mut dy_tiles) = (Vec::new(), Vec::new());
+            // the forward pass's kind of tiles, so that each tile's patch matrix stays in cache
+            let images = g * n / groups..(g + 1) * n / groups;
+            for (t, tile) in tiles(images, [ho, wo], Some(1)).iter().enumerate() {
+                let m = patches.fill_tile(tile, &mut col);
+                // the tile's output gradient, `[co, m]`: in place for one image, its images
+                // side by side in each row for several
+                let (dy_tile, dy_rs) = if tile.images.len() == 1 {
+                    let first = tile.images.start * co * pixels + tile.rows.start * wo;
+                    (&dy[first..], pixels)
+                } else {
+                    dy_tiles.clear();
+                    for c in 0..co {
+                        for img in tile.images.clone() {
+                            let at = img * co * pixels + c * pixels;
+                            dy_tiles.extend_from_slice(&dy[at..at + pixels]);
+                        }
+                    }
+                    (&dy_tiles[..], m)
                 };
-                for oy0 in (0..ho).step_by(tile_rows) {
-                    let oys = oy0..(oy0 + tile_rows).min(ho);
-                    let (first, m) = (oys.start * wo, oys.len() * wo);
-                    for (row, out) in col.chunks_mut(m).take(rows).enumerate() {
-                        patches.fill_row(row, oys.clone(), out);
-                    }
-                    let dy_tile = &dy[img * co * pixels + first..];
-                    let accumulate = img > g * n / groups || oy0 > 0;
-                    // dw[co × rows] (+)= dy_tile[co × m] · colᵀ[m × rows]
-                    // SAFETY: the three buffers hold these matrices and `dw` is this group's own.
-                    unsafe {
-                        matmul(
-                            [co, rows, m],
-                            dw.as_mut_ptr(),
-                            [rows, 1],
-                            accumulate,
-                            dy_tile.as_ptr(),
-                            [pixels, 1],
-                            col.as_ptr(),
-                            [1, m],
-                            parallelism,
-                        );
-                    }
+                // dw[co × rows] (+)= dy_tile[co × m] · colᵀ[m × rows]
+                // SAFETY: the three buffers hold these matrices and `dw` is this group's own.
+                unsafe {
+                    matmul(
+                        [co, rows, m],
+                        dw.as_mut_ptr(),
+                        [rows, 1],
+                        t > 0,
+                        dy_tile.as_ptr(),
+                        [dy_rs, 1],
+                        col.as_ptr(),
+                        [1, m],
+                        parallelism,
+                    );
                 }
             }
             dw
@@ -461,5 +553,43 @@ impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodi
         super::tracked::<B, C, _>(conv_gradients::<B>, x, weight, geometry, |x, weight| {
             B::conv2d_gemm(x, weight, stride, padding, dilation)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_are_bands_of_rows_or_groups_of_whole_images() {
+        let shape = |tiles: Vec<Tile>| -> Vec<(Range<usize>, Range<usize>)> {
+            tiles.into_iter().map(|t| (t.images, t.rows)).collect()
+        };
+        // 56 × 56: bands of 512 / 56 = 9 rows, the last one 2 rows
+        let bands = shape(tiles(3..5, [56, 56], Some(4)));
+        assert_eq!(bands.len(), 14);
+        assert_eq!(bands[0], (3..4, 0..9));
+        assert_eq!(bands[6], (3..4, 54..56));
+        assert_eq!(bands[13], (4..5, 54..56));
+        // 7 × 7 (49 pixels): 48 images in ⌈48·49 / 512⌉ = 5 tiles, rounded up to 8 of 6
+        let groups = shape(tiles(0..48, [7, 7], Some(4)));
+        assert_eq!(groups.len(), 8);
+        assert!(
+            groups
+                .iter()
+                .enumerate()
+                .all(|(t, g)| *g == (6 * t..6 * t + 6, 0..7))
+        );
+        // not rounded: 12 images in 2 tiles; 3 images in 1; never more tiles than images
+        assert_eq!(
+            shape(tiles(12..24, [7, 7], Some(1))),
+            [(12..18, 0..7), (18..24, 0..7)]
+        );
+        assert_eq!(
+            shape(tiles(0..2, [7, 7], None)),
+            [(0..1, 0..7), (1..2, 0..7)]
+        );
+        assert_eq!(shape(tiles(0..3, [7, 7], Some(4))), [(0..3, 0..7)]);
+        assert_eq!(shape(tiles(0..6, [10, 20], Some(4))).len(), 4);
     }
 }
