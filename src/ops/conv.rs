@@ -170,7 +170,26 @@ fn tiles(images: Range<usize>, [ho, wo]: [usize; 2], group: Option<usize>) -> Ve
         .collect()
 }
 
-impl Patches<'_> {
+impl<'a> Patches<'a> {
+    /// The patch matrices of the images in `x`, each `[ci, h, w]`, for a kernel of `kernel`
+    /// and an output of `output`.
+    fn new(
+        x: &'a [f32],
+        [channels, h, w]: [usize; 3],
+        kernel: [usize; 2],
+        output: [usize; 2],
+        geometry: Geometry,
+    ) -> Self {
+        Patches {
+            x,
+            channels,
+            input: [h, w],
+            kernel,
+            output,
+            geometry,
+        }
+    }
+
     /// The number of rows of each image's patch matrix.
     fn rows(&self) -> usize {
         self.channels * self.kernel[0] * self.kernel[1]
@@ -299,14 +318,7 @@ impl ConvKernel for Flex {
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
         let pixels = ho * wo;
-        let patches = Patches {
-            x: xs,
-            channels: ci,
-            input: [h, w],
-            kernel: [kh, kw],
-            output: [ho, wo],
-            geometry,
-        };
+        let patches = Patches::new(xs, [ci, h, w], [kh, kw], [ho, wo], geometry);
         let rows = patches.rows();
         // a 1×1 convolution at stride 1 is its own patch matrix, one image at a time
         let pointwise = [kh, kw] == [1, 1] && stride == [1, 1] && padding == [0, 0];
@@ -405,14 +417,7 @@ impl ConvGradients for Flex {
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
         let pixels = ho * wo;
-        let patches = Patches {
-            x: xs,
-            channels: ci,
-            input: [h, w],
-            kernel: [kh, kw],
-            output: [ho, wo],
-            geometry,
-        };
+        let patches = Patches::new(xs, [ci, h, w], [kh, kw], [ho, wo], geometry);
         let rows = patches.rows();
         // the images in a fixed number of groups, each summed into its own gradient on one
         // thread (the sum's order, and so its rounding, depends on the batch only)
