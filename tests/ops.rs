@@ -191,6 +191,17 @@ fn convolution_kernel_matches_burns_layer() {
         ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5, 1),
         ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2, 1),
         ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2, 1),
+        // 3×3 at stride 1 between layers of 16 channels or more (Winograd's F(2×2, 3×3),
+        // `src/ops/winograd.rs`; its weight gradient from 32 blocks of 2×2 an image): odd
+        // sizes (the last blocks half outside), several images a job (more than 64 output
+        // channels), several jobs an image (40 × 41), padding 0 (whose input gradient pads by
+        // 2), 2 and "same", a 1 × 2 map
+        ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
+        ([16, 72], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 7, 7, 1),
+        ([24, 16], [3, 3], [1, 1], [1, 1], Same, 40, 2, 1),
+        ([16, 20], [3, 3], [1, 1], [1, 1], Valid, 16, 3, 1),
+        ([20, 16], [3, 3], [1, 1], [1, 1], Explicit(2, 2, 2, 2), 12, 2, 1),
+        ([16, 80], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3, 1),
         // 1×1 at stride 1 as the heads and EfficientNet's pointwise layers use them: one
         // output channel, 1×1 to 32 × 33 maps (three tiles), batches of 12 and 13
         ([320, 1], [1, 1], [1, 1], [1, 1], Valid, 2, 12, 1),

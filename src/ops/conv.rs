@@ -11,6 +11,9 @@
 //! batch alone. Input gradient at stride 1: the forward product of the output gradient by the
 //! kernel turned half a turn with its channel axes swapped (a full correlation; for a 1×1
 //! kernel, the transposed weight times the output gradient); larger strides keep burn's own.
+//! 3×3 layers at stride 1 between 16 channels or more take Winograd's F(2×2, 3×3) instead
+//! (`winograd.rs`): the forward pass and so the input gradient, and the weight gradient on
+//! maps of at least 32 blocks of 2×2 pixels.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -24,6 +27,7 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
+use super::winograd;
 use super::{output_size, padding_pairs, symmetric_padding, tensor, values};
 
 /// Stride, padding (each side) and dilation, per spatial axis.
@@ -127,23 +131,28 @@ struct Patches<'a> {
 }
 
 /// One job's share of a convolution's output: output rows `rows` of each image in `images`.
-struct Tile {
-    images: Range<usize>,
-    rows: Range<usize>,
+pub(super) struct Tile {
+    pub images: Range<usize>,
+    pub rows: Range<usize>,
 }
 
 /// Output pixels per tile (forward pass and weight gradient), whose patch matrix stays in
 /// cache between the copy and the product.
 const TILE_PIXELS: usize = 512;
 
-/// `images` cut into tiles of about [`TILE_PIXELS`] output pixels for an output of `ho` rows
-/// of `wo` pixels: bands of whole rows of one image where an image has at least half that
-/// many or `group` is `None`, otherwise several whole images a tile (so that the products are
-/// not a few dozen rows long), shared out evenly over a count of tiles rounded up to a
-/// multiple of `group`.
-fn tiles(images: Range<usize>, [ho, wo]: [usize; 2], group: Option<usize>) -> Vec<Tile> {
-    let Some(multiple) = group.filter(|_| 2 * ho * wo < TILE_PIXELS) else {
-        let band = (TILE_PIXELS / wo).clamp(1, ho);
+/// `images` cut into tiles of about `per_tile` output pixels for an output of `ho` rows of
+/// `wo` pixels: bands of whole rows of one image where an image has at least half that many
+/// or `group` is `None`, otherwise several whole images a tile (so that the products are not
+/// a few dozen rows long), shared out evenly over a count of tiles rounded up to a multiple
+/// of `group`.
+pub(super) fn tiles(
+    images: Range<usize>,
+    [ho, wo]: [usize; 2],
+    group: Option<usize>,
+    per_tile: usize,
+) -> Vec<Tile> {
+    let Some(multiple) = group.filter(|_| 2 * ho * wo < per_tile) else {
+        let band = (per_tile / wo).clamp(1, ho);
         return images
             .flat_map(|img| {
                 (0..ho).step_by(band).map(move |oy| Tile {
@@ -154,7 +163,7 @@ fn tiles(images: Range<usize>, [ho, wo]: [usize; 2], group: Option<usize>) -> Ve
             .collect();
     };
     let n = images.len();
-    let count = (n * ho * wo).div_ceil(TILE_PIXELS);
+    let count = (n * ho * wo).div_ceil(per_tile);
     let count = if count > 1 {
         count.next_multiple_of(multiple)
     } else {
@@ -258,7 +267,7 @@ impl<'a> Patches<'a> {
 /// The pointers and strides must describe buffers that hold the three matrices, and `dst`
 /// must not overlap the others.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
     [dst_rs, dst_cs]: [usize; 2],
@@ -296,7 +305,7 @@ unsafe fn matmul(
 }
 
 /// The weight gradient's groups of images, summed in parallel and then in order.
-const WEIGHT_GRAD_GROUPS: usize = 4;
+pub(super) const WEIGHT_GRAD_GROUPS: usize = 4;
 
 impl ConvKernel for Flex {
     fn conv2d_gemm(
@@ -317,6 +326,10 @@ impl ConvKernel for Flex {
         let [ho, wo] = [size(h, kh, 0), size(w, kw, 1)];
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
+        if winograd::applies([kh, kw], stride, dilation, [ci, co]) {
+            let y = winograd::conv3x3(xs, [n, ci, h, w], ws, co, padding);
+            return tensor(y, Shape::new([n, co, ho, wo]));
+        }
         let pixels = ho * wo;
         let patches = Patches::new(xs, [ci, h, w], [kh, kw], [ho, wo], geometry);
         let rows = patches.rows();
@@ -327,8 +340,11 @@ impl ConvKernel for Flex {
         // one image's product takes the general path too, so that an image's output does not
         // depend on the batch around it
         let group = (co > 64 && pixels > 1).then_some(4);
-        let tiles = tiles(0..n, [ho, wo], group);
-        let mut y = vec![0f32; n * co * pixels];
+        let tiles = tiles(0..n, [ho, wo], group, TILE_PIXELS);
+        // every output value is written once, by its tile's product (which does not read its
+        // destination) or the copy after it
+        let len = n * co * pixels;
+        let mut y = Vec::<f32>::with_capacity(len);
         let y_addr = y.as_mut_ptr() as usize;
         // y[images][co][tile] = patchesᵀ[tile × rows] · weightᵀ[rows × co], written in place
         // for one image, through `out` for several
@@ -389,6 +405,8 @@ impl ConvKernel for Flex {
                 run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
             }
         }
+        // SAFETY: the tiles have written all `len` values
+        unsafe { y.set_len(len) };
         tensor(y, Shape::new([n, co, ho, wo]))
     }
 }
@@ -416,6 +434,10 @@ impl ConvGradients for Flex {
         let [_, _, ho, wo] = grad.shape().dims();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
+        if winograd::weight_grad_applies([kh, kw], stride, dilation, [ci, co], [ho, wo]) {
+            let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, padding);
+            return tensor(dw, weight.shape());
+        }
         let pixels = ho * wo;
         let patches = Patches::new(xs, [ci, h, w], [kh, kw], [ho, wo], geometry);
         let rows = patches.rows();
@@ -433,7 +455,10 @@ impl ConvGradients for Flex {
             let (mut col, mut dy_tiles) = (Vec::new(), Vec::new());
             // the forward pass's kind of tiles, so that each tile's patch matrix stays in cache
             let images = g * n / groups..(g + 1) * n / groups;
-            for (t, tile) in tiles(images, [ho, wo], Some(1)).iter().enumerate() {
+            for (t, tile) in tiles(images, [ho, wo], Some(1), TILE_PIXELS)
+                .iter()
+                .enumerate()
+            {
                 let m = patches.fill_tile(tile, &mut col);
                 // the tile's output gradient, `[co, m]`: in place for one image, its images
                 // side by side in each row for several
@@ -571,13 +596,13 @@ mod tests {
             tiles.into_iter().map(|t| (t.images, t.rows)).collect()
         };
         // 56 × 56: bands of 512 / 56 = 9 rows, the last one 2 rows
-        let bands = shape(tiles(3..5, [56, 56], Some(4)));
+        let bands = shape(tiles(3..5, [56, 56], Some(4), TILE_PIXELS));
         assert_eq!(bands.len(), 14);
         assert_eq!(bands[0], (3..4, 0..9));
         assert_eq!(bands[6], (3..4, 54..56));
         assert_eq!(bands[13], (4..5, 54..56));
         // 7 × 7 (49 pixels): 48 images in ⌈48·49 / 512⌉ = 5 tiles, rounded up to 8 of 6
-        let groups = shape(tiles(0..48, [7, 7], Some(4)));
+        let groups = shape(tiles(0..48, [7, 7], Some(4), TILE_PIXELS));
         assert_eq!(groups.len(), 8);
         assert!(
             groups
@@ -587,14 +612,17 @@ mod tests {
         );
         // not rounded: 12 images in 2 tiles; 3 images in 1; never more tiles than images
         assert_eq!(
-            shape(tiles(12..24, [7, 7], Some(1))),
+            shape(tiles(12..24, [7, 7], Some(1), TILE_PIXELS)),
             [(12..18, 0..7), (18..24, 0..7)]
         );
         assert_eq!(
-            shape(tiles(0..2, [7, 7], None)),
+            shape(tiles(0..2, [7, 7], None, TILE_PIXELS)),
             [(0..1, 0..7), (1..2, 0..7)]
         );
-        assert_eq!(shape(tiles(0..3, [7, 7], Some(4))), [(0..3, 0..7)]);
-        assert_eq!(shape(tiles(0..6, [10, 20], Some(4))).len(), 4);
+        assert_eq!(
+            shape(tiles(0..3, [7, 7], Some(4), TILE_PIXELS)),
+            [(0..3, 0..7)]
+        );
+        assert_eq!(shape(tiles(0..6, [10, 20], Some(4), TILE_PIXELS)).len(), 4);
     }
 }
