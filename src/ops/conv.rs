@@ -305,7 +305,56 @@ pub(super) unsafe fn matmul(
 }
 
 /// The weight gradient's groups of images, summed in parallel and then in order.
-pub(super) const WEIGHT_GRAD_GROUPS: usize = 4;
+const WEIGHT_GRAD_GROUPS: usize = 4;
+
+/// Runs `run` on every tile with its thread's buffers: the tiles in parallel, each product on
+/// one thread, where there are at least as many tiles as threads; one after the other with
+/// each product in parallel otherwise.
+pub(super) fn for_each_tile<B: Default + Send>(
+    tiles: &[Tile],
+    run: impl Fn(&mut B, &Tile, gemm::Parallelism) + Sync,
+) {
+    if tiles.len() >= rayon::current_num_threads() {
+        tiles.par_iter().for_each_init(B::default, |buffers, tile| {
+            run(buffers, tile, gemm::Parallelism::None)
+        });
+    } else {
+        let mut buffers = B::default();
+        for tile in tiles {
+            run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
+        }
+    }
+}
+
+/// The sum of `group(images, parallelism)` over the `n` images cut into
+/// [`WEIGHT_GRAD_GROUPS`] groups: the groups computed in parallel (or one after the other with
+/// `parallelism` for their products where there are fewer groups than threads) and added in
+/// order, so that the sum's rounding depends on the batch alone.
+pub(super) fn sum_over_groups(
+    n: usize,
+    group: impl Fn(Range<usize>, gemm::Parallelism) -> Vec<f32> + Sync,
+) -> Vec<f32> {
+    let groups = n.min(WEIGHT_GRAD_GROUPS);
+    let images = |g: usize| g * n / groups..(g + 1) * n / groups;
+    let partial: Vec<Vec<f32>> = if groups >= rayon::current_num_threads() {
+        (0..groups)
+            .into_par_iter()
+            .map(|g| group(images(g), gemm::Parallelism::None))
+            .collect()
+    } else {
+        (0..groups)
+            .map(|g| group(images(g), gemm::Parallelism::Rayon(0)))
+            .collect()
+    };
+    let mut partial = partial.into_iter();
+    let mut sum = partial.next().expect("a batch of at least one image");
+    for p in partial {
+        sum.par_chunks_mut(1 << 14)
+            .zip(p.par_chunks(1 << 14))
+            .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+    }
+    sum
+}
 
 impl ConvKernel for Flex {
     fn conv2d_gemm(
@@ -393,18 +442,7 @@ impl ConvKernel for Flex {
                 }
             }
         };
-        if tiles.len() >= rayon::current_num_threads() {
-            tiles
-                .par_iter()
-                .for_each_init(Default::default, |buffers, tile| {
-                    run(buffers, tile, gemm::Parallelism::None)
-                });
-        } else {
-            let mut buffers = Default::default();
-            for tile in &tiles {
-                run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
-            }
-        }
+        for_each_tile(&tiles, run);
         // SAFETY: the tiles have written all `len` values
         unsafe { y.set_len(len) };
         tensor(y, Shape::new([n, co, ho, wo]))
@@ -443,18 +481,10 @@ impl ConvGradients for Flex {
         let rows = patches.rows();
         // the images in a fixed number of groups, each summed into its own gradient on one
         // thread (the sum's order, and so its rounding, depends on the batch only)
-        let groups = n.min(WEIGHT_GRAD_GROUPS);
-        let parallel = groups >= rayon::current_num_threads();
-        let parallelism = if parallel {
-            gemm::Parallelism::None
-        } else {
-            gemm::Parallelism::Rayon(0)
-        };
-        let group = |g: usize| {
+        let dw = sum_over_groups(n, |images, parallelism| {
             let mut dw = vec![0f32; co * rows];
             let (mut col, mut dy_tiles) = (Vec::new(), Vec::new());
             // the forward pass's kind of tiles, so that each tile's patch matrix stays in cache
-            let images = g * n / groups..(g + 1) * n / groups;
             for (t, tile) in tiles(images, [ho, wo], Some(1), TILE_PIXELS)
                 .iter()
                 .enumerate()
@@ -492,19 +522,7 @@ impl ConvGradients for Flex {
                 }
             }
             dw
-        };
-        let partial: Vec<Vec<f32>> = if parallel {
-            (0..groups).into_par_iter().map(group).collect()
-        } else {
-            (0..groups).map(group).collect()
-        };
-        let mut partial = partial.into_iter();
-        let mut dw = partial.next().expect("a batch of at least one image");
-        for p in partial {
-            dw.par_chunks_mut(1 << 14)
-                .zip(p.par_chunks(1 << 14))
-                .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
-        }
+        });
         tensor(dw, weight.shape())
     }
 

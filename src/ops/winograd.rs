@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Tile, WEIGHT_GRAD_GROUPS, matmul, tiles};
+use super::conv::{Tile, for_each_tile, matmul, sum_over_groups, tiles};
 
 /// Whether [`conv3x3`] computes a convolution of this kernel, stride, dilation and channels
 /// (in, out): 3×3 at stride 1 without dilation between layers of at least 16 channels, below
@@ -192,17 +192,7 @@ pub(super) fn conv3x3(
             y: y_addr as *mut f32,
         });
     };
-    if jobs.len() >= rayon::current_num_threads() {
-        jobs.par_iter()
-            .for_each_init(Buffers::default, |buffers, tile| {
-                run(buffers, tile, gemm::Parallelism::None)
-            });
-    } else {
-        let mut buffers = Buffers::default();
-        for tile in &jobs {
-            run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
-        }
-    }
+    for_each_tile(&jobs, run);
     // SAFETY: the jobs have written all `len` values
     unsafe { y.set_len(len) };
     y
@@ -211,9 +201,8 @@ pub(super) fn conv3x3(
 /// The gradient of [`conv3x3`]'s weight given its output's, `dy` (`[n, co, ho, wo]`):
 /// `Gᵀ [Σ over blocks (A dY Aᵀ) ⊙ (Bᵀ d B)] G` for each kernel, the sum over each position's
 /// blocks a matrix product `[co × blocks] · [blocks × ci]`, 16 products of a quarter of
-/// im2col's length. The images are summed in [`WEIGHT_GRAD_GROUPS`] groups in parallel and
-/// the groups in order, so that the rounding depends on the batch alone; returns
-/// `[co, ci, 3, 3]`.
+/// im2col's length. The images are summed in groups as im2col's are ([`sum_over_groups`]),
+/// so that the rounding depends on the batch alone; returns `[co, ci, 3, 3]`.
 pub(super) fn weight_grad3x3(
     x: &[f32],
     [n, ci, h, w]: [usize; 4],
@@ -222,18 +211,10 @@ pub(super) fn weight_grad3x3(
     padding: [usize; 2],
 ) -> Vec<f32> {
     let geometry = Geometry::new([ci, h, w], co, padding);
-    let groups = n.min(WEIGHT_GRAD_GROUPS);
-    let parallel = groups >= rayon::current_num_threads();
-    let parallelism = if parallel {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(0)
-    };
-    let group = |g: usize| {
+    let sums = sum_over_groups(n, |images, parallelism| {
         let arch = pulp::Arch::new();
         let mut sums = vec![0f32; WINDOW * co * ci];
         let mut buffers = Buffers::default();
-        let images = g * n / groups..(g + 1) * n / groups;
         for (t, tile) in tiles(images, geometry.blocks, Some(1), TILE_BLOCKS)
             .iter()
             .enumerate()
@@ -270,19 +251,7 @@ pub(super) fn weight_grad3x3(
             }
         }
         sums
-    };
-    let partial: Vec<Vec<f32>> = if parallel {
-        (0..groups).into_par_iter().map(group).collect()
-    } else {
-        (0..groups).map(group).collect()
-    };
-    let mut partial = partial.into_iter();
-    let mut sums = partial.next().expect("a batch of at least one image");
-    for p in partial {
-        sums.par_chunks_mut(1 << 14)
-            .zip(p.par_chunks(1 << 14))
-            .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
-    }
+    });
     // Gᵀ S G of each kernel's 16 sums: down each column, then across each of the 3 rows
     let mut dw = vec![0f32; co * ci * 9];
     dw.par_chunks_mut(9).enumerate().for_each(|(k, out)| {
