@@ -391,30 +391,17 @@ impl Geometry {
                             even.fill(0.0);
                             odd.fill(0.0);
                         }
-                        let [t0, t1, t2, t3] = split_mut(across, bx);
-                        for ((((t0, t1), t2), t3), (e, o)) in t0
-                            .iter_mut()
-                            .zip(t1)
-                            .zip(t2)
-                            .zip(t3)
-                            .zip(even.iter().zip(&*odd))
-                        {
-                            [*t0, *t1, *t2, *t3] = output_gradient([*e, *o]);
-                        }
+                        columns([even, odd], split_mut(across, bx), output_gradient);
                     }
                     // then A down each column j, into positions 4·i + j
                     let (top, bottom) = across.split_at(4 * bx);
                     for j in 0..4 {
-                        let (y0, y1) = (&top[j * bx..][..bx], &bottom[j * bx..][..bx]);
-                        let [o0, o1, o2, o3] = planes
+                        let inputs = [out_of(top, j, bx), out_of(bottom, j, bx)];
+                        let outputs = planes
                             .get_disjoint_mut([j, 4 + j, 8 + j, 12 + j])
                             .expect("four distinct positions")
                             .map(|plane| &mut plane[at..at + bx]);
-                        for ((((o0, o1), o2), o3), (y0, y1)) in
-                            o0.iter_mut().zip(o1).zip(o2).zip(o3).zip(y0.iter().zip(y1))
-                        {
-                            [*o0, *o1, *o2, *o3] = output_gradient([*y0, *y1]);
-                        }
+                        columns(inputs, outputs, output_gradient);
                     }
                 }
             }
@@ -575,16 +562,16 @@ fn split_mut<const O: usize>(values: &mut [f32], len: usize) -> [&mut [f32]; O] 
 /// `outputs[·][t] = f(inputs[·][t])` for every `t`: one transform applied to every block of a
 /// tile, the blocks side by side in each slice.
 #[inline(always)]
-fn columns<const O: usize>(
-    inputs: [&[f32]; 4],
+fn columns<const I: usize, const O: usize>(
+    inputs: [&[f32]; I],
     outputs: [&mut [f32]; O],
-    f: impl Fn([f32; 4]) -> [f32; O],
+    f: impl Fn([f32; I]) -> [f32; O],
 ) {
     let len = inputs[0].len();
-    let [i0, i1, i2, i3] = inputs.map(|values| &values[..len]);
+    let inputs = inputs.map(|values| &values[..len]);
     let mut outputs = outputs.map(|values| &mut values[..len]);
     for t in 0..len {
-        let values = f([i0[t], i1[t], i2[t], i3[t]]);
+        let values = f(std::array::from_fn(|i| inputs[i][t]));
         for (out, value) in outputs.iter_mut().zip(values) {
             out[t] = value;
         }
