@@ -105,6 +105,17 @@ pub struct CellResult {
     pub seconds: f64,
 }
 
+impl CellResult {
+    /// The split's baselines as this cell reported them, where it has both.
+    fn baselines(&self) -> Option<Baselines> {
+        Some(Baselines {
+            pooled: self.knn?,
+            patch: self.patch_knn?,
+            patch_pixel: self.patch_knn_pixel,
+        })
+    }
+}
+
 /// Mean and standard deviation (population, as numpy's default) over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanStd {
@@ -306,7 +317,8 @@ fn read_result(dir: &Path) -> Result<Option<CellResult>> {
 }
 
 /// Runs (or, if finished before, reads) every cell under `out`, calling `on_cell(index,
-/// total, cell, resumed)` before each.
+/// total, cell, resumed)` before each. The kNN baselines are computed once a split: a cell
+/// takes them from an earlier cell on its split, finished in this invocation or before.
 pub fn run_grid(
     grid: &Grid,
     out: &Path,
@@ -323,6 +335,9 @@ pub fn run_grid(
         let dir = out.join(&cell.id);
         let done = dir.join("result.json");
         if let Some(result) = read_result(&dir)? {
+            if let Some(b) = result.baselines() {
+                knn_cache.entry(knn_key(&cell.config)).or_insert(b);
+            }
             on_cell(i, cells.len(), cell, true);
             results.push(result);
             continue;

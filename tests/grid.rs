@@ -363,6 +363,36 @@ fn cells_on_one_split_share_the_baselines_but_not_the_training() {
 }
 
 #[test]
+fn a_resumed_grid_takes_a_splits_baselines_from_a_cell_finished_before() {
+    let data = common::bundled_elpv();
+    let text = format!(
+        "name = \"lr\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\nseed = 4\n[grid]\nlr = [1e-3, 1e-1]\n",
+        data.path().to_str().unwrap()
+    );
+    let g = grid(&text);
+    let out = tempfile::tempdir().unwrap();
+    let first = run_grid(&g, out.path(), &mut (), |_, _, _, _| {}).unwrap();
+    assert_eq!(first[0].knn, first[1].knn);
+    // the first cell's baselines marked, the second cell run again by a new invocation:
+    // it reports the marked values, so it read them rather than computing them afresh
+    let cells = g.cells().unwrap();
+    let done = out.path().join(&cells[0].id).join("result.json");
+    let mut marked: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    marked["knn"]["auc_roc"] = 0.125.into();
+    marked["patch_knn"]["auc_pr"] = 0.25.into();
+    std::fs::write(&done, marked.to_string()).unwrap();
+    std::fs::remove_file(out.path().join(&cells[1].id).join("result.json")).unwrap();
+    let mut resumed = Vec::new();
+    let second = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
+    assert_eq!(resumed, [true, false]);
+    assert_eq!(second[1].knn.unwrap().auc_roc, 0.125);
+    assert_eq!(second[1].patch_knn.unwrap().auc_pr, 0.25);
+    assert_eq!(second[1].knn.unwrap().auc_pr, first[1].knn.unwrap().auc_pr);
+    assert_eq!(second[1].dra, first[1].dra);
+}
+
+#[test]
 fn a_cell_on_another_input_normalisation_gets_its_own_patch_knn() {
     // patch kNN is a run's memory term, which reads the run's normalised input: a cell with
     // ImageNet's normalisation does not take the one before it's, on the same split; the
