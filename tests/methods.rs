@@ -9,8 +9,8 @@ use dra::config::{StepAt, TrainConfig};
 use dra::data::sampler::{BatchSampler, Composition};
 use dra::methods::Method;
 use dra::model::heads::{
-    BagHead, CENTRE_DIM, CentreHead, DecoderHead, StudentHead, discrepancy, image_logits,
-    not_normal,
+    BagHead, CENTRE_DIM, CentreHead, DecoderHead, Distillation, StudentHead, discrepancy,
+    image_logits, not_normal,
 };
 use dra::model::loss::{Criterion, dra_loss, exposure_loss, margin_loss, reference_statistics};
 use dra::model::{HeadScores, Reconstruction};
@@ -659,10 +659,46 @@ fn kdad_discrepancy_on_hand_computed_values_and_its_gradient_brings_the_student_
 }
 
 #[test]
+fn kdad_maps_each_cells_discrepancy_over_the_scored_taps() {
+    let device = Device::flex();
+    // (teacher, student) pairs of two channels: equal at stride 4, so only the score's taps
+    // count; at stride 8 (2 × 2) one cell differs, (1, 0) against (0, 1): 1 − 0 + 0.5 · (1 +
+    // 1) / 2 = 1.5 there; at stride 16 (1 × 1) (1, 0) against (2, 0): 0 + 0.5 · 1 / 2 = 0.25,
+    // bilinear to 2 × 2 a constant; stride 32 equal
+    let map = |v: Vec<f32>, side: usize| {
+        Tensor::<4>::from_data(TensorData::new(v, [1, 2, side, side]), &device)
+    };
+    let same = |side: usize| {
+        let v: Vec<f32> = (0..2 * side * side).map(|i| (i % 3) as f32 + 0.5).collect();
+        (map(v.clone(), side), map(v, side))
+    };
+    let teacher8 = vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let student8 = vec![0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+    let d = Distillation::new(vec![
+        same(4),
+        (map(teacher8, 2), map(student8, 2)),
+        (map(vec![1.0, 0.0], 1), map(vec![2.0, 0.0], 1)),
+        same(1),
+    ]);
+    let cells: Vec<f32> = d.map().into_data().try_to_vec().unwrap();
+    let expected = [1.75, 0.25, 0.25, 0.25];
+    for (c, e) in cells.iter().zip(expected) {
+        assert!((c - e).abs() < 1e-6, "{cells:?}");
+    }
+    assert_eq!(d.map().dims(), [1, 1, 2, 2]);
+    // the image's score takes the flattened maps: at stride 8 cos = 3 / (2 · 2) and the MSE
+    // 2 / 8, 1 − 0.75 + 0.125; at stride 16 0.25; training adds stride 4's 0
+    let score: f32 = d.score.clone().into_scalar();
+    let all: f32 = d.all.clone().into_scalar();
+    assert!((score - 0.625).abs() < 1e-6, "{score}");
+    assert!((all - 0.625).abs() < 1e-6, "{all}");
+}
+
+#[test]
 fn a_short_kdad_run_learns_from_the_normal_images_alone() {
     let (_, _data, out) = learns("kdad", "img_size = 64", "student");
-    // it scores whole images: no map
-    assert!(!out.path().join("maps.png").exists());
+    // its cells' discrepancy is its map
+    assert!(out.path().join("maps.png").exists());
     let record = run_record(out.path());
     assert_eq!(record["derived"]["normal_slots"], 12);
     assert_eq!(record["derived"]["seen_slots"], 0);

@@ -4,7 +4,7 @@
 //! fed unnormalised pixels as its code does), a small VGG-like student learns to reproduce
 //! its maps at strides 4, 8, 16 and 32 on the normal training images alone, unaugmented, at
 //! 128²; the loss is Σ over the four taps of (1 − cos) + 0.5 · MSE, the score the same over
-//! the last three. Its authors' trainer: batches of 64, Adam 1e-3 without weight decay or
+//! the last three, the map the same cell by cell. Its authors' trainer: batches of 64, Adam 1e-3 without weight decay or
 //! schedule.
 
 use super::{MethodSpec, choices, table};
@@ -53,6 +53,11 @@ pub(super) fn spec() -> MethodSpec {
                  (VGG16: pool2–pool5, with a ReLU)",
             ),
             ("A16", "λ = 0.5"),
+            (
+                "maps",
+                "each cell's (1 − cos) + λ · MSE over its channels at the last three taps, \
+                 bilinear to stride 8 and summed (not KDAD's gradient attributions)",
+            ),
             (
                 "training",
                 "Adam 1e-3, no weight decay, no schedule, no clipping",

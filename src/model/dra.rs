@@ -17,8 +17,8 @@ use crate::choice::choice;
 use crate::error::{Error, Result};
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::heads::{
-    BagHead, CENTRE_DIM, CentreHead, ClassHead, DecoderHead, NormalHead, PlainHead, Reconstructed,
-    ResidualHead, ResidualMode, StudentHead, discrepancy, image_logits, not_normal, top_k_mean,
+    BagHead, CENTRE_DIM, CentreHead, ClassHead, DecoderHead, Distillation, NormalHead, PlainHead,
+    Reconstructed, ResidualHead, ResidualMode, StudentHead, image_logits, not_normal, top_k_mean,
     upsample,
 };
 use crate::model::memory::PatchMemory;
@@ -288,25 +288,26 @@ impl HeadScores {
 
 /// What one head gives at one scale: a score per feature-map cell, pooled by top-K MIL into
 /// the image's, one score per image (the normal head), the class head's logits per cell, the
-/// decoder's reconstruction of the input (with the latent), or the student's score and its
-/// training term.
+/// decoder's reconstruction of the input (with the latent), or the student's taps with its
+/// score and training term.
 enum HeadOutput {
     Cells(Tensor<4>),
     Image(Tensor<1>),
     Classes(Tensor<4>),
     Reconstructed(Box<(Reconstructed, Tensor<4>)>),
-    Distilled(Box<(Tensor<1>, Tensor<1>)>),
+    Distilled(Box<Distillation>),
 }
 
 impl HeadOutput {
     /// The cells' anomaly scores `[N, 1, h, w]`, for the heads that score cells (the
-    /// decoder's are the input's pixels).
+    /// decoder's are the input's pixels, the student's its scored taps' cells at stride 8).
     fn cell_scores(&self) -> Option<Tensor<4>> {
         match self {
             HeadOutput::Cells(cells) => Some(cells.clone()),
             HeadOutput::Classes(logits) => Some(not_normal(logits.clone())),
             HeadOutput::Reconstructed(r) => Some(r.0.error.clone()),
-            HeadOutput::Image(_) | HeadOutput::Distilled(..) => None,
+            HeadOutput::Distilled(d) => Some(d.map()),
+            HeadOutput::Image(_) => None,
         }
     }
 }
@@ -328,10 +329,9 @@ fn pooled(outputs: Vec<(Head, HeadOutput)>, topk: f64) -> HeadScores {
                 pooled.scores.push((head, mse));
                 pooled.reconstruction = Some(Reconstruction { l1: r.l1, latent });
             }
-            HeadOutput::Distilled(boxed) => {
-                let (score, all_taps) = *boxed;
-                pooled.scores.push((head, score));
-                pooled.distillation = Some(all_taps);
+            HeadOutput::Distilled(d) => {
+                pooled.scores.push((head, d.score));
+                pooled.distillation = Some(d.all);
             }
         }
     }
@@ -561,19 +561,9 @@ impl Dra {
         if let Some(h) = &self.student {
             let teacher =
                 teacher.expect("the teacher's taps come with the student head's features");
-            let per_tap: Vec<Tensor<1>> = teacher
-                .into_iter()
-                .zip(h.taps(images))
-                .map(|(t, s)| discrepancy(t, s))
-                .collect();
-            // scored on the last three taps, trained on all four
-            let score = per_tap[1..]
-                .iter()
-                .cloned()
-                .reduce(|a, b| a + b)
-                .expect("4 taps");
-            let all = per_tap[0].clone() + score.clone();
-            out.push((Head::Student, HeadOutput::Distilled(Box::new((score, all)))));
+            let taps = teacher.into_iter().zip(h.taps(images)).collect();
+            let distilled = Box::new(Distillation::new(taps));
+            out.push((Head::Student, HeadOutput::Distilled(distilled)));
         }
         out
     }

@@ -1,5 +1,6 @@
 //! Anomaly maps: where in an image the heads see the defect. The seen, pseudo and residual
-//! heads score every feature-map cell before top-K pooling, the memory every patch; each
+//! heads score every feature-map cell before top-K pooling, the memory every patch (and the
+//! comparison methods' class, decoder and student heads their cells or pixels); each
 //! head's cell map comes in the model's input frame (bilinear, averaged over scales, see
 //! [`crate::model::Dra::evaluate`]), the heads are combined as the image score
 //! combines them (the normal head scores only whole images and has no map), the sum is

@@ -40,7 +40,7 @@ pub use decoder::{DECODER_SCALE, DECODER_WIDTHS, DecoderHead, Reconstructed};
 pub use normal::{NORMAL_HIDDEN, NormalHead};
 pub use plain::PlainHead;
 pub use residual::{ResidualHead, ResidualMode, nearest_cells};
-pub use student::{KD_LAMBDA, StudentHead, discrepancy};
+pub use student::{Distillation, KD_LAMBDA, StudentHead, discrepancy};
 pub use top_k::{top_k_count, top_k_mean};
 
 use burn::prelude::*;

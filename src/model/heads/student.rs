@@ -13,6 +13,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use super::upsample;
 use crate::ops::conv::conv2d;
 
 /// Weight λ of the mean squared difference beside the cosine term (KDAD's for MVTec AD).
@@ -102,16 +103,65 @@ impl StudentHead {
     }
 }
 
+/// The first tap an image is scored on: the last three are (stride 8 to 32), as KDAD's test;
+/// training reads all four.
+const FIRST_SCORED: usize = 1;
+
 /// Each image's discrepancy between a teacher map and the student's `[N, C, h, w]`: 1 − the
 /// cosine of the two flattened maps, plus [`KD_LAMBDA`] times their mean squared difference.
 pub fn discrepancy(teacher: Tensor<4>, student: Tensor<4>) -> Tensor<1> {
     let [n, c, h, w] = teacher.dims();
-    let flat = |t: Tensor<4>| t.reshape([n, c * h * w]);
-    let (t, s) = (flat(teacher), flat(student));
-    let dot = (t.clone() * s.clone()).sum_dim(1);
-    let norms =
-        t.clone().powi_scalar(2).sum_dim(1).sqrt() * s.clone().powi_scalar(2).sum_dim(1).sqrt();
+    let flat = |t: Tensor<4>| t.reshape([n, c * h * w, 1, 1]);
+    cell_discrepancy(flat(teacher), flat(student)).reshape([n])
+}
+
+/// [`discrepancy`] of every cell `[N, 1, h, w]`, over the cell's channels.
+fn cell_discrepancy(teacher: Tensor<4>, student: Tensor<4>) -> Tensor<4> {
+    let dot = (teacher.clone() * student.clone()).sum_dim(1);
+    let norms = teacher.clone().powi_scalar(2).sum_dim(1).sqrt()
+        * student.clone().powi_scalar(2).sum_dim(1).sqrt();
     let cosine = dot / norms.clamp_min(1e-8);
-    let mse = (s - t).powi_scalar(2).mean_dim(1);
-    (cosine.neg().add_scalar(1.0) + mse.mul_scalar(KD_LAMBDA)).reshape([n])
+    let mse = (student - teacher).powi_scalar(2).mean_dim(1);
+    cosine.neg().add_scalar(1.0) + mse.mul_scalar(KD_LAMBDA)
+}
+
+/// What the student head gives for a batch: its (teacher, student) taps, each image's score
+/// (the discrepancy summed over the scored taps) and its training term (over all four).
+#[derive(Debug, Clone)]
+pub struct Distillation {
+    /// Each image's score `[N]`.
+    pub score: Tensor<1>,
+    /// Each image's training term `[N]`.
+    pub all: Tensor<1>,
+    taps: Vec<(Tensor<4>, Tensor<4>)>,
+}
+
+impl Distillation {
+    /// The scores of the teacher's and the student's four taps, paired.
+    pub fn new(taps: Vec<(Tensor<4>, Tensor<4>)>) -> Self {
+        let per_tap: Vec<Tensor<1>> = taps
+            .iter()
+            .map(|(t, s)| discrepancy(t.clone(), s.clone()))
+            .collect();
+        let score = per_tap[FIRST_SCORED..]
+            .iter()
+            .cloned()
+            .reduce(|a, b| a + b)
+            .expect("4 taps");
+        let all = per_tap[..FIRST_SCORED]
+            .iter()
+            .fold(score.clone(), |sum, t| t.clone() + sum);
+        Distillation { score, all, taps }
+    }
+
+    /// Each image's anomaly map `[N, 1, h, w]` at the first scored tap's size (stride 8):
+    /// every scored tap's [`cell_discrepancy`], bilinear to that size, summed.
+    pub fn map(&self) -> Tensor<4> {
+        let [_, _, h, w] = self.taps[FIRST_SCORED].0.dims();
+        self.taps[FIRST_SCORED..]
+            .iter()
+            .map(|(t, s)| upsample(cell_discrepancy(t.clone(), s.clone()), [h, w]))
+            .reduce(|a, b| a + b)
+            .expect("4 taps")
+    }
 }
