@@ -4,8 +4,8 @@
 //! fed unnormalised pixels as its code does), a small VGG-like student learns to reproduce
 //! its maps at strides 4, 8, 16 and 32 on the normal training images alone, unaugmented, at
 //! 128²; the loss is Σ over the four taps of (1 − cos) + 0.5 · MSE, the score the same over
-//! the last three, the map the same cell by cell. Its authors' trainer: batches of 64, Adam 1e-3 without weight decay or
-//! schedule.
+//! the last three, the map the same cell by cell. Its authors' trainer: batches of 64, Adam
+//! 1e-3 without weight decay or schedule.
 
 use super::{MethodSpec, choices, table};
 use crate::data::sampler::Composition;
