@@ -385,12 +385,8 @@ impl Geometry {
                     {
                         let (even, odd) = split.split_at_mut(bx);
                         let oy = 2 * block_row + a;
-                        if oy < ho {
-                            split_row(&plane[oy * wo..][..wo], 0, even, odd);
-                        } else {
-                            even.fill(0.0);
-                            odd.fill(0.0);
-                        }
+                        let row = (oy < ho).then(|| &plane[oy * wo..][..wo]);
+                        split_row(row, 0, even, odd);
                         columns([even, odd], split_mut(across, bx), output_gradient);
                     }
                     // then A down each column j, into positions 4·i + j
@@ -432,12 +428,8 @@ impl Geometry {
                 for (q, split) in split.chunks_exact_mut(padded).enumerate() {
                     let iy = (2 * tile.rows.start + q).wrapping_sub(py);
                     let (even, odd) = split.split_at_mut(half);
-                    if iy < h {
-                        split_row(&plane[iy * w..][..w], px, even, odd);
-                    } else {
-                        even.fill(0.0);
-                        odd.fill(0.0);
-                    }
+                    let row = (iy < h).then(|| &plane[iy * w..][..w]);
+                    split_row(row, px, even, odd);
                 }
                 // Bᵀ across window row i of every block of block row r: block b's window
                 // columns are even[b], odd[b], even[b + 1], odd[b + 1] of padded row 2r + i
@@ -526,9 +518,15 @@ fn out_of(values: &[f32], j: usize, len: usize) -> &[f32] {
 }
 
 /// The even and odd columns of an input row `src` padded by `px` zeros on the left and by
-/// zeros on the right up to `even.len() + odd.len()` columns.
+/// zeros on the right up to `even.len() + odd.len()` columns; all zeros for a row of the
+/// padding (`None`).
 #[inline(always)]
-fn split_row(src: &[f32], px: usize, even: &mut [f32], odd: &mut [f32]) {
+fn split_row(src: Option<&[f32]>, px: usize, even: &mut [f32], odd: &mut [f32]) {
+    let Some(src) = src else {
+        even.fill(0.0);
+        odd.fill(0.0);
+        return;
+    };
     let padded = even.len() + odd.len();
     for q in (0..px).chain(px + src.len()..padded) {
         *if q % 2 == 0 {
