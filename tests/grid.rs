@@ -12,6 +12,16 @@ fn grid(text: &str) -> Grid {
     Grid::read(&path).unwrap()
 }
 
+/// A grid of tiny runs (32², batch 6, one scale) on the bundled ELPV subset, `epochs` ×
+/// `steps`: `top` holds the grid's own keys, `rest` the further base keys and the grid.
+fn tiny_grid(data: &tempfile::TempDir, top: &str, (epochs, steps): (u32, u32), rest: &str) -> Grid {
+    let root = data.path().to_str().unwrap();
+    grid(&format!(
+        "{top}[base]\ndata_root = {root:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\n\
+         epochs = {epochs}\nsteps_per_epoch = {steps}\nn_scales = 1\n{rest}"
+    ))
+}
+
 #[test]
 fn cells_are_every_combination_over_the_base() {
     let g = grid(
@@ -219,11 +229,12 @@ fn seeds_aggregate_to_mean_and_population_std() {
 #[test]
 fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     let data = common::bundled_elpv();
-    let text = format!(
-        "name = \"tiny\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [0, 1]\n",
-        data.path().to_str().unwrap()
+    let g = tiny_grid(
+        &data,
+        "name = \"tiny\"\n",
+        (1, 1),
+        "[grid]\nseed = [0, 1]\n",
     );
-    let g = grid(&text);
     let out = tempfile::tempdir().unwrap();
     let mut resumed = Vec::new();
     let first = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();
@@ -298,11 +309,12 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
 #[test]
 fn an_interrupted_cell_continues_from_its_checkpoint() {
     let data = common::bundled_elpv();
-    let text = format!(
-        "name = \"tiny\"\nknn = false\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 2\nsteps_per_epoch = 1\nn_scales = 1\n[grid]\nseed = [3]\n",
-        data.path().to_str().unwrap()
+    let g = tiny_grid(
+        &data,
+        "name = \"tiny\"\nknn = false\n",
+        (2, 1),
+        "[grid]\nseed = [3]\n",
     );
-    let g = grid(&text);
     let whole = tempfile::tempdir().unwrap();
     let straight = run_grid(&g, whole.path(), &mut (), |_, _, _, _| {}).unwrap();
     // the same cell stopped after its first epoch, as a killed `dra grid` leaves it
@@ -342,11 +354,12 @@ fn an_interrupted_cell_continues_from_its_checkpoint() {
 #[test]
 fn cells_on_one_split_share_the_baselines_but_not_the_training() {
     let data = common::bundled_elpv();
-    let text = format!(
-        "name = \"lr\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 2\nn_scales = 1\nseed = 4\n[grid]\nlr = [1e-3, 1e-1]\n",
-        data.path().to_str().unwrap()
+    let g = tiny_grid(
+        &data,
+        "name = \"lr\"\n",
+        (1, 2),
+        "seed = 4\n[grid]\nlr = [1e-3, 1e-1]\n",
     );
-    let g = grid(&text);
     let out = tempfile::tempdir().unwrap();
     let r = run_grid(&g, out.path(), &mut (), |_, _, _, _| {}).unwrap();
     assert_ne!(
@@ -365,11 +378,12 @@ fn cells_on_one_split_share_the_baselines_but_not_the_training() {
 #[test]
 fn a_resumed_grid_takes_a_splits_baselines_from_a_cell_finished_before() {
     let data = common::bundled_elpv();
-    let text = format!(
-        "name = \"lr\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\nseed = 4\n[grid]\nlr = [1e-3, 1e-1]\n",
-        data.path().to_str().unwrap()
+    let g = tiny_grid(
+        &data,
+        "name = \"lr\"\n",
+        (1, 1),
+        "seed = 4\n[grid]\nlr = [1e-3, 1e-1]\n",
     );
-    let g = grid(&text);
     let out = tempfile::tempdir().unwrap();
     let first = run_grid(&g, out.path(), &mut (), |_, _, _, _| {}).unwrap();
     assert_eq!(first[0].knn, first[1].knn);
@@ -398,12 +412,14 @@ fn a_cell_on_another_input_normalisation_gets_its_own_patch_knn() {
     // ImageNet's normalisation does not take the one before it's, on the same split; the
     // pooled kNN reads the backbone's own normalisation and is the same for both
     let data = common::bundled_elpv();
-    let text = format!(
-        "name = \"norm\"\n[base]\ndata_root = {:?}\nclass = \"elpv\"\nimg_size = 32\nbatch_size = 6\nepochs = 1\nsteps_per_epoch = 1\nn_scales = 1\nseed = 0\n[[case]]\nname = \"own\"\n[[case]]\nname = \"imagenet\"\nnormalization = \"imagenet\"\n",
-        data.path().to_str().unwrap()
+    let g = tiny_grid(
+        &data,
+        "name = \"norm\"\n",
+        (1, 1),
+        "seed = 0\n[[case]]\nname = \"own\"\n[[case]]\nname = \"imagenet\"\nnormalization = \"imagenet\"\n",
     );
     let out = tempfile::tempdir().unwrap();
-    let rows = run_grid(&grid(&text), out.path(), &mut (), |_, _, _, _| {}).unwrap();
+    let rows = run_grid(&g, out.path(), &mut (), |_, _, _, _| {}).unwrap();
     let memory: Vec<f64> = rows.iter().map(|r| r.heads["memory"]).collect();
     assert_ne!(
         memory[0], memory[1],
