@@ -7,6 +7,7 @@
 //!
 //! ```sh
 //! cargo bench --bench conv_layers              # batch 16
+//! cargo bench --bench conv_layers -- depthwise # the depthwise layers alone
 //! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 cargo bench --bench conv_layers
 //! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 python3 benches/conv_layers.py
 //! ```
@@ -24,6 +25,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use dra::ops::conv::{ConvGradients, ConvKernel};
+use dra::ops::depthwise::DepthwiseGradients;
 use support::env_usize;
 
 /// A tensor of `shape` with values spread over [−1, 1).
@@ -54,6 +56,9 @@ fn main() {
     let n = env_usize("DRA_BENCH_BATCH", 16);
     let img = env_usize("DRA_BENCH_IMG", 448);
     println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
+    if std::env::args().any(|a| a == "depthwise") {
+        return depthwise_layers(n, img);
+    }
     println!();
     println!(
         "| layer (channels in → out, map, kernel, stride) | forward | weight gradient | input gradient |"
@@ -99,13 +104,14 @@ fn main() {
 
 /// EfficientNet-Lite0's depthwise layers ("same" padding) through burn's layer and through
 /// `dra::ops::conv::conv2d` (which sends them to `dra::ops::depthwise`): the forward pass
-/// without autodiff, and the backward pass of `Σ y · g` on the autodiff device.
+/// without autodiff, the backward pass of `Σ y · g` on the autodiff device, and this crate's
+/// two gradients apart.
 fn depthwise_layers(n: usize, img: usize) {
     println!();
     println!(
-        "| depthwise layer (channels, map, kernel, stride) | forward | backward (both gradients) |"
+        "| depthwise layer (channels, map, kernel, stride) | forward | backward (both gradients) | input / weight gradient |"
     );
-    println!("|---|---|---|");
+    println!("|---|---|---|---|");
     let pair = |burn: f64, ours: f64| format!("{burn:.3} / {ours:.3} ({:.2}×)", burn / ours);
     for (c, size, k, stride) in [
         (32, img / 2, 3, 1),
@@ -157,6 +163,21 @@ fn depthwise_layers(n: usize, img: usize) {
             backward(&|x| conv.forward(x)),
             backward(&|x| dra::ops::conv::conv2d(&conv, x)),
         );
-        println!("| {c}, {size}², {k}×{k}, {stride} | {forward} | {backward} |");
+        // this crate's two gradients alone, on the plain device, with "same" padding (what
+        // the windows need beyond the input, the smaller half before)
+        let total = ((out - 1) * stride + k).saturating_sub(size);
+        let geometry = ([stride; 2], [total / 2; 2], [total - total / 2; 2], [1, 1]);
+        let (x, w, g) = (
+            filled([n, c, size, size]),
+            filled([c, 1, k, k]),
+            filled([n, c, out, out]),
+        );
+        let gradient = |wanted| {
+            best(|| Flex::depthwise_conv2d_grads(x.clone(), w.clone(), g.clone(), geometry, wanted))
+        };
+        let (input, weight) = (gradient([true, false]), gradient([false, true]));
+        println!(
+            "| {c}, {size}², {k}×{k}, {stride} | {forward} | {backward} | {input:.3} / {weight:.3} |"
+        );
     }
 }

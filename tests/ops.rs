@@ -212,8 +212,10 @@ fn convolution_kernel_matches_burns_layer() {
         ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2, 1),
         // depthwise (one filter per channel: `src/ops/depthwise.rs`), "same" padding
         // asymmetric at stride 2 (the forward pass through this crate's loops, burn's where
-        // symmetric), odd and even maps, explicit asymmetric padding, dilation
+        // symmetric), odd and even maps, explicit asymmetric padding, dilation; rows of 9
+        // and 20 at stride 1 (the weight gradient's lanes of 8 partial sums, and a tail)
         ([6, 6], [3, 3], [1, 1], [1, 1], Same, 9, 2, 6),
+        ([3, 3], [3, 3], [1, 1], [1, 1], Same, 20, 2, 3),
         ([6, 6], [3, 3], [2, 2], [1, 1], Same, 9, 3, 6),
         ([6, 6], [3, 3], [2, 2], [1, 1], Same, 10, 2, 6),
         ([6, 6], [5, 5], [2, 2], [1, 1], Same, 12, 2, 6),

@@ -101,16 +101,30 @@ fn axpy(
     }
 }
 
-/// `Σ a[o] · b[first + (o − start)·s]` over the output columns `cols`.
+/// `Σ a[o] · b[first + (o − start)·s]` over the output columns `cols`, at stride 1 in lanes of
+/// partial sums.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32], cols: Range<usize>, first: usize, s: usize) -> f32 {
     let n = cols.len();
     if s == 1 {
-        a[cols]
+        // `L` sums side by side, which the compiler keeps in vector registers, rather than
+        // one chain of dependent additions
+        const L: usize = 8;
+        let (a, b) = (&a[cols], &b[first..first + n]);
+        let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+        let tail: f32 = ca
+            .remainder()
             .iter()
-            .zip(&b[first..first + n])
+            .zip(cb.remainder())
             .map(|(x, y)| x * y)
-            .sum()
+            .sum();
+        let mut lanes = [0f32; L];
+        for (x, y) in ca.zip(cb) {
+            for l in 0..L {
+                lanes[l] += x[l] * y[l];
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
     } else {
         a[cols]
             .iter()
