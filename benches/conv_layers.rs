@@ -8,6 +8,7 @@
 //! ```sh
 //! cargo bench --bench conv_layers              # batch 16
 //! cargo bench --bench conv_layers -- depthwise # the depthwise layers alone
+//! cargo bench --bench conv_layers -- batchnorm # BatchNorm's passes against a copy
 //! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 cargo bench --bench conv_layers
 //! DRA_BENCH_IMG=224 DRA_BENCH_BATCH=48 python3 benches/conv_layers.py
 //! ```
@@ -24,6 +25,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use dra::ops::batch_norm::{BatchNormGradients, BatchNormKernel};
 use dra::ops::conv::{ConvGradients, ConvKernel};
 use dra::ops::depthwise::DepthwiseGradients;
 use support::env_usize;
@@ -58,6 +60,9 @@ fn main() {
     println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
     if std::env::args().any(|a| a == "depthwise") {
         return depthwise_layers(n, img);
+    }
+    if std::env::args().any(|a| a == "batchnorm") {
+        return batch_norm_passes(n, img);
     }
     println!();
     println!(
@@ -178,6 +183,62 @@ fn depthwise_layers(n: usize, img: usize) {
         let (input, weight) = (gradient([true, false]), gradient([false, true]));
         println!(
             "| {c}, {size}², {k}×{k}, {stride} | {forward} | {backward} | {input:.3} / {weight:.3} |"
+        );
+    }
+}
+
+/// The fused BatchNorm + ReLU6 on batch statistics (`dra::ops::batch_norm`), forward and
+/// backward, on EfficientNet-Lite0's widest maps, beside a plain copy of the same map: the
+/// forward pass moves the map 3 times (two reads, one write), the backward 5 times, so the
+/// effective GB/s against the copy's says how far from memory-bound each pass is.
+fn batch_norm_passes(n: usize, img: usize) {
+    println!();
+    println!("| map (channels, size) | copy s (GB/s) | forward s (GB/s) | backward s (GB/s) |");
+    println!("|---|---|---|---|");
+    for (c, size) in [
+        (96, img / 2),
+        (144, img / 4),
+        (240, img / 8),
+        (480, img / 16),
+        (1152, img / 32),
+    ] {
+        let x = filled([n, c, size, size]);
+        let g = filled([n, c, size, size]);
+        let (gamma, beta) = (
+            FlexTensor::from_data(TensorData::new(vec![1.5f32; c], [c])),
+            FlexTensor::from_data(TensorData::new(vec![0.5f32; c], [c])),
+        );
+        let gb = (n * c * size * size * 4) as f64 / 1e9;
+        let rate = |s: f64, moves: f64| format!("{s:.4} ({:.1})", moves * gb / s);
+        let copy = best(|| x.storage::<f32>().to_vec());
+        let cap = Some(6.0);
+        let forward =
+            best(|| Flex::batch_norm_fused(x.clone(), gamma.clone(), beta.clone(), 1e-3, cap));
+        let (_, mean, var) =
+            Flex::batch_norm_fused(x.clone(), gamma.clone(), beta.clone(), 1e-3, cap);
+        let backward = shortest(|| {
+            let g = g.storage::<f32>().to_vec();
+            let g = FlexTensor::from_data(TensorData::new(g, [n, c, size, size]));
+            let t = Instant::now();
+            let r = Flex::batch_norm_fused_backward(
+                x.clone(),
+                gamma.clone(),
+                beta.clone(),
+                mean.clone(),
+                var.clone(),
+                1e-3,
+                cap,
+                g,
+            );
+            let s = t.elapsed().as_secs_f64();
+            drop(r);
+            s
+        });
+        println!(
+            "| {c}, {size}² | {} | {} | {} |",
+            rate(copy, 2.0),
+            rate(forward, 3.0),
+            rate(backward, 5.0)
         );
     }
 }

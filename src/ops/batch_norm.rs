@@ -166,18 +166,20 @@ fn dims(x: &FlexTensor) -> (usize, usize, usize) {
     (n, c, shape.num_elements() / (n * c).max(1))
 }
 
-/// Two sums per channel, of `f(ch, a[i], b[i]).0` and `.1` over the channel's elements: f32
-/// lanes within a row (one image's plane of one channel, `rest` values), f64 across rows.
-fn channel_sums(
+/// Two sums per channel, of `f(a[i], b[i]).0` and `.1` over the channel's elements with
+/// `f = per_channel(ch)`: f32 lanes within a row (one image's plane of one channel, `rest`
+/// values), f64 across rows.
+fn channel_sums<F: Fn(f32, f32) -> (f32, f32)>(
     a: &[f32],
     b: &[f32],
     (n, c, rest): (usize, usize, usize),
-    f: impl Fn(usize, f32, f32) -> (f32, f32) + Sync,
+    per_channel: impl Fn(usize) -> F + Sync,
 ) -> Vec<(f64, f64)> {
     const L: usize = 16;
     (0..c)
         .into_par_iter()
         .map(|ch| {
+            let f = per_channel(ch);
             let (mut t0, mut t1) = (0f64, 0f64);
             for img in 0..n {
                 let at = (img * c + ch) * rest;
@@ -187,13 +189,13 @@ fn channel_sums(
                 let (ta, tb) = (ca.remainder(), cb.remainder());
                 for (xa, xb) in ca.zip(cb) {
                     for l in 0..L {
-                        let (u, v) = f(ch, xa[l], xb[l]);
+                        let (u, v) = f(xa[l], xb[l]);
                         l0[l] += u;
                         l1[l] += v;
                     }
                 }
                 for (&x, &y) in ta.iter().zip(tb) {
-                    let (u, v) = f(ch, x, y);
+                    let (u, v) = f(x, y);
                     l0[0] += u;
                     l1[0] += v;
                 }
@@ -205,23 +207,24 @@ fn channel_sums(
         .collect()
 }
 
-/// `out[i] = f(ch, out[i], b[i])` over every row (`b[i]` = 0 without `b`), rows in parallel.
-fn map_rows(
+/// `out[i] = f(out[i], b[i])` (`b[i]` = 0 without `b`) with `f = per_channel(ch)` of the
+/// row's channel, rows in parallel.
+fn map_rows<F: Fn(f32, f32) -> f32>(
     out: &mut [f32],
     b: Option<&[f32]>,
     (_, c, rest): (usize, usize, usize),
-    f: impl Fn(usize, f32, f32) -> f32 + Sync,
+    per_channel: impl Fn(usize) -> F + Sync,
 ) {
     let rest = rest.max(1);
     out.par_chunks_mut(rest).enumerate().for_each(|(row, o)| {
-        let ch = row % c;
+        let f = per_channel(row % c);
         match b {
             Some(b) => {
-                for (o, &y) in o.iter_mut().zip(&b[row * rest..(row + 1) * rest]) {
-                    *o = f(ch, *o, y);
+                for (o, &y) in o.iter_mut().zip(&b[row * rest..][..rest]) {
+                    *o = f(*o, y);
                 }
             }
-            None => o.iter_mut().for_each(|o| *o = f(ch, *o, 0.0)),
+            None => o.iter_mut().for_each(|o| *o = f(*o, 0.0)),
         }
     });
 }
@@ -277,9 +280,12 @@ impl BatchNormKernel for Flex {
         // sums around the channel's first value, which keeps E[x²] − E[x]² from cancelling
         // when a channel's mean is large against its spread
         let first: Vec<f32> = (0..c).map(|ch| xs[ch * rest]).collect();
-        let sums = channel_sums(xs, xs, d, |ch, v, _| {
-            let u = v - first[ch];
-            (u, u * u)
+        let sums = channel_sums(xs, xs, d, |ch| {
+            let first = first[ch];
+            move |v, _| {
+                let u = v - first;
+                (u, u * u)
+            }
         });
         let mean: Vec<f64> = (0..c)
             .map(|ch| first[ch] as f64 + sums[ch].0 / count)
@@ -289,11 +295,16 @@ impl BatchNormKernel for Flex {
             .map(|&(s1, s2)| (s2 / count - (s1 / count).powi(2)).max(0.0))
             .collect();
         let (scale, shift) = scale_shift(&gamma, &beta, &mean, &var, epsilon);
+        let at = |ch: usize| (scale[ch], shift[ch]);
         let mut out = vec![0f32; xs.len()];
         match cap {
-            None => map_rows(&mut out, Some(xs), d, |ch, _, v| v * scale[ch] + shift[ch]),
-            Some(cap) => map_rows(&mut out, Some(xs), d, |ch, _, v| {
-                capped(v * scale[ch] + shift[ch], cap)
+            None => map_rows(&mut out, Some(xs), d, |ch| {
+                let (s, t) = at(ch);
+                move |_, v| v * s + t
+            }),
+            Some(cap) => map_rows(&mut out, Some(xs), d, |ch| {
+                let (s, t) = at(ch);
+                move |_, v| capped(v * s + t, cap)
             }),
         }
         let per_channel =
@@ -380,17 +391,16 @@ impl BatchNormGradients for Flex {
 /// activation, where the output passed the capped ReLU with one. A type each, so that each
 /// backward pass gets its own loops with the gate inlined.
 trait Gate: Sync {
-    /// The gradient `dy` of channel `ch`'s output at input `x`, gated.
-    fn gate(&self, ch: usize, dy: f32, x: f32) -> f32;
+    /// Channel `ch`'s gate: the gradient `dy` of the output at input `x`, gated.
+    fn channel(&self, ch: usize) -> impl Fn(f32, f32) -> f32;
 }
 
 /// No activation after the normalisation.
 struct Ungated;
 
 impl Gate for Ungated {
-    #[inline(always)]
-    fn gate(&self, _: usize, dy: f32, _: f32) -> f32 {
-        dy
+    fn channel(&self, _: usize) -> impl Fn(f32, f32) -> f32 {
+        |dy, _| dy
     }
 }
 
@@ -403,10 +413,12 @@ struct Capped {
 }
 
 impl Gate for Capped {
-    #[inline(always)]
-    fn gate(&self, ch: usize, dy: f32, x: f32) -> f32 {
-        let y = x * self.scale[ch] + self.shift[ch];
-        if (y > 0.0) & (y <= self.cap) { dy } else { 0.0 }
+    fn channel(&self, ch: usize) -> impl Fn(f32, f32) -> f32 {
+        let (s, t, cap) = (self.scale[ch], self.shift[ch], self.cap);
+        move |dy, x| {
+            let y = x * s + t;
+            if (y > 0.0) & (y <= cap) { dy } else { 0.0 }
+        }
     }
 }
 
@@ -421,15 +433,18 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     /// Writes the input's gradient over `dy` and returns Σ g and Σ g·(x − mean) per channel
-    /// (β's gradient and σ times γ's), where g = `gate(channel, dy, x)` is the gradient that
-    /// reached the normalised map through the activation.
+    /// (β's gradient and σ times γ's), where g = `gate.channel(ch)(dy, x)` is the gradient
+    /// that reached the normalised map through the activation.
     fn run(&self, dy: &mut [f32], gate: impl Gate) -> Vec<(f64, f64)> {
         let (n, c, rest) = self.d;
         let (m, inv_std) = (self.mean, self.inv_std);
         let count = (n * rest) as f64;
-        let sums = channel_sums(dy, self.x, self.d, |ch, dy, x| {
-            let g = gate.gate(ch, dy, x);
-            (g, g * (x - m[ch]))
+        let sums = channel_sums(dy, self.x, self.d, |ch| {
+            let (gate, m) = (gate.channel(ch), m[ch]);
+            move |dy, x| {
+                let g = gate(dy, x);
+                (g, g * (x - m))
+            }
         });
         // dx = γ/σ · (g − mean(g) − (x − mean) · Σ g·(x − mean) / (σ² · count))
         let k: Vec<f32> = (0..c)
@@ -439,8 +454,9 @@ impl Pass<'_> {
         let b: Vec<f32> = (0..c)
             .map(|ch| (sums[ch].1 * inv_std[ch] * inv_std[ch] / count) as f32)
             .collect();
-        map_rows(dy, Some(self.x), self.d, |ch, dy, x| {
-            k[ch] * (gate.gate(ch, dy, x) - a[ch] - (x - m[ch]) * b[ch])
+        map_rows(dy, Some(self.x), self.d, |ch| {
+            let (gate, k, a, m, b) = (gate.channel(ch), k[ch], a[ch], m[ch], b[ch]);
+            move |dy, x| k * (gate(dy, x) - a - (x - m) * b)
         });
         sums
     }
@@ -460,6 +476,7 @@ fn affine(
     }
     let d = dims(&x);
     let (scale, shift) = (values(&scale), values(&shift));
+    let at = |ch: usize| (scale[ch], shift[ch]);
     let residual = residual.map(|r| r.to_contiguous());
     let mut y = writable(x);
     let (out, r) = (
@@ -467,9 +484,13 @@ fn affine(
         residual.as_ref().map(|r| r.storage::<f32>()),
     );
     match cap {
-        None => map_rows(out, r, d, |ch, v, r| v * scale[ch] + shift[ch] + r),
-        Some(cap) => map_rows(out, r, d, |ch, v, r| {
-            capped(v * scale[ch] + shift[ch] + r, cap)
+        None => map_rows(out, r, d, |ch| {
+            let (s, t) = at(ch);
+            move |v, r| v * s + t + r
+        }),
+        Some(cap) => map_rows(out, r, d, |ch| {
+            let (s, t) = at(ch);
+            move |v, r| capped(v * s + t + r, cap)
         }),
     }
     y
