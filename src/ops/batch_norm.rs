@@ -21,6 +21,7 @@ use burn::backend::{
 };
 use burn::prelude::*;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::{contiguous, tensor, values};
 
@@ -207,10 +208,39 @@ fn channel_sums<F: Fn(f32, f32) -> (f32, f32)>(
         .collect()
 }
 
+/// An element `map_rows` writes: a value it reads and overwrites, or a fresh slot of a buffer
+/// written once, which reads as 0.
+trait Slot: Send {
+    fn get(&self) -> f32;
+    fn set(&mut self, v: f32);
+}
+
+impl Slot for f32 {
+    #[inline(always)]
+    fn get(&self) -> f32 {
+        *self
+    }
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        *self = v;
+    }
+}
+
+impl Slot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn get(&self) -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        self.write(v);
+    }
+}
+
 /// `out[i] = f(out[i], b[i])` (`b[i]` = 0 without `b`) with `f = per_channel(ch)` of the
 /// row's channel, rows in parallel.
-fn map_rows<F: Fn(f32, f32) -> f32>(
-    out: &mut [f32],
+fn map_rows<S: Slot, F: Fn(f32, f32) -> f32>(
+    out: &mut [S],
     b: Option<&[f32]>,
     (_, c, rest): (usize, usize, usize),
     per_channel: impl Fn(usize) -> F + Sync,
@@ -221,10 +251,10 @@ fn map_rows<F: Fn(f32, f32) -> f32>(
         match b {
             Some(b) => {
                 for (o, &y) in o.iter_mut().zip(&b[row * rest..][..rest]) {
-                    *o = f(*o, y);
+                    o.set(f(o.get(), y));
                 }
             }
-            None => o.iter_mut().for_each(|o| *o = f(*o, 0.0)),
+            None => o.iter_mut().for_each(|o| o.set(f(o.get(), 0.0))),
         }
     });
 }
@@ -296,17 +326,21 @@ impl BatchNormKernel for Flex {
             .collect();
         let (scale, shift) = scale_shift(&gamma, &beta, &mean, &var, epsilon);
         let at = |ch: usize| (scale[ch], shift[ch]);
-        let mut out = vec![0f32; xs.len()];
+        // the output written once, without zeroing it first
+        let mut out = Vec::with_capacity(xs.len());
+        let slots = &mut out.spare_capacity_mut()[..xs.len()];
         match cap {
-            None => map_rows(&mut out, Some(xs), d, |ch| {
+            None => map_rows(slots, Some(xs), d, |ch| {
                 let (s, t) = at(ch);
                 move |_, v| v * s + t
             }),
-            Some(cap) => map_rows(&mut out, Some(xs), d, |ch| {
+            Some(cap) => map_rows(slots, Some(xs), d, |ch| {
                 let (s, t) = at(ch);
                 move |_, v| capped(v * s + t, cap)
             }),
         }
+        // SAFETY: `map_rows` has written every slot
+        unsafe { out.set_len(xs.len()) };
         let per_channel =
             |v: Vec<f64>| tensor(v.into_iter().map(|v| v as f32).collect(), [c].into());
         (tensor(out, x.shape()), per_channel(mean), per_channel(var))
