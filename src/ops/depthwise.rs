@@ -1,7 +1,9 @@
 //! The depthwise convolution (one k×k filter per channel: EfficientNet's MBConv layers) and
 //! both its gradients as direct loops over each channel's plane. Every output row is a sum,
 //! over the kernel's taps, of a scaled run of one input row: at stride 1 both runs are
-//! contiguous and the compiler vectorises them. burn's `flex` computes the input gradient as
+//! contiguous and the compiler vectorises them. The gradients lay each plane out by the
+//! stride's phases first (`Phases`), so that each tap is one long contiguous loop over all
+//! of the plane's output pixels. burn's `flex` computes the input gradient as
 //! a general transposed convolution and the weight gradient as a grouped convolution of the
 //! input by the output gradient, and pads a strided layer's input first ("same" padding is
 //! asymmetric there); here asymmetric padding is handled by the loops' bounds. Its forward
@@ -67,71 +69,164 @@ impl Windows {
     }
 }
 
-/// `dst[o] += w · src[first + (o − start)·s]` over the output columns `cols`, or with the
-/// roles of the two swapped (`scatter`: `dst[first + …] += w · src[o]`).
+/// `dst[o] += w · src[first + (o − start)·s]` over the output columns `cols`.
 #[inline(always)]
-fn axpy(
-    dst: &mut [f32],
-    src: &[f32],
-    w: f32,
-    cols: Range<usize>,
-    first: usize,
-    s: usize,
-    scatter: bool,
-) {
+fn axpy(dst: &mut [f32], src: &[f32], w: f32, cols: Range<usize>, first: usize, s: usize) {
     let n = cols.len();
-    match (s, scatter) {
-        (1, false) => dst[cols.clone()]
+    if s == 1 {
+        dst[cols]
             .iter_mut()
             .zip(&src[first..first + n])
-            .for_each(|(o, v)| *o += w * v),
-        (1, true) => dst[first..first + n]
-            .iter_mut()
-            .zip(&src[cols])
-            .for_each(|(o, v)| *o += w * v),
-        (_, false) => dst[cols]
+            .for_each(|(o, v)| *o += w * v);
+    } else {
+        dst[cols]
             .iter_mut()
             .zip(src[first..].iter().step_by(s))
-            .for_each(|(o, v)| *o += w * v),
-        (_, true) => dst[first..]
-            .iter_mut()
-            .step_by(s)
-            .zip(&src[cols])
-            .for_each(|(o, v)| *o += w * v),
+            .for_each(|(o, v)| *o += w * v);
     }
 }
 
-/// `Σ a[o] · b[first + (o − start)·s]` over the output columns `cols`, at stride 1 in lanes of
-/// partial sums.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32], cols: Range<usize>, first: usize, s: usize) -> f32 {
-    let n = cols.len();
-    if s == 1 {
-        // `L` sums side by side, which the compiler keeps in vector registers, rather than
-        // one chain of dependent additions
-        const L: usize = 8;
-        let (a, b) = (&a[cols], &b[first..first + n]);
-        let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        let mut lanes = [0f32; L];
-        for (x, y) in ca.zip(cb) {
-            for l in 0..L {
-                lanes[l] += x[l] * y[l];
+/// The gradients' layout of a plane: the padded input split by the stride into `sy × sx`
+/// phase planes of `rows × width` values, phase `(r, q)` holding padded pixel `(y·sy + r,
+/// x·sx + q)` at `y·width + x`, and the output gradient at the same row width, zero beyond its
+/// columns. Every tap then meets all of a plane's output pixels in one contiguous run of
+/// `ho · width` values of one phase plane: one long loop a tap, which vectorises, instead of
+/// one short loop per tap and output row. A spare row of zeros takes the runs' overhang.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    g: Windows,
+    /// How far the windows reach into the padded input, per axis.
+    reach: [usize; 2],
+    rows: usize,
+    width: usize,
+}
+
+impl Phases {
+    fn new(g: Windows) -> Self {
+        let reach =
+            [0, 1].map(|a| (g.output[a] - 1) * g.stride[a] + (g.kernel[a] - 1) * g.dilation[a] + 1);
+        Phases {
+            g,
+            reach,
+            rows: reach[0].div_ceil(g.stride[0]) + 1,
+            width: reach[1].div_ceil(g.stride[1]),
+        }
+    }
+
+    /// Values of one phase plane.
+    fn plane(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// Values of all the phase planes.
+    fn len(&self) -> usize {
+        self.g.stride[0] * self.g.stride[1] * self.plane()
+    }
+
+    /// The values every tap runs over: the output pixels at the phases' row width.
+    fn run(&self) -> usize {
+        self.g.output[0] * self.width
+    }
+
+    /// Where tap `(i, j)`'s run starts in the phase planes.
+    fn tap(&self, i: usize, j: usize) -> usize {
+        let [sy, sx] = self.g.stride;
+        // the tap's padded offset from its window's corner, per axis
+        let (a, b) = (i * self.g.dilation[0], j * self.g.dilation[1]);
+        ((a % sy) * sx + b % sx) * self.plane() + (a / sy) * self.width + b / sx
+    }
+
+    /// Calls `f(input row, its first column, phase-plane index, count)` for each run of an
+    /// input row's pixels that the windows reach and one phase plane holds side by side:
+    /// input column `first + k·sx` at index `at + k`.
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let g = &self.g;
+        let ([sy, sx], [by, bx]) = (g.stride, g.before);
+        // per column phase q: the first input column whose padded column falls in it, and how
+        // many of that phase the windows reach
+        let columns: Vec<(usize, usize)> = (0..sx)
+            .map(|q| {
+                let first = (q + sx - bx % sx) % sx;
+                let end = g.input[1].min(self.reach[1].saturating_sub(bx));
+                (first, end.saturating_sub(first).div_ceil(sx))
+            })
+            .collect();
+        for y in 0..g.input[0].min(self.reach[0].saturating_sub(by)) {
+            let py = y + by;
+            for (q, &(first, count)) in columns.iter().enumerate() {
+                if count > 0 {
+                    let at = ((py % sy) * sx + q) * self.plane()
+                        + (py / sy) * self.width
+                        + (first + bx) / sx;
+                    f(y, first, at, count);
+                }
             }
         }
-        lanes.iter().sum::<f32>() + tail
-    } else {
-        a[cols]
-            .iter()
-            .zip(b[first..].iter().step_by(s))
-            .map(|(x, y)| x * y)
-            .sum()
     }
+
+    /// The plane `x` (`h × w`) split into `out`'s phase planes, zero where padded.
+    fn split(&self, x: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        let (w, sx) = (self.g.input[1], self.g.stride[1]);
+        self.for_each_run(|y, first, at, count| {
+            let src = &x[y * w + first..];
+            let dst = &mut out[at..at + count];
+            if sx == 1 {
+                dst.copy_from_slice(&src[..count]);
+            } else {
+                dst.iter_mut()
+                    .zip(src.iter().step_by(sx))
+                    .for_each(|(o, v)| *o = *v);
+            }
+        });
+    }
+
+    /// The input pixels of the phase planes `phases`, written to the plane `x` (`h × w`); the
+    /// pixels no window reaches keep their values (zero in a fresh gradient).
+    fn merge(&self, phases: &[f32], x: &mut [f32]) {
+        let (w, sx) = (self.g.input[1], self.g.stride[1]);
+        self.for_each_run(|y, first, at, count| {
+            let dst = &mut x[y * w + first..];
+            let src = &phases[at..at + count];
+            if sx == 1 {
+                dst[..count].copy_from_slice(src);
+            } else {
+                dst.iter_mut()
+                    .step_by(sx)
+                    .zip(src)
+                    .for_each(|(o, v)| *o = *v);
+            }
+        });
+    }
+
+    /// The output gradient `dy` (`ho × wo`) at the phases' row width, zero beyond `wo`.
+    fn spread(&self, dy: &[f32], out: &mut [f32]) {
+        let wo = self.g.output[1];
+        for (row, dy) in out.chunks_exact_mut(self.width).zip(dy.chunks_exact(wo)) {
+            row[..wo].copy_from_slice(dy);
+            row[wo..].fill(0.0);
+        }
+    }
+}
+
+/// `Σ a[k] · b[k]` in `L` sums side by side, which the compiler keeps in vector registers,
+/// rather than one chain of dependent additions.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 16;
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut lanes = [0f32; L];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..L {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The depthwise convolution, for the backends that have it.
@@ -210,15 +305,7 @@ impl DepthwiseKernel for Flex {
                 g.for_each_tap(|oy, iy, [i, j], cols, first| {
                     let wv = kernel[i * g.kernel[1] + j];
                     let row = &mut out[oy * wo..][..wo];
-                    axpy(
-                        row,
-                        &input[iy * w..][..w],
-                        wv,
-                        cols,
-                        first,
-                        g.stride[1],
-                        false,
-                    );
+                    axpy(row, &input[iy * w..][..w], wv, cols, first, g.stride[1]);
                 });
             });
         tensor(y, Shape::new([n, c, ho, wo]))
@@ -246,49 +333,54 @@ impl DepthwiseGradients for Flex {
             weight.storage::<f32>(),
             grad.storage::<f32>(),
         );
-        // dx: each output pixel's gradient scattered back through the taps
+        if ho == 0 || wo == 0 {
+            let zeros = |shape: Shape| tensor(vec![0f32; shape.num_elements()], shape);
+            return [
+                input.then(|| zeros(x.shape())),
+                weights.then(|| zeros(weight.shape())),
+            ];
+        }
+        let layout = Phases::new(g);
+        let taps: Vec<usize> = (0..kh * kw).map(|t| layout.tap(t / kw, t % kw)).collect();
+        let run = layout.run();
+        // dx: each tap's weight times the output gradient, added to the tap's run of the phase
+        // planes, taps in order; then the planes merged back into the input's layout
         let dx = input.then(|| {
             let mut dx = vec![0f32; n * c * h * w];
-            dx.par_chunks_mut(h * w)
-                .enumerate()
-                .for_each(|(plane, out)| {
-                    let dy = &dy[plane * ho * wo..][..ho * wo];
+            dx.par_chunks_mut(h * w).enumerate().for_each_init(
+                || (vec![0f32; run], vec![0f32; layout.len()]),
+                |(spread, phases), (plane, out)| {
+                    layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
+                    phases.fill(0.0);
                     let kernel = &ws[(plane % c) * kh * kw..][..kh * kw];
-                    g.for_each_tap(|oy, iy, [i, j], cols, first| {
-                        let wv = kernel[i * kw + j];
-                        let row = &mut out[iy * w..][..w];
-                        axpy(
-                            row,
-                            &dy[oy * wo..][..wo],
-                            wv,
-                            cols,
-                            first,
-                            g.stride[1],
-                            true,
-                        );
-                    });
-                });
+                    for (&at, &wv) in taps.iter().zip(kernel) {
+                        phases[at..at + run]
+                            .iter_mut()
+                            .zip(spread.iter())
+                            .for_each(|(o, v)| *o += wv * v);
+                    }
+                    layout.merge(phases, out);
+                },
+            );
             tensor(dx, x.shape())
         });
-        // dw: per channel, the images' products summed in order
+        // dw: per channel and tap, one long product of the output gradient with the tap's run
+        // of the input's phase planes, the images' products summed in order
         let dw = weights.then(|| {
             let mut dw = vec![0f32; c * kh * kw];
-            dw.par_chunks_mut(kh * kw)
-                .enumerate()
-                .for_each(|(channel, out)| {
+            dw.par_chunks_mut(kh * kw).enumerate().for_each_init(
+                || (vec![0f32; run], vec![0f32; layout.len()]),
+                |(spread, phases), (channel, out)| {
                     for img in 0..n {
                         let plane = img * c + channel;
-                        let (input, dy) = (
-                            &xs[plane * h * w..][..h * w],
-                            &dy[plane * ho * wo..][..ho * wo],
-                        );
-                        g.for_each_tap(|oy, iy, [i, j], cols, first| {
-                            let row = &input[iy * w..][..w];
-                            out[i * kw + j] +=
-                                dot(&dy[oy * wo..][..wo], row, cols, first, g.stride[1]);
-                        });
+                        layout.split(&xs[plane * h * w..][..h * w], phases);
+                        layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
+                        for (o, &at) in out.iter_mut().zip(&taps) {
+                            *o += dot(spread, &phases[at..at + run]);
+                        }
                     }
-                });
+                },
+            );
             tensor(dw, weight.shape())
         });
         [dx, dw]
