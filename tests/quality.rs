@@ -351,19 +351,6 @@ fn head_statistics_are_a_population_mean_and_std_and_standardise_the_sum() {
     assert!((z - 3.0).abs() < 1e-6, "{z}");
 }
 
-/// A two-step run on the bundled ELPV data at 64².
-fn tiny_elpv(root: &std::path::Path) -> TrainConfig {
-    TrainConfig {
-        data_root: root.to_path_buf(),
-        class: "elpv".into(),
-        img_size: 64,
-        batch_size: 12,
-        epochs: 1,
-        steps_per_epoch: 2,
-        ..TrainConfig::default()
-    }
-}
-
 #[test]
 fn standardisation_learns_from_the_normal_training_images_only() {
     let data = common::bundled_elpv();
@@ -371,7 +358,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
         head_norm: HeadNorm::Standardise,
         // the heads' statistics; the memory's own (from the other half) are tested below
         memory: MemoryMode::None,
-        ..tiny_elpv(data.path())
+        ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
     common::train(&cfg, out.path());
@@ -475,7 +462,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
     let data = common::bundled_elpv();
     let cfg = TrainConfig {
         memory: MemoryMode::Patch,
-        ..tiny_elpv(data.path())
+        ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
     let mut plan = dra::run::Plan::new(&cfg).unwrap();

@@ -105,6 +105,20 @@ pub fn bundled_elpv() -> tempfile::TempDir {
     data
 }
 
+/// A two-step run (one epoch of two batches of 12 at 64²) on the bundled ELPV data under
+/// `root` ([`bundled_elpv`]).
+pub fn tiny_elpv(root: &Path) -> dra::config::TrainConfig {
+    dra::config::TrainConfig {
+        data_root: root.to_path_buf(),
+        class: "elpv".into(),
+        img_size: 64,
+        batch_size: 12,
+        epochs: 1,
+        steps_per_epoch: 2,
+        ..dra::config::TrainConfig::default()
+    }
+}
+
 /// Trains and evaluates `config` into `out` from a fresh plan, as `dra train` does.
 pub fn train(config: &dra::config::TrainConfig, out: &Path) -> dra::types::Metrics {
     let mut plan = dra::run::Plan::new(config).unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Item, Writer, require_file};
+use super::{Item, Writer, label_lines, require_file};
 use crate::error::{Error, Result};
 
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
@@ -22,20 +22,12 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     });
     let mut normals = Vec::new();
     let mut defects = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(usize::from(header))
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in label_lines(&text, header) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let bad = || {
             Error::layout(
                 &labels,
-                format!(
-                    "line {}: expected 'path probability type', got '{line}'",
-                    n + 1
-                ),
+                format!("line {n}: expected 'path probability type', got '{line}'"),
             )
         };
         let [path, prob, kind] = fields[..] else {

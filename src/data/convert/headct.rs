@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Item, Writer, nested_dir, require_dir, require_file};
+use super::{Item, Writer, label_lines, nested_dir, require_dir, require_file};
 use crate::error::{Error, Result};
 
 pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
@@ -24,16 +24,11 @@ pub fn convert(input: &Path, w: &mut Writer) -> Result<()> {
     ));
     let mut normals = Vec::new();
     let mut defects = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(usize::from(header))
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in label_lines(&text, header) {
         let bad = || {
             Error::layout(
                 &labels,
-                format!("line {}: expected 'id, hemorrhage', got '{line}'", n + 1),
+                format!("line {n}: expected 'id, hemorrhage', got '{line}'"),
             )
         };
         let mut fields = line.split(',').map(str::trim);

@@ -219,6 +219,16 @@ fn require_file(path: PathBuf) -> Result<PathBuf> {
     }
 }
 
+/// The non-empty lines of a labels file's `text`, each with its number counted from 1,
+/// without the first line where it is a `header`.
+fn label_lines(text: &str, header: bool) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .skip(usize::from(header))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| (n + 1, l))
+}
+
 /// The file name of `path` as a string.
 fn file_name(path: &Path) -> String {
     path.file_name()
