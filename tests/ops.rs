@@ -211,11 +211,12 @@ fn convolution_kernel_matches_burns_layer() {
         ([3, 4], [3, 3], [1, 1], [1, 1], Same, 7, 5, 1),
         ([3, 4], [3, 3], [1, 1], [2, 2], Explicit(2, 2, 2, 2), 8, 2, 1),
         // depthwise (one filter per channel: `src/ops/depthwise.rs`), "same" padding
-        // asymmetric at stride 2 (the forward pass through this crate's loops, burn's where
-        // symmetric), odd and even maps, explicit asymmetric padding, dilation; rows of 9
-        // and 20 at stride 1 (the weight gradient's lanes of 8 partial sums, and a tail)
+        // asymmetric at stride 2, odd and even maps, explicit asymmetric padding, dilation;
+        // rows of 9 and 20 at stride 1 (the weight gradient's lanes of 16 partial sums, and a
+        // tail), and a 40 × 41 map whose forward pass spans two blocks of 1024 outputs
         ([6, 6], [3, 3], [1, 1], [1, 1], Same, 9, 2, 6),
         ([3, 3], [3, 3], [1, 1], [1, 1], Same, 20, 2, 3),
+        ([3, 3], [3, 3], [1, 1], [1, 1], Same, 40, 2, 3),
         ([6, 6], [3, 3], [2, 2], [1, 1], Same, 9, 3, 6),
         ([6, 6], [3, 3], [2, 2], [1, 1], Same, 10, 2, 6),
         ([6, 6], [5, 5], [2, 2], [1, 1], Same, 12, 2, 6),

@@ -1,24 +1,20 @@
 //! The depthwise convolution (one k×k filter per channel: EfficientNet's MBConv layers) and
-//! both its gradients as direct loops over each channel's plane. Every output row is a sum,
-//! over the kernel's taps, of a scaled run of one input row: at stride 1 both runs are
-//! contiguous and the compiler vectorises them. The gradients lay each plane out by the
-//! stride's phases first (`Phases`), so that each tap is one long contiguous loop over all
-//! of the plane's output pixels. burn's `flex` computes the input gradient as
-//! a general transposed convolution and the weight gradient as a grouped convolution of the
-//! input by the output gradient, and pads a strided layer's input first ("same" padding is
-//! asymmetric there); here asymmetric padding is handled by the loops' bounds. Its forward
-//! SIMD loops are faster where the padding is symmetric, so that case keeps them
-//! (`docs/PERFORMANCE.md`, issue #18, per layer).
+//! both its gradients as direct loops over each channel's plane. Each plane is laid out by the
+//! stride's phases first (`Phases`), so that every tap of the kernel is one long contiguous
+//! loop over all of the plane's output pixels, which the compiler vectorises, in all three
+//! passes. burn's `flex` computes the input gradient as a general transposed convolution and
+//! the weight gradient as a grouped convolution of the input by the output gradient, pads a
+//! strided layer's input first ("same" padding is asymmetric there), and runs its forward
+//! loops one output row at a time, short on EfficientNet's 14² and 7² maps; here the padding
+//! is part of the layout (`docs/PERFORMANCE.md`, issue #18, per layer).
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
-use std::ops::Range;
 
 use super::tensor;
 
@@ -34,62 +30,10 @@ struct Windows {
     kernel: [usize; 2],
 }
 
-impl Windows {
-    /// The output pixels `o` whose tap `t` of axis `a` falls inside the input, and the input
-    /// position of the first: `o·s + t·d − p` in `[0, size)`.
-    fn span(&self, a: usize, t: usize) -> (Range<usize>, usize) {
-        let (s, d, p) = (self.stride[a], self.dilation[a], self.before[a]);
-        let offset = t * d;
-        // o·s + offset ≥ p  ⇔  o ≥ ⌈(p − offset) / s⌉
-        let first = p.saturating_sub(offset).div_ceil(s);
-        // o·s + offset − p ≤ size − 1  ⇔  o ≤ ⌊(size − 1 + p − offset) / s⌋
-        let end = match (self.input[a] + p).checked_sub(offset + 1) {
-            Some(last) => (last / s + 1).min(self.output[a]),
-            None => 0,
-        };
-        let first = first.min(end);
-        (first..end, (first * s + offset).saturating_sub(p))
-    }
-
-    /// Calls `f(output row, input row, tap (i, j), output columns, first input column)` for
-    /// every tap of every output row whose row and columns fall inside the input.
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, [usize; 2], Range<usize>, usize)) {
-        let columns: Vec<_> = (0..self.kernel[1]).map(|j| self.span(1, j)).collect();
-        for i in 0..self.kernel[0] {
-            let (rows, first_row) = self.span(0, i);
-            for (k, oy) in rows.enumerate() {
-                let iy = first_row + k * self.stride[0];
-                for (j, (cols, first_col)) in columns.iter().enumerate() {
-                    if !cols.is_empty() {
-                        f(oy, iy, [i, j], cols.clone(), *first_col);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `dst[o] += w · src[first + (o − start)·s]` over the output columns `cols`.
-#[inline(always)]
-fn axpy(dst: &mut [f32], src: &[f32], w: f32, cols: Range<usize>, first: usize, s: usize) {
-    let n = cols.len();
-    if s == 1 {
-        dst[cols]
-            .iter_mut()
-            .zip(&src[first..first + n])
-            .for_each(|(o, v)| *o += w * v);
-    } else {
-        dst[cols]
-            .iter_mut()
-            .zip(src[first..].iter().step_by(s))
-            .for_each(|(o, v)| *o += w * v);
-    }
-}
-
-/// The gradients' layout of a plane: the padded input split by the stride into `sy × sx`
-/// phase planes of `rows × width` values, phase `(r, q)` holding padded pixel `(y·sy + r,
-/// x·sx + q)` at `y·width + x`, and the output gradient at the same row width, zero beyond its
-/// columns. Every tap then meets all of a plane's output pixels in one contiguous run of
+/// The layout of a plane for all three passes: the padded input split by the stride into
+/// `sy × sx` phase planes of `rows × width` values, phase `(r, q)` holding padded pixel
+/// `(y·sy + r, x·sx + q)` at `y·width + x`, and the output (or its gradient) at the same row
+/// width, its values beyond `wo` columns unused (zero in a gradient). Every tap then meets all of a plane's output pixels in one contiguous run of
 /// `ho · width` values of one phase plane: one long loop a tap, which vectorises, instead of
 /// one short loop per tap and output row. A spare row of zeros takes the runs' overhang.
 #[derive(Debug, Clone, Copy)]
@@ -128,12 +72,15 @@ impl Phases {
         self.g.output[0] * self.width
     }
 
-    /// Where tap `(i, j)`'s run starts in the phase planes.
-    fn tap(&self, i: usize, j: usize) -> usize {
-        let [sy, sx] = self.g.stride;
-        // the tap's padded offset from its window's corner, per axis
-        let (a, b) = (i * self.g.dilation[0], j * self.g.dilation[1]);
-        ((a % sy) * sx + b % sx) * self.plane() + (a / sy) * self.width + b / sx
+    /// Where each tap's run starts in the phase planes, taps in the kernel's order.
+    fn taps(&self) -> Vec<usize> {
+        let ([sy, sx], [kh, kw]) = (self.g.stride, self.g.kernel);
+        let tap = |i: usize, j: usize| {
+            // the tap's padded offset from its window's corner, per axis
+            let (a, b) = (i * self.g.dilation[0], j * self.g.dilation[1]);
+            ((a % sy) * sx + b % sx) * self.plane() + (a / sy) * self.width + b / sx
+        };
+        (0..kh * kw).map(|t| tap(t / kw, t % kw)).collect()
     }
 
     /// Calls `f(input row, its first column, phase-plane index, count)` for each run of an
@@ -207,26 +154,106 @@ impl Phases {
             row[wo..].fill(0.0);
         }
     }
-}
 
-/// `Σ a[k] · b[k]` in `L` sums side by side, which the compiler keeps in vector registers,
-/// rather than one chain of dependent additions.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 16;
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut lanes = [0f32; L];
-    for (x, y) in ca.zip(cb) {
-        for l in 0..L {
-            lanes[l] += x[l] * y[l];
+    /// The output `y` (`ho × wo`) of its values at the phases' row width, `wide`: each row's
+    /// first `wo` (the inverse of [`Phases::spread`]).
+    fn narrow(&self, wide: &[f32], y: &mut [f32]) {
+        let wo = self.g.output[1];
+        for (y, row) in y.chunks_exact_mut(wo).zip(wide.chunks_exact(self.width)) {
+            y.copy_from_slice(&row[..wo]);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+}
+
+/// Which side of [`TapRuns`] each tap's run is taken from, at the tap's start.
+#[derive(Clone, Copy)]
+enum Side {
+    /// `into += w · from[start..]`: the forward pass, gathering the input's phase planes.
+    From,
+    /// `into[start..] += w · from`: the input gradient, scattering into the phase planes.
+    Into,
+}
+
+/// Every tap's weight times one run of `from` added to one run of `into`, taps in order,
+/// each run one loop over all of a plane's output pixels. Compiled for the machine's vector
+/// width by `pulp` at run time, with the same bits at every width: a multiply and an add per
+/// value, neither fused nor reordered.
+struct TapRuns<'a> {
+    taps: &'a [usize],
+    weights: &'a [f32],
+    from: &'a [f32],
+    into: &'a mut [f32],
+    at: Side,
+}
+
+/// Output values a block of [`TapRuns`]' forward pass: the block and the taps' runs of the
+/// input beside it stay in the first-level cache.
+const GATHER_BLOCK: usize = 1024;
+
+impl pulp::WithSimd for TapRuns<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        // gathering, a block of the output at a time takes all the taps while it stays in
+        // cache (each value still sums its taps in order); scattering, the taps overlap in
+        // `into`, so each tap runs whole to keep that order there too
+        let (len, block) = match self.at {
+            Side::From => (self.into.len(), GATHER_BLOCK),
+            Side::Into => (self.from.len(), self.from.len().max(1)),
+        };
+        for lo in (0..len).step_by(block) {
+            let hi = (lo + block).min(len);
+            for (&start, &w) in self.taps.iter().zip(self.weights) {
+                let (into, from) = match self.at {
+                    Side::From => (&mut self.into[lo..hi], &self.from[start + lo..start + hi]),
+                    Side::Into => (&mut self.into[start + lo..start + hi], &self.from[lo..hi]),
+                };
+                into.iter_mut().zip(from).for_each(|(o, v)| *o += w * v);
+            }
+        }
+    }
+}
+
+/// Adds to `sums[t]` the product `Σ a[k] · b[start_t + k]` of `a` with each tap's run of
+/// `b`, in [`LANES`] sums side by side rather than one chain of dependent additions; compiled
+/// for the machine's vector width by `pulp`, the same bits at every width.
+struct TapDots<'a> {
+    taps: &'a [usize],
+    a: &'a [f32],
+    b: &'a [f32],
+    sums: &'a mut [f32],
+}
+
+/// The partial sums of one of [`TapDots`]' products.
+const LANES: usize = 16;
+
+impl pulp::WithSimd for TapDots<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let n = self.a.len();
+        for (sum, &start) in self.sums.iter_mut().zip(self.taps) {
+            let (ca, cb) = (
+                self.a.chunks_exact(LANES),
+                self.b[start..start + n].chunks_exact(LANES),
+            );
+            let tail: f32 = ca
+                .remainder()
+                .iter()
+                .zip(cb.remainder())
+                .map(|(x, y)| x * y)
+                .sum();
+            let mut lanes = [0f32; LANES];
+            for (x, y) in ca.zip(cb) {
+                for l in 0..LANES {
+                    lanes[l] += x[l] * y[l];
+                }
+            }
+            *sum += lanes.iter().sum::<f32>() + tail;
+        }
+    }
 }
 
 /// The depthwise convolution, for the backends that have it.
@@ -286,28 +313,35 @@ impl DepthwiseKernel for Flex {
         after: [usize; 2],
         dilation: [usize; 2],
     ) -> FlexTensor {
-        let [n, c, h, w] = x.shape().dims();
-        if before == after {
-            // burn's own SIMD loops, faster than these where no padded copy is needed
-            let options = ConvOptions::new(stride, before, dilation, c);
-            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
-        }
         let g = windows(&x, &weight, (stride, before, after, dilation));
-        let ([ho, wo], window) = (g.output, g.kernel[0] * g.kernel[1]);
+        let [n, c, h, w] = x.shape().dims();
+        let ([ho, wo], [kh, kw]) = (g.output, g.kernel);
+        if ho == 0 || wo == 0 {
+            return tensor(Vec::new(), Shape::new([n, c, ho, wo]));
+        }
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
+        let layout = Phases::new(g);
+        let taps = layout.taps();
+        let run = layout.run();
+        // y: each tap's weight times the tap's run of the input's phase planes, summed at the
+        // phases' row width, taps in order; then each row's first `wo` values kept
         let mut y = vec![0f32; n * c * ho * wo];
-        y.par_chunks_mut(ho * wo)
-            .enumerate()
-            .for_each(|(plane, out)| {
-                let input = &xs[plane * h * w..][..h * w];
-                let kernel = &ws[(plane % c) * window..][..window];
-                g.for_each_tap(|oy, iy, [i, j], cols, first| {
-                    let wv = kernel[i * g.kernel[1] + j];
-                    let row = &mut out[oy * wo..][..wo];
-                    axpy(row, &input[iy * w..][..w], wv, cols, first, g.stride[1]);
+        y.par_chunks_mut(ho * wo).enumerate().for_each_init(
+            || (vec![0f32; run], vec![0f32; layout.len()]),
+            |(wide, phases), (plane, out)| {
+                layout.split(&xs[plane * h * w..][..h * w], phases);
+                wide.fill(0.0);
+                pulp::Arch::new().dispatch(TapRuns {
+                    taps: &taps,
+                    weights: &ws[(plane % c) * kh * kw..][..kh * kw],
+                    from: phases,
+                    into: wide,
+                    at: Side::From,
                 });
-            });
+                layout.narrow(wide, out);
+            },
+        );
         tensor(y, Shape::new([n, c, ho, wo]))
     }
 }
@@ -341,7 +375,7 @@ impl DepthwiseGradients for Flex {
             ];
         }
         let layout = Phases::new(g);
-        let taps: Vec<usize> = (0..kh * kw).map(|t| layout.tap(t / kw, t % kw)).collect();
+        let taps = layout.taps();
         let run = layout.run();
         // dx: each tap's weight times the output gradient, added to the tap's run of the phase
         // planes, taps in order; then the planes merged back into the input's layout
@@ -352,13 +386,13 @@ impl DepthwiseGradients for Flex {
                 |(spread, phases), (plane, out)| {
                     layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
                     phases.fill(0.0);
-                    let kernel = &ws[(plane % c) * kh * kw..][..kh * kw];
-                    for (&at, &wv) in taps.iter().zip(kernel) {
-                        phases[at..at + run]
-                            .iter_mut()
-                            .zip(spread.iter())
-                            .for_each(|(o, v)| *o += wv * v);
-                    }
+                    pulp::Arch::new().dispatch(TapRuns {
+                        taps: &taps,
+                        weights: &ws[(plane % c) * kh * kw..][..kh * kw],
+                        from: spread,
+                        into: phases,
+                        at: Side::Into,
+                    });
                     layout.merge(phases, out);
                 },
             );
@@ -375,9 +409,12 @@ impl DepthwiseGradients for Flex {
                         let plane = img * c + channel;
                         layout.split(&xs[plane * h * w..][..h * w], phases);
                         layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
-                        for (o, &at) in out.iter_mut().zip(&taps) {
-                            *o += dot(spread, &phases[at..at + run]);
-                        }
+                        pulp::Arch::new().dispatch(TapDots {
+                            taps: &taps,
+                            a: spread,
+                            b: phases,
+                            sums: out,
+                        });
                     }
                 },
             );

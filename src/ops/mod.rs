@@ -2,10 +2,10 @@
 //! BatchNorm fused into one operation with the ReLU or ReLU6 after it (on batch statistics
 //! when training; at inference also with a residual addition), a convolution as tiled im2col
 //! copies and matrix products written in place (forward and both gradients; 3×3 layers at
-//! stride 1 by Winograd's minimal filtering instead), the depthwise convolution's gradients
-//! and strided forward pass as direct loops, and max pooling without indices (its gradient
-//! finds each window's maximum again). The backbones use them on `flex` and burn's own
-//! operations everywhere else.
+//! stride 1 by Winograd's minimal filtering instead), the depthwise convolution and both its
+//! gradients as direct loops, and max pooling without indices (its gradient finds each
+//! window's maximum again). The backbones use them on `flex` and burn's own operations
+//! everywhere else.
 
 pub mod batch_norm;
 pub mod conv;
