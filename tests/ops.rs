@@ -226,6 +226,8 @@ fn convolution_kernel_matches_burns_layer() {
         ([4, 4], [3, 3], [1, 1], [1, 1], Explicit(1, 0, 1, 2), 7, 2, 4),
         ([4, 4], [3, 3], [1, 1], [1, 1], Same, 1, 3, 4),
         ([4, 4], [5, 5], [2, 2], [1, 1], Same, 2, 2, 4),
+        // stride 3: the phases' generic strided copy (EfficientNet's is 2)
+        ([4, 4], [3, 3], [3, 3], [1, 1], Explicit(1, 1, 1, 1), 11, 2, 4),
         // stride 2 without padding on an even map: the last row and column reach no window
         ([4, 4], [3, 3], [2, 2], [1, 1], Valid, 10, 2, 4),
         // grouped but not depthwise: burn's layer on both sides

@@ -85,27 +85,28 @@ impl Phases {
 
     /// Calls `f(input row, its first column, phase-plane index, count)` for each run of an
     /// input row's pixels that the windows reach and one phase plane holds side by side:
-    /// input column `first + k·sx` at index `at + k`.
+    /// input column `first + k·sx` at index `at + k`. The runs come phase plane by phase
+    /// plane, each plane's rows in order, so `at` only grows.
     fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
         let g = &self.g;
         let ([sy, sx], [by, bx]) = (g.stride, g.before);
-        // per column phase q: the first input column whose padded column falls in it, and how
-        // many of that phase the windows reach
-        let columns: Vec<(usize, usize)> = (0..sx)
-            .map(|q| {
+        // the padded rows that hold input rows the windows reach
+        let rows = by..by + g.input[0].min(self.reach[0].saturating_sub(by));
+        let columns = g.input[1].min(self.reach[1].saturating_sub(bx));
+        for r in 0..sy {
+            // the first of those rows in row phase r
+            let top = rows.start + (r + sy - rows.start % sy) % sy;
+            for q in 0..sx {
+                // the first input column whose padded column falls in column phase q, and how
+                // many of that phase the windows reach
                 let first = (q + sx - bx % sx) % sx;
-                let end = g.input[1].min(self.reach[1].saturating_sub(bx));
-                (first, end.saturating_sub(first).div_ceil(sx))
-            })
-            .collect();
-        for y in 0..g.input[0].min(self.reach[0].saturating_sub(by)) {
-            let py = y + by;
-            for (q, &(first, count)) in columns.iter().enumerate() {
-                if count > 0 {
-                    let at = ((py % sy) * sx + q) * self.plane()
-                        + (py / sy) * self.width
-                        + (first + bx) / sx;
-                    f(y, first, at, count);
+                let count = columns.saturating_sub(first).div_ceil(sx);
+                if count == 0 {
+                    continue;
+                }
+                let plane = (r * sx + q) * self.plane() + (first + bx) / sx;
+                for (k, py) in (top..rows.end).step_by(sy).enumerate() {
+                    f(py - by, first, plane + (top / sy + k) * self.width, count);
                 }
             }
         }
@@ -113,19 +114,15 @@ impl Phases {
 
     /// The plane `x` (`h × w`) split into `out`'s phase planes, zero where padded.
     fn split(&self, x: &[f32], out: &mut [f32]) {
-        out.fill(0.0);
         let (w, sx) = (self.g.input[1], self.g.stride[1]);
+        // the runs come in order: zero what lies between them
+        let mut zeroed = 0;
         self.for_each_run(|y, first, at, count| {
-            let src = &x[y * w + first..];
-            let dst = &mut out[at..at + count];
-            if sx == 1 {
-                dst.copy_from_slice(&src[..count]);
-            } else {
-                dst.iter_mut()
-                    .zip(src.iter().step_by(sx))
-                    .for_each(|(o, v)| *o = *v);
-            }
+            out[zeroed..at].fill(0.0);
+            zeroed = at + count;
+            gather(&x[y * w + first..], sx, &mut out[at..zeroed]);
         });
+        out[zeroed..].fill(0.0);
     }
 
     /// The input pixels of the phase planes `phases`, written to the plane `x` (`h × w`); the
@@ -162,6 +159,26 @@ impl Phases {
         for (y, row) in y.chunks_exact_mut(wo).zip(wide.chunks_exact(self.width)) {
             y.copy_from_slice(&row[..wo]);
         }
+    }
+}
+
+/// `dst[k] = src[k · step]` for every `k` of `dst`: one input row's pixels of one stride
+/// phase. A step of 2 (every strided layer of EfficientNet) reads the row as pairs of values,
+/// which the compiler turns into vector shuffles rather than one load a value.
+fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
+    match step {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            let (pairs, rest) = src.as_chunks::<2>();
+            let full = dst.len().min(pairs.len());
+            let (head, last) = dst.split_at_mut(full);
+            head.iter_mut().zip(pairs).for_each(|(o, [v, _])| *o = *v);
+            last.iter_mut().zip(rest).for_each(|(o, v)| *o = *v);
+        }
+        _ => dst
+            .iter_mut()
+            .zip(src.iter().step_by(step))
+            .for_each(|(o, v)| *o = *v),
     }
 }
 
