@@ -287,7 +287,8 @@ fn head_subsets_score_without_crashing() {
 fn same_seed_gives_bit_identical_scores() {
     let data = common::bundled_elpv();
     let cfg = common::tiny_elpv(data.path());
-    let runs: Vec<String> = (0..2)
+    // the scores, and the trained model's file byte for byte (its header too)
+    let runs: Vec<(String, Vec<u8>)> = (0..2)
         .map(|_| {
             let out = tempfile::tempdir().unwrap();
             common::train(&cfg, out.path());
@@ -302,16 +303,32 @@ fn same_seed_gives_bit_identical_scores() {
             ] {
                 assert!(out.path().join(f).is_file(), "{f} missing");
             }
-            std::fs::read_to_string(out.path().join("scores.csv")).unwrap()
+            (
+                std::fs::read_to_string(out.path().join("scores.csv")).unwrap(),
+                std::fs::read(out.path().join("model.safetensors")).unwrap(),
+            )
         })
         .collect();
-    assert_eq!(runs[0], runs[1]);
-    assert_eq!(runs[0].lines().count(), 1 + 75);
+    assert_eq!(runs[0].0, runs[1].0);
+    assert!(
+        runs[0].1 == runs[1].1,
+        "model.safetensors differs between the runs"
+    );
+    // one process's maps may iterate alike by chance: a header's metadata of several entries
+    // would be written in a random order from one process to the next, so it holds one
+    let model = &runs[0].1;
+    let len = u64::from_le_bytes(model[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&model[8..8 + len]).unwrap();
+    assert_eq!(
+        header["__metadata__"],
+        serde_json::json!({ "producer": concat!("dra ", env!("CARGO_PKG_VERSION")) })
+    );
+    assert_eq!(runs[0].0.lines().count(), 1 + 75);
     let other = tempfile::tempdir().unwrap();
     common::train(&TrainConfig { seed: 7, ..cfg }, other.path());
     assert_ne!(
         std::fs::read_to_string(other.path().join("scores.csv")).unwrap(),
-        runs[0]
+        runs[0].0
     );
 }
 

@@ -14,7 +14,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
+use rayon::iter::Either;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::tensor;
 
@@ -152,12 +154,14 @@ impl Phases {
         }
     }
 
-    /// The output `y` (`ho × wo`) of its values at the phases' row width, `wide`: each row's
-    /// first `wo` (the inverse of [`Phases::spread`]).
-    fn narrow(&self, wide: &[f32], y: &mut [f32]) {
+    /// The output `y` (`ho × wo`, written once) of its values at the phases' row width,
+    /// `wide`: each row's first `wo` (the inverse of [`Phases::spread`]).
+    fn narrow(&self, wide: &[f32], y: &mut [MaybeUninit<f32>]) {
         let wo = self.g.output[1];
         for (y, row) in y.chunks_exact_mut(wo).zip(wide.chunks_exact(self.width)) {
-            y.copy_from_slice(&row[..wo]);
+            y.iter_mut().zip(&row[..wo]).for_each(|(o, v)| {
+                o.write(*v);
+            });
         }
     }
 }
@@ -182,6 +186,19 @@ fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
     }
 }
 
+/// `count` chunks of `len` values of `values`, one a plane, or `count` times `None` where
+/// that gradient is not wanted.
+fn per_plane(
+    values: Option<&mut Vec<f32>>,
+    len: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = Option<&mut [f32]>> {
+    match values {
+        Some(values) => Either::Left(values.par_chunks_mut(len).map(Some)),
+        None => Either::Right((0..count).into_par_iter().map(|_| None)),
+    }
+}
+
 /// Which side of [`TapRuns`] each tap's run is taken from, at the tap's start.
 #[derive(Clone, Copy)]
 enum Side {
@@ -194,7 +211,8 @@ enum Side {
 /// Every tap's weight times one run of `from` added to one run of `into`, taps in order,
 /// each run one loop over all of a plane's output pixels. Compiled for the machine's vector
 /// width by `pulp` at run time, with the same bits at every width: a multiply and an add per
-/// value, neither fused nor reordered.
+/// value, neither fused nor reordered. Gathering, the first tap's run writes `into` as
+/// `0 + w · v`, the bits of an addition to a zeroed `into`, which need not be zeroed first.
 struct TapRuns<'a> {
     taps: &'a [usize],
     weights: &'a [f32],
@@ -221,12 +239,18 @@ impl pulp::WithSimd for TapRuns<'_> {
         };
         for lo in (0..len).step_by(block) {
             let hi = (lo + block).min(len);
-            for (&start, &w) in self.taps.iter().zip(self.weights) {
+            for (t, (&start, &w)) in self.taps.iter().zip(self.weights).enumerate() {
                 let (into, from) = match self.at {
                     Side::From => (&mut self.into[lo..hi], &self.from[start + lo..start + hi]),
                     Side::Into => (&mut self.into[start + lo..start + hi], &self.from[lo..hi]),
                 };
-                into.iter_mut().zip(from).for_each(|(o, v)| *o += w * v);
+                match (self.at, t) {
+                    (Side::From, 0) => into
+                        .iter_mut()
+                        .zip(from)
+                        .for_each(|(o, v)| *o = 0.0 + w * v),
+                    _ => into.iter_mut().zip(from).for_each(|(o, v)| *o += w * v),
+                }
             }
         }
     }
@@ -343,22 +367,27 @@ impl DepthwiseKernel for Flex {
         let run = layout.run();
         // y: each tap's weight times the tap's run of the input's phase planes, summed at the
         // phases' row width, taps in order; then each row's first `wo` values kept
-        let mut y = vec![0f32; n * c * ho * wo];
-        y.par_chunks_mut(ho * wo).enumerate().for_each_init(
-            || (vec![0f32; run], vec![0f32; layout.len()]),
-            |(wide, phases), (plane, out)| {
-                layout.split(&xs[plane * h * w..][..h * w], phases);
-                wide.fill(0.0);
-                pulp::Arch::new().dispatch(TapRuns {
-                    taps: &taps,
-                    weights: &ws[(plane % c) * kh * kw..][..kh * kw],
-                    from: phases,
-                    into: wide,
-                    at: Side::From,
-                });
-                layout.narrow(wide, out);
-            },
-        );
+        let len = n * c * ho * wo;
+        let mut y = Vec::<f32>::with_capacity(len);
+        y.spare_capacity_mut()
+            .par_chunks_mut(ho * wo)
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; run], vec![0f32; layout.len()]),
+                |(wide, phases), (plane, out)| {
+                    layout.split(&xs[plane * h * w..][..h * w], phases);
+                    pulp::Arch::new().dispatch(TapRuns {
+                        taps: &taps,
+                        weights: &ws[(plane % c) * kh * kw..][..kh * kw],
+                        from: phases,
+                        into: wide,
+                        at: Side::From,
+                    });
+                    layout.narrow(wide, out);
+                },
+            );
+        // SAFETY: every plane's `ho × wo` values were written by `narrow`
+        unsafe { y.set_len(len) };
         tensor(y, Shape::new([n, c, ho, wo]))
     }
 }
@@ -392,51 +421,58 @@ impl DepthwiseGradients for Flex {
             ];
         }
         let layout = Phases::new(g);
-        let taps = layout.taps();
-        let run = layout.run();
+        let (taps, run, window) = (layout.taps(), layout.run(), kh * kw);
+        // one pass over the planes, each one's output gradient laid out at the phases' row
+        // width once for both gradients.
+        // dw: per plane and tap, one long product of the output gradient with the tap's run of
+        // the input's phase planes; each channel's images summed in order below.
         // dx: each tap's weight times the output gradient, added to the tap's run of the phase
-        // planes, taps in order; then the planes merged back into the input's layout
-        let dx = input.then(|| {
-            let mut dx = vec![0f32; n * c * h * w];
-            dx.par_chunks_mut(h * w).enumerate().for_each_init(
+        // planes, taps in order; then the planes merged back into the input's layout.
+        let mut dx = input.then(|| vec![0f32; n * c * h * w]);
+        let mut products = weights.then(|| vec![0f32; n * c * window]);
+        let planes = n * c;
+        per_plane(dx.as_mut(), h * w, planes)
+            .zip(per_plane(products.as_mut(), window, planes))
+            .enumerate()
+            .for_each_init(
                 || (vec![0f32; run], vec![0f32; layout.len()]),
-                |(spread, phases), (plane, out)| {
+                |(spread, phases), (plane, (dx, products))| {
                     layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
-                    phases.fill(0.0);
-                    pulp::Arch::new().dispatch(TapRuns {
-                        taps: &taps,
-                        weights: &ws[(plane % c) * kh * kw..][..kh * kw],
-                        from: spread,
-                        into: phases,
-                        at: Side::Into,
-                    });
-                    layout.merge(phases, out);
-                },
-            );
-            tensor(dx, x.shape())
-        });
-        // dw: per channel and tap, one long product of the output gradient with the tap's run
-        // of the input's phase planes, the images' products summed in order
-        let dw = weights.then(|| {
-            let mut dw = vec![0f32; c * kh * kw];
-            dw.par_chunks_mut(kh * kw).enumerate().for_each_init(
-                || (vec![0f32; run], vec![0f32; layout.len()]),
-                |(spread, phases), (channel, out)| {
-                    for img in 0..n {
-                        let plane = img * c + channel;
+                    if let Some(products) = products {
                         layout.split(&xs[plane * h * w..][..h * w], phases);
-                        layout.spread(&dy[plane * ho * wo..][..ho * wo], spread);
                         pulp::Arch::new().dispatch(TapDots {
                             taps: &taps,
                             a: spread,
                             b: phases,
-                            sums: out,
+                            sums: products,
                         });
+                    }
+                    if let Some(dx) = dx {
+                        phases.fill(0.0);
+                        pulp::Arch::new().dispatch(TapRuns {
+                            taps: &taps,
+                            weights: &ws[(plane % c) * window..][..window],
+                            from: spread,
+                            into: phases,
+                            at: Side::Into,
+                        });
+                        layout.merge(phases, dx);
                     }
                 },
             );
+        let dw = products.map(|products| {
+            let mut dw = vec![0f32; c * window];
+            dw.par_chunks_mut(window)
+                .enumerate()
+                .for_each(|(channel, sums)| {
+                    for img in 0..n {
+                        let plane = &products[(img * c + channel) * window..][..window];
+                        sums.iter_mut().zip(plane).for_each(|(s, p)| *s += p);
+                    }
+                });
             tensor(dw, weight.shape())
         });
+        let dx = dx.map(|dx| tensor(dx, x.shape()));
         [dx, dw]
     }
 }

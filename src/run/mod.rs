@@ -25,6 +25,7 @@ use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
 use crate::metrics::threshold_at_fpr;
 use crate::model::backbone::Backbone;
+use crate::model::backbone::weights::safetensors_writer;
 use crate::model::memory::{MEMORY_FILE, MemoryMode, PatchMemory};
 use crate::model::{Dra, HeadNorm, HeadStats};
 use crate::rng::{DraRng, seeded};
@@ -296,7 +297,7 @@ fn title(config: &TrainConfig) -> String {
 }
 
 fn save_model(model: &Dra, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(path).overwrite(true);
+    let mut store = safetensors_writer(path);
     model
         .save_into(&mut store)
         .map_err(|e| Error::run_file(path, format!("cannot write the model: {e}")))

@@ -177,12 +177,21 @@ pub fn load_prefixed(backbone: &mut Backbone, path: &Path, prefix: &str) -> Resu
     check(path, result, name)
 }
 
+/// A store that writes `path`, replacing it, with one metadata entry (who wrote it): burn's
+/// default three sit in a map of random order, which would make a seed's files differ from
+/// run to run in their header.
+pub(crate) fn safetensors_writer(path: &Path) -> SafetensorsStore {
+    SafetensorsStore::from_file(path)
+        .overwrite(true)
+        .clear_metadata()
+        .metadata("producer", concat!("dra ", env!("CARGO_PKG_VERSION")))
+}
+
 /// Saves `backbone` as `.safetensors` with PyTorch conventions, loadable by [`load`].
 pub fn save(backbone: &Backbone, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(path)
+    let mut store = safetensors_writer(path)
         .with_to_adapter(BurnToPyTorchAdapter)
-        .skip_enum_variants(true)
-        .overwrite(true);
+        .skip_enum_variants(true);
     backbone
         .save_into(&mut store)
         .map_err(|e| weights_error(path, format!("cannot write weights: {e}")))
