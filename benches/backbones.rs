@@ -19,7 +19,7 @@ use dra::model::backbone::{Backbone, BackboneKind};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{case_args, child, fmt, me, peak_rss_mib, python_with_torch, steps};
+use support::{case_args, child, fmt, me, peak_rss_mib, print_machine, python_with_torch, steps};
 
 const BATCH: usize = 8;
 const SIZE: usize = 448;
@@ -62,6 +62,7 @@ fn main() {
     }
     let python = python_with_torch();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/backbones.py");
+    print_machine(python.as_deref());
     println!(
         "batch {BATCH}, {SIZE}×{SIZE}, {} timed steps after one warm-up",
         steps(3)

@@ -26,7 +26,9 @@ use dra::model::{Dra, HeadSet, ModelConfig};
 use dra::rng::seeded;
 use dra::run::train::clip_global_norm;
 use dra::types::Label;
-use support::{case_args, child, env_usize, fmt, me, peak_rss_mib, python_with_torch, steps};
+use support::{
+    case_args, child, env_usize, fmt, me, peak_rss_mib, print_machine, python_with_torch, steps,
+};
 
 const N_REF: usize = 5;
 
@@ -125,6 +127,7 @@ fn main() {
     }
     let python = python_with_torch();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/dra_step.py");
+    print_machine(python.as_deref());
     println!(
         "DRA, 4 heads, 2 scales ({img}² and {}²), batch {batch} + {N_REF} references, {} timed step(s) after one warm-up",
         img / 2,

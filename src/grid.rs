@@ -103,6 +103,10 @@ pub struct CellResult {
     /// Wall time of training and evaluation in the invocation that finished the cell (a
     /// resumed cell counts only its last part).
     pub seconds: f64,
+    /// The CPU that `seconds` was measured on ([`device::cpu`](crate::device::cpu); absent in
+    /// results written before it was recorded).
+    #[serde(default)]
+    pub cpu: Option<String>,
 }
 
 impl CellResult {
@@ -152,6 +156,9 @@ pub struct Row {
     pub patch_knn_aupro: Option<MeanStd>,
     /// Mean wall time of a run.
     pub seconds: f64,
+    /// The CPUs that timed the row's cells, each once.
+    #[serde(default)]
+    pub cpus: Vec<String>,
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -379,6 +386,7 @@ pub fn run_grid(
             }),
             patch_knn_pixel: knn.and_then(|b| b.patch_pixel),
             seconds,
+            cpu: Some(crate::device::cpu()),
         };
         let tmp = dir.join("result.json.tmp");
         write_json(&tmp, &result)?;
@@ -449,9 +457,21 @@ pub fn aggregate(results: &[CellResult]) -> Vec<Row> {
                 patch_knn_pixel_auc_roc: stat(&|r| r.patch_knn_pixel.map(|p| p.auc_roc)),
                 patch_knn_aupro: stat(&|r| r.patch_knn_pixel.map(|p| p.aupro)),
                 seconds: g.iter().map(|r| r.seconds).sum::<f64>() / g.len() as f64,
+                cpus: distinct(g.iter().filter_map(|r| r.cpu.as_ref())),
             }
         })
         .collect()
+}
+
+/// The strings of `items`, each once, in their first order.
+fn distinct<'a>(items: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in items {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
 }
 
 fn pm(m: Option<MeanStd>) -> String {
@@ -575,6 +595,10 @@ pub fn markdown(name: &str, rows: &[Row]) -> String {
             format!("{:.0}", r.seconds),
         ]
     });
+    let cpus = distinct(rows.iter().flat_map(|r| &r.cpus));
+    if !cpus.is_empty() {
+        writeln!(out, "\ns/run: wall time of a run, on {}.", cpus.join("; ")).unwrap();
+    }
     if let Some(table) = by_method(rows) {
         out += "\nAUC-ROC by method (the paper's Table 1 form):\n\n";
         out += &table;

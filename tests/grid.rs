@@ -111,6 +111,7 @@ fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellR
             aupro: k - 0.1,
         }),
         seconds: 10.0,
+        cpu: Some("CPU A".into()),
     }
 }
 
@@ -178,6 +179,7 @@ fn seeds_aggregate_to_mean_and_population_std() {
     let rows = aggregate(&results);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].seeds, 2);
+    assert_eq!(rows[0].cpus, ["CPU A"]);
     assert!((rows[0].auc_roc.mean - 0.92).abs() < 1e-12);
     assert!((rows[0].auc_roc.std - 0.02).abs() < 1e-12); // √(((0.02)² + (0.02)²) / 2)
     assert!((rows[0].knn_auc_roc.unwrap().mean - 0.7).abs() < 1e-12);
@@ -224,6 +226,22 @@ fn seeds_aggregate_to_mean_and_population_std() {
     );
     let line = table.lines().nth(2).unwrap();
     assert_eq!(line.split(',').count(), header.split(',').count(), "{line}");
+    // the CPUs that timed the cells, each once, under the table
+    assert!(
+        md.contains("\ns/run: wall time of a run, on CPU A.\n"),
+        "{md}"
+    );
+    let mut mixed = results.clone();
+    mixed[1].cpu = Some("CPU B".into());
+    mixed[2].cpu = None;
+    let rows = aggregate(&mixed);
+    assert_eq!(rows[0].cpus, ["CPU A", "CPU B"]);
+    assert!(rows[1].cpus.is_empty());
+    let md = markdown("T", &rows);
+    assert!(
+        md.contains("s/run: wall time of a run, on CPU A; CPU B.\n"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -283,18 +301,22 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     // the patch-kNN baseline sits beside the pooled one
     let patch = first[0].patch_knn.unwrap();
     assert!((0.0..=1.0).contains(&patch.auc_roc) && patch.auc_roc != knn.auc_roc);
-    // a result.json written before cells kept their heads gets them from metrics.json
+    // each cell names the CPU that timed it
+    assert_eq!(first[0].cpu, Some(dra::device::cpu()));
+    // a result.json written before cells kept their heads gets them from metrics.json; one
+    // written before they named their CPU reads back without one
     let done = out.path().join("seed-0/result.json");
     let mut old: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
     old.as_object_mut().unwrap().remove("heads");
+    old.as_object_mut().unwrap().remove("cpu");
     std::fs::write(&done, old.to_string()).unwrap();
     // an interrupted cell (no result.json) is run again, a finished one is read back
     std::fs::remove_file(out.path().join("seed-1/result.json")).unwrap();
     // the report of the cells finished so far runs nothing and holds only seed 0
     let so_far = dra::grid::finished_results(&g, out.path()).unwrap();
     assert_eq!(so_far.len(), 1);
-    assert_eq!(so_far[0].dra, first[0].dra);
+    assert_eq!((so_far[0].dra, &so_far[0].cpu), (first[0].dra, &None));
     assert!(!out.path().join("seed-1/result.json").exists());
     resumed.clear();
     let second = run_grid(&g, out.path(), &mut (), |_, _, _, r| resumed.push(r)).unwrap();

@@ -46,6 +46,16 @@ pub fn python_with_torch() -> Option<String> {
     ok.then_some(python)
 }
 
+/// Prints the machine the figures below are from: the CPU with its vector flags and the
+/// kernels this build takes there, and `python`'s PyTorch with the vector code it runs.
+pub fn print_machine(python: Option<&str>) {
+    println!("CPU: {}", dra::device::cpu());
+    let probe = "import torch; print(f'PyTorch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} code, {torch.get_num_threads()} threads')";
+    if let Some(out) = python.and_then(|p| Command::new(p).args(["-c", probe]).output().ok()) {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
 /// Runs `program args…` and parses the whitespace-separated numbers it prints.
 pub fn child(program: &str, args: &[String]) -> Option<Vec<f64>> {
     let out = Command::new(program).args(args).output().ok()?;
