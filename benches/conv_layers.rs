@@ -57,6 +57,7 @@ fn main() {
     dra::device::reuse_freed_memory();
     let n = env_usize("DRA_BENCH_BATCH", 16);
     let img = env_usize("DRA_BENCH_IMG", 448);
+    println!("CPU: {}", dra::device::cpu());
     println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
     if std::env::args().any(|a| a == "depthwise") {
         return depthwise_layers(n, img);
@@ -69,17 +70,20 @@ fn main() {
         "| layer (channels in → out, map, kernel, stride) | forward | weight gradient | input gradient |"
     );
     println!("|---|---|---|---|");
-    // ResNet-18's stem, a 3×3 layer of each stage and a downsampling shortcut, then the
-    // residual head's 3×3 layer on EfficientNet-Lite0's 1280 channels
-    for (ci, co, size, k, stride) in [
-        (3, 64, img, 7, 2),
-        (64, 64, img / 4, 3, 1),
-        (64, 128, img / 4, 3, 2),
-        (64, 128, img / 4, 1, 2),
-        (128, 128, img / 8, 3, 1),
-        (256, 256, img / 16, 3, 1),
-        (512, 512, img / 32, 3, 1),
-        (1280, 1280, img / 32, 3, 1),
+    // ResNet-18's stem, EfficientNet-Lite0's ("same" at stride 2: the odd pixel after), a 3×3
+    // layer of each stage and a downsampling shortcut, then the residual head's 3×3 layer on
+    // EfficientNet-Lite0's 1280 channels: (channels in, out, map, kernel, stride, padding
+    // before, after)
+    for (ci, co, size, k, stride, before, after) in [
+        (3, 64, img, 7, 2, 3, 3),
+        (3, 32, img, 3, 2, 0, 1),
+        (64, 64, img / 4, 3, 1, 1, 1),
+        (64, 128, img / 4, 3, 2, 1, 1),
+        (64, 128, img / 4, 1, 2, 0, 0),
+        (128, 128, img / 8, 3, 1, 1, 1),
+        (256, 256, img / 16, 3, 1, 1, 1),
+        (512, 512, img / 32, 3, 1, 1, 1),
+        (1280, 1280, img / 32, 3, 1, 1, 1),
     ] {
         let out = size / stride;
         let (x, w, g) = (
@@ -87,22 +91,26 @@ fn main() {
             filled([co, ci, k, k]),
             filled([n, co, out, out]),
         );
-        let (s, p, d) = ([stride, stride], [k / 2, k / 2], [1, 1]);
-        let opts = || ConvOptions::new(s, p, d, 1);
+        let (s, d) = ([stride, stride], [1, 1]);
+        let geometry = (s, [before; 2], [after; 2], d);
+        let opts = || ConvOptions::new_with_padding(s, [(before, after); 2], d, 1);
         let pair = |burn: f64, ours: f64| format!("{burn:.3} / {ours:.3} ({:.2}×)", burn / ours);
         let forward = pair(
             best(|| Flex::conv2d(x.clone(), w.clone(), None, opts())),
-            best(|| Flex::conv2d_gemm(x.clone(), w.clone(), s, p, d)),
+            best(|| Flex::conv2d_gemm(x.clone(), w.clone(), geometry)),
         );
         let weight = pair(
             best(|| Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts())),
-            best(|| Flex::conv2d_gemm_weight_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
+            best(|| Flex::conv2d_gemm_weight_grad(x.clone(), w.clone(), g.clone(), geometry)),
         );
         let input = pair(
             best(|| Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts())),
-            best(|| Flex::conv2d_gemm_input_grad(x.clone(), w.clone(), g.clone(), s, p, d)),
+            best(|| Flex::conv2d_gemm_input_grad(x.clone(), w.clone(), g.clone(), geometry)),
         );
-        println!("| {ci} → {co}, {size}², {k}×{k}, {stride} | {forward} | {weight} | {input} |");
+        let same = if before == after { "" } else { ", same" };
+        println!(
+            "| {ci} → {co}, {size}², {k}×{k}, {stride}{same} | {forward} | {weight} | {input} |"
+        );
     }
     depthwise_layers(n, img);
 }

@@ -191,6 +191,16 @@ fn convolution_kernel_matches_burns_layer() {
         ([4, 6], [1, 1], [2, 2], [1, 1], Valid, 10, 5, 1),
         ([3, 5], [7, 7], [2, 2], [1, 1], Explicit(3, 3, 3, 3), 12, 2, 1),
         ([5, 7], [1, 1], [1, 1], [1, 1], Same, 6, 2, 1),
+        // asymmetric padding through the im2col kernel: "same" at stride 2 (EfficientNet's
+        // stem; odd map: one pixel each side, even map: the odd pixel after only), explicit at
+        // stride 1 (the input gradient as a forward pass padded by what the windows reach
+        // beyond each side), Winograd's geometry but for the padding, and more padding than a
+        // window reaches (the input gradient through burn's)
+        ([3, 8], [3, 3], [2, 2], [1, 1], Same, 9, 2, 1),
+        ([3, 8], [3, 3], [2, 2], [1, 1], Same, 12, 2, 1),
+        ([3, 5], [3, 3], [1, 1], [1, 1], Explicit(2, 1, 0, 1), 7, 2, 1),
+        ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 0, 1, 2), 9, 2, 1),
+        ([3, 4], [3, 3], [1, 1], [1, 1], Explicit(0, 3, 1, 0), 6, 2, 1),
         // 3×3 at stride 1 between layers of 16 channels or more (Winograd's F(2×2, 3×3),
         // `src/ops/winograd.rs`; its weight gradient from 32 blocks of 2×2 an image): odd
         // sizes (the last blocks half outside), several images a job (more than 64 output

@@ -1,4 +1,4 @@
-//! A 2-D convolution (one group, symmetric padding) as im2col copies and matrix products.
+//! A 2-D convolution (one group, any padding) as im2col copies and matrix products.
 //! Forward: per tile of about 512 output pixels (a band of rows of one image, or several whole
 //! images where a map is smaller than 256 pixels, so that a product is not a few dozen rows
 //! long), the tile's patch matrix is copied from the NCHW map and multiplied by the weight
@@ -11,9 +11,11 @@
 //! batch alone. Input gradient at stride 1: the forward product of the output gradient by the
 //! kernel turned half a turn with its channel axes swapped (a full correlation; for a 1×1
 //! kernel, the transposed weight times the output gradient); larger strides keep burn's own.
-//! 3×3 layers at stride 1 between 16 channels or more take Winograd's F(2×2, 3×3) instead
-//! (`winograd.rs`): the forward pass and so the input gradient, and the weight gradient on
-//! maps of at least 32 blocks of 2×2 pixels.
+//! 3×3 layers at stride 1 between 16 channels or more, padded alike on both sides, take
+//! Winograd's F(2×2, 3×3) instead (`winograd.rs`): the forward pass and so the input gradient,
+//! and the weight gradient on maps of at least 32 blocks of 2×2 pixels. Asymmetric padding
+//! (EfficientNet's stem: "same" at stride 2, the odd pixel after) is only a matter of which
+//! patch positions fall outside the map, so it costs no copy of the input.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -28,13 +30,29 @@ use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
 use super::winograd;
-use super::{output_size, padding_pairs, symmetric_padding, tensor, values};
+use super::{Geometry, output_size, padding_pairs, tensor, values};
 
-/// Stride, padding (each side) and dilation, per spatial axis.
-type Geometry = ([usize; 2], [usize; 2], [usize; 2]);
+fn options((stride, before, after, dilation): Geometry) -> ConvOptions<2> {
+    let pairs = [0, 1].map(|a| (before[a], after[a]));
+    ConvOptions::new_with_padding(stride, pairs, dilation, 1)
+}
 
-fn options((stride, padding, dilation): Geometry) -> ConvOptions<2> {
-    ConvOptions::new(stride, padding, dilation, 1)
+/// The output size of a convolution of `geometry` by a `kernel` over an `input`.
+fn output(
+    [h, w]: [usize; 2],
+    kernel: [usize; 2],
+    (stride, before, after, dilation): Geometry,
+) -> [usize; 2] {
+    let size = |input, a: usize| {
+        output_size(
+            input,
+            kernel[a],
+            before[a] + after[a],
+            stride[a],
+            dilation[a],
+        )
+    };
+    [size(h, 0), size(w, 1)]
 }
 
 /// The convolution, for the backends that have it.
@@ -44,9 +62,7 @@ pub trait ConvKernel: Backend {
     fn conv2d_gemm(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FloatTensor<Self>;
 }
 
@@ -58,9 +74,7 @@ pub trait ConvGradients: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FloatTensor<Self>;
 
     /// The gradient of [`conv2d_gemm`](ConvKernel::conv2d_gemm)'s input `x` given its
@@ -69,21 +83,22 @@ pub trait ConvGradients: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FloatTensor<Self>;
 }
 
 /// `conv.forward(x)` on `flex`: a depthwise layer (f32) through
-/// [`DepthwiseKernel`](super::depthwise::DepthwiseKernel), one group with symmetric padding
-/// through [`ConvKernel`]; through burn's layer otherwise.
+/// [`DepthwiseKernel`](super::depthwise::DepthwiseKernel), one group through [`ConvKernel`];
+/// through burn's layer otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
+    if !super::available(&device) {
+        return conv.forward(x);
+    }
     let [co, per_group, _, _] = conv.weight.dims();
-    if conv.groups == co && per_group == 1 && x.dtype() == DType::F32 && super::available(&device) {
-        let [_, _, h, w] = x.dims();
-        let (before, after) = padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+    let [_, _, h, w] = x.dims();
+    let (before, after) = padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+    if conv.groups == co && per_group == 1 && x.dtype() == DType::F32 {
         let y = depthwise_conv2d(
             x,
             conv.weight.val(),
@@ -94,16 +109,13 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         );
         return with_bias(conv, y);
     }
-    let padding = symmetric_padding(&conv.padding, conv.kernel_size, conv.stride, conv.dilation);
-    let Some(padding) = padding.filter(|_| super::available(&device) && conv.groups == 1) else {
+    if conv.groups != 1 {
         return conv.forward(x);
-    };
+    }
     let y = Tensor::from_dispatch(Dispatch::conv2d_gemm(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
-        conv.stride,
-        padding,
-        conv.dilation,
+        (conv.stride, before, after, conv.dilation),
     ));
     with_bias(conv, y)
 }
@@ -223,7 +235,7 @@ impl<'a> Patches<'a> {
     /// column) over the output rows `oys`, `wo` values per output row.
     fn fill_row(&self, img: usize, row: usize, oys: Range<usize>, out: &mut [f32]) {
         let ([h, w], [kh, kw], [_, wo]) = (self.input, self.kernel, self.output);
-        let (stride, padding, dilation) = self.geometry;
+        let (stride, padding, _, dilation) = self.geometry;
         let (ci, i, j) = (
             img * self.channels + row / (kh * kw),
             row / kw % kh,
@@ -357,33 +369,26 @@ pub(super) fn sum_over_groups(
 }
 
 impl ConvKernel for Flex {
-    fn conv2d_gemm(
-        x: FlexTensor,
-        weight: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-    ) -> FlexTensor {
-        let geometry = (stride, padding, dilation);
+    fn conv2d_gemm(x: FlexTensor, weight: FlexTensor, geometry: Geometry) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options(geometry));
         }
+        let (stride, before, after, dilation) = geometry;
         let [n, ci, h, w] = x.shape().dims();
         let [co, _, kh, kw] = weight.shape().dims();
-        let size =
-            |input, k, a: usize| output_size(input, k, 2 * padding[a], stride[a], dilation[a]);
-        let [ho, wo] = [size(h, kh, 0), size(w, kw, 1)];
+        let [ho, wo] = output([h, w], [kh, kw], geometry);
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
-        if winograd::applies([kh, kw], stride, dilation, [ci, co]) {
-            let y = winograd::conv3x3(xs, [n, ci, h, w], ws, co, padding);
+        if before == after && winograd::applies([kh, kw], stride, dilation, [ci, co]) {
+            let y = winograd::conv3x3(xs, [n, ci, h, w], ws, co, before);
             return tensor(y, Shape::new([n, co, ho, wo]));
         }
         let pixels = ho * wo;
         let patches = Patches::new(xs, [ci, h, w], [kh, kw], [ho, wo], geometry);
         let rows = patches.rows();
         // a 1×1 convolution at stride 1 is its own patch matrix, one image at a time
-        let pointwise = [kh, kw] == [1, 1] && stride == [1, 1] && padding == [0, 0];
+        let pointwise =
+            [kh, kw] == [1, 1] && stride == [1, 1] && before == [0, 0] && after == before;
         // `gemm` takes other paths, with their own blocking of the sum, for products of one
         // row or column or of at most 64 rows and 64 columns: several images a tile only where
         // one image's product takes the general path too, so that an image's output does not
@@ -454,11 +459,8 @@ impl ConvGradients for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FlexTensor {
-        let geometry = (stride, padding, dilation);
         if x.dtype() != DType::F32 {
             return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(
                 x,
@@ -472,8 +474,11 @@ impl ConvGradients for Flex {
         let [_, _, ho, wo] = grad.shape().dims();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
-        if winograd::weight_grad_applies([kh, kw], stride, dilation, [ci, co], [ho, wo]) {
-            let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, padding);
+        let (stride, before, after, dilation) = geometry;
+        if before == after
+            && winograd::weight_grad_applies([kh, kw], stride, dilation, [ci, co], [ho, wo])
+        {
+            let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, before);
             return tensor(dw, weight.shape());
         }
         let pixels = ho * wo;
@@ -530,18 +535,17 @@ impl ConvGradients for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FlexTensor {
+        let (stride, before, after, dilation) = geometry;
         let [co, ci, kh, kw] = weight.shape().dims();
-        // at stride 1, dx[ci, y, x] = Σ dy[co, y + p − i·d, x + p − j·d] · w[co, ci, i, j] is
+        // at stride 1, dx[ci, y, x] = Σ dy[co, y + b − i·d, x + b − j·d] · w[co, ci, i, j] is
         // the forward convolution of dy by the kernel turned half a turn with its channels
-        // swapped, padded by (k − 1)·d − p
+        // swapped, padded by (k − 1)·d − b before and (k − 1)·d − a after
         let reach = [(kh - 1) * dilation[0], (kw - 1) * dilation[1]];
-        let transposable = stride == [1, 1] && padding[0] <= reach[0] && padding[1] <= reach[1];
+        let within = |p: [usize; 2]| p[0] <= reach[0] && p[1] <= reach[1];
+        let transposable = stride == [1, 1] && within(before) && within(after);
         if x.dtype() != DType::F32 || !transposable {
-            let geometry = (stride, padding, dilation);
             return <Flex as ModuleOps<Flex>>::conv2d_x_backward(
                 x,
                 weight,
@@ -560,8 +564,8 @@ impl ConvGradients for Flex {
                 .for_each(|(o, v)| *o = *v);
         }
         let turned = tensor(turned, Shape::new([ci, co, kh, kw]));
-        let padding = [reach[0] - padding[0], reach[1] - padding[1]];
-        Self::conv2d_gemm(grad, turned, [1, 1], padding, dilation)
+        let turn = |p: [usize; 2]| [reach[0] - p[0], reach[1] - p[1]];
+        Self::conv2d_gemm(grad, turned, ([1, 1], turn(before), turn(after), dilation))
     }
 }
 
@@ -571,21 +575,12 @@ fn conv_gradients<B: ConvGradients>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     grad: FloatTensor<B>,
-    (stride, padding, dilation): Geometry,
+    geometry: Geometry,
     [input, weights]: [bool; 2],
 ) -> [Option<FloatTensor<B>>; 2] {
-    let dx = input.then(|| {
-        B::conv2d_gemm_input_grad(
-            x.clone(),
-            weight.clone(),
-            grad.clone(),
-            stride,
-            padding,
-            dilation,
-        )
-    });
-    let dw =
-        weights.then(|| B::conv2d_gemm_weight_grad(x, weight, grad, stride, padding, dilation));
+    let dx =
+        input.then(|| B::conv2d_gemm_input_grad(x.clone(), weight.clone(), grad.clone(), geometry));
+    let dw = weights.then(|| B::conv2d_gemm_weight_grad(x, weight, grad, geometry));
     [dx, dw]
 }
 
@@ -593,13 +588,10 @@ impl<B: ConvKernel + ConvGradients, C: CheckpointStrategy> ConvKernel for Autodi
     fn conv2d_gemm(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        geometry: Geometry,
     ) -> FloatTensor<Self> {
-        let geometry = (stride, padding, dilation);
         super::tracked::<B, C, _>(conv_gradients::<B>, x, weight, geometry, |x, weight| {
-            B::conv2d_gemm(x, weight, stride, padding, dilation)
+            B::conv2d_gemm(x, weight, geometry)
         })
     }
 }

@@ -18,7 +18,7 @@ use rayon::iter::Either;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use super::tensor;
+use super::{Geometry, tensor};
 
 /// Where a depthwise layer's windows sit on its input: stride, padding before (top, left),
 /// dilation, and the input and output sizes, per spatial axis.
@@ -324,9 +324,6 @@ pub trait DepthwiseGradients: Backend {
         wanted: [bool; 2],
     ) -> [Option<FloatTensor<Self>>; 2];
 }
-
-/// Stride, padding before and after, and dilation, per spatial axis.
-pub type Geometry = ([usize; 2], [usize; 2], [usize; 2], [usize; 2]);
 
 fn windows(x: &FlexTensor, weight: &FlexTensor, geometry: Geometry) -> Windows {
     let (stride, before, after, dilation) = geometry;

@@ -28,6 +28,10 @@ use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+/// Stride, padding before (top, left) and after (bottom, right), and dilation, per spatial
+/// axis, of a convolution.
+pub type Geometry = ([usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+
 /// Whether tensors on `device` can use these kernels (the `flex` CPU backend).
 pub fn available(device: &Device) -> bool {
     matches!(
