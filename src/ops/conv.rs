@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
 use super::winograd;
-use super::{Geometry, output_size, padding_pairs, tensor, values};
+use super::{Geometry, gather, output_size, padding_pairs, tensor, values};
 
 fn options((stride, before, after, dilation): Geometry) -> ConvOptions<2> {
     let pairs = [0, 1].map(|a| (before[a], after[a]));
@@ -261,13 +261,7 @@ impl<'a> Patches<'a> {
             out[..first].fill(0.0);
             out[end..].fill(0.0);
             let ix0 = first * stride[1] + shift - padding[1];
-            if stride[1] == 1 {
-                out[first..end].copy_from_slice(&src[ix0..ix0 + end - first]);
-            } else {
-                for (k, o) in out[first..end].iter_mut().enumerate() {
-                    *o = src[ix0 + k * stride[1]];
-                }
-            }
+            gather(&src[ix0..], stride[1], &mut out[first..end]);
         }
     }
 }

@@ -18,7 +18,7 @@ use rayon::iter::Either;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-use super::{Geometry, tensor};
+use super::{Geometry, gather, tensor};
 
 /// Where a depthwise layer's windows sit on its input: stride, padding before (top, left),
 /// dilation, and the input and output sizes, per spatial axis.
@@ -163,26 +163,6 @@ impl Phases {
                 o.write(*v);
             });
         }
-    }
-}
-
-/// `dst[k] = src[k · step]` for every `k` of `dst`: one input row's pixels of one stride
-/// phase. A step of 2 (every strided layer of EfficientNet) reads the row as pairs of values,
-/// which the compiler turns into vector shuffles rather than one load a value.
-fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
-    match step {
-        1 => dst.copy_from_slice(&src[..dst.len()]),
-        2 => {
-            let (pairs, rest) = src.as_chunks::<2>();
-            let full = dst.len().min(pairs.len());
-            let (head, last) = dst.split_at_mut(full);
-            head.iter_mut().zip(pairs).for_each(|(o, [v, _])| *o = *v);
-            last.iter_mut().zip(rest).for_each(|(o, v)| *o = *v);
-        }
-        _ => dst
-            .iter_mut()
-            .zip(src.iter().step_by(step))
-            .for_each(|(o, v)| *o = *v),
     }
 }
 

@@ -53,6 +53,27 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// `dst[k] = src[k · step]` for every `k` of `dst`: the pixels of an input row that one
+/// stride phase or one column of a strided layer's patch matrix takes. A step of 2 (every
+/// strided layer of both backbones) reads the row as pairs of values, which the compiler
+/// turns into vector shuffles rather than one load a value.
+fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
+    match step {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            let (pairs, rest) = src.as_chunks::<2>();
+            let full = dst.len().min(pairs.len());
+            let (head, last) = dst.split_at_mut(full);
+            head.iter_mut().zip(pairs).for_each(|(o, [v, _])| *o = *v);
+            last.iter_mut().zip(rest).for_each(|(o, v)| *o = *v);
+        }
+        _ => dst
+            .iter_mut()
+            .zip(src.iter().step_by(step))
+            .for_each(|(o, v)| *o = *v),
+    }
+}
+
 /// The values of an f32 tensor, in row-major order.
 fn values(x: &FlexTensor) -> Vec<f32> {
     x.to_contiguous().storage::<f32>().to_vec()
