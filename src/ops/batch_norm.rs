@@ -21,9 +21,8 @@ use burn::backend::{
 };
 use burn::prelude::*;
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
-use super::{contiguous, tensor, values};
+use super::{Slot, contiguous, tensor, values};
 
 /// The fused operation and its gradient, for the backends that have them.
 #[backend_extension(Autodiff, Flex)]
@@ -206,35 +205,6 @@ fn channel_sums<F: Fn(f32, f32) -> (f32, f32)>(
             (t0, t1)
         })
         .collect()
-}
-
-/// An element `map_rows` writes: a value it reads and overwrites, or a fresh slot of a buffer
-/// written once, which reads as 0.
-trait Slot: Send {
-    fn get(&self) -> f32;
-    fn set(&mut self, v: f32);
-}
-
-impl Slot for f32 {
-    #[inline(always)]
-    fn get(&self) -> f32 {
-        *self
-    }
-    #[inline(always)]
-    fn set(&mut self, v: f32) {
-        *self = v;
-    }
-}
-
-impl Slot for MaybeUninit<f32> {
-    #[inline(always)]
-    fn get(&self) -> f32 {
-        0.0
-    }
-    #[inline(always)]
-    fn set(&mut self, v: f32) {
-        self.write(v);
-    }
 }
 
 /// `out[i] = f(out[i], b[i])` (`b[i]` = 0 without `b`) with `f = per_channel(ch)` of the

@@ -6,7 +6,9 @@
 //! the weight gradient as a grouped convolution of the input by the output gradient, pads a
 //! strided layer's input first ("same" padding is asymmetric there), and runs its forward
 //! loops one output row at a time, short on EfficientNet's 14² and 7² maps; here the padding
-//! is part of the layout (`docs/PERFORMANCE.md`, issue #18, per layer).
+//! is part of the layout (`docs/PERFORMANCE.md`, issue #18, per layer). Since a plane is
+//! copied into its phase planes before its output is computed, a stride-1 forward pass whose
+//! input nothing else holds (inference) writes its output over the input.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -16,9 +18,8 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use rayon::iter::Either;
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 
-use super::{Geometry, gather, tensor};
+use super::{Geometry, Slot, contiguous, gather, tensor};
 
 /// Where a depthwise layer's windows sit on its input: stride, padding before (top, left),
 /// dilation, and the input and output sizes, per spatial axis.
@@ -156,12 +157,10 @@ impl Phases {
 
     /// The output `y` (`ho × wo`, written once) of its values at the phases' row width,
     /// `wide`: each row's first `wo` (the inverse of [`Phases::spread`]).
-    fn narrow(&self, wide: &[f32], y: &mut [MaybeUninit<f32>]) {
+    fn narrow<S: Slot>(&self, wide: &[f32], y: &mut [S]) {
         let wo = self.g.output[1];
         for (y, row) in y.chunks_exact_mut(wo).zip(wide.chunks_exact(self.width)) {
-            y.iter_mut().zip(&row[..wo]).for_each(|(o, v)| {
-                o.write(*v);
-            });
+            y.iter_mut().zip(&row[..wo]).for_each(|(o, v)| o.set(*v));
         }
     }
 }
@@ -337,32 +336,48 @@ impl DepthwiseKernel for Flex {
         if ho == 0 || wo == 0 {
             return tensor(Vec::new(), Shape::new([n, c, ho, wo]));
         }
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
+        let (mut x, weight) = (contiguous(x), weight.to_contiguous());
+        let ws = weight.storage::<f32>();
         let layout = Phases::new(g);
         let taps = layout.taps();
-        let run = layout.run();
-        // y: each tap's weight times the tap's run of the input's phase planes, summed at the
-        // phases' row width, taps in order; then each row's first `wo` values kept
+        // a plane: its phase planes laid out from `input`, then each tap's weight times the
+        // tap's run of them, summed at the phases' row width (`wide`), taps in order
+        let convolve = |plane: usize, input: &[f32], (wide, phases): &mut (Vec<f32>, Vec<f32>)| {
+            layout.split(input, phases);
+            pulp::Arch::new().dispatch(TapRuns {
+                taps: &taps,
+                weights: &ws[(plane % c) * kh * kw..][..kh * kw],
+                from: phases,
+                into: wide,
+                at: Side::From,
+            });
+        };
+        let buffers = || (vec![0f32; layout.run()], vec![0f32; layout.len()]);
+        // where nothing else holds the input and the output has its shape (stride 1 at
+        // inference), each plane's output overwrites the plane once its phases are laid out:
+        // no second map of the same size
+        if [ho, wo] == [h, w]
+            && let Some(xs) = x.try_storage_mut::<f32>()
+        {
+            xs.par_chunks_mut(h * w).enumerate().for_each_init(
+                buffers,
+                |buffers, (plane, values)| {
+                    convolve(plane, values, buffers);
+                    layout.narrow(&buffers.0, values);
+                },
+            );
+            return x;
+        }
+        let xs = x.storage::<f32>();
         let len = n * c * ho * wo;
         let mut y = Vec::<f32>::with_capacity(len);
         y.spare_capacity_mut()
             .par_chunks_mut(ho * wo)
             .enumerate()
-            .for_each_init(
-                || (vec![0f32; run], vec![0f32; layout.len()]),
-                |(wide, phases), (plane, out)| {
-                    layout.split(&xs[plane * h * w..][..h * w], phases);
-                    pulp::Arch::new().dispatch(TapRuns {
-                        taps: &taps,
-                        weights: &ws[(plane % c) * kh * kw..][..kh * kw],
-                        from: phases,
-                        into: wide,
-                        at: Side::From,
-                    });
-                    layout.narrow(wide, out);
-                },
-            );
+            .for_each_init(buffers, |buffers, (plane, out)| {
+                convolve(plane, &xs[plane * h * w..][..h * w], buffers);
+                layout.narrow(&buffers.0, out);
+            });
         // SAFETY: every plane's `ho × wo` values were written by `narrow`
         unsafe { y.set_len(len) };
         tensor(y, Shape::new([n, c, ho, wo]))
@@ -494,4 +509,36 @@ pub fn depthwise_conv2d(
         after,
         dilation,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unique_input_of_the_outputs_shape_is_overwritten_in_place() {
+        let filled = |shape: [usize; 4], step: usize| {
+            let n = shape.iter().product::<usize>();
+            let v = (0..n)
+                .map(|i| (i * step % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            tensor(v, Shape::new(shape))
+        };
+        let (x, w) = (filled([2, 3, 9, 10], 31), filled([3, 1, 3, 3], 7));
+        let conv = |x: FlexTensor, stride: usize| {
+            Flex::depthwise_conv2d(x, w.clone(), [stride; 2], [1, 1], [1, 1], [1, 1])
+        };
+        // the same bits as a fresh output, written over the input's own buffer
+        let fresh = conv(x.clone(), 1).storage::<f32>().to_vec();
+        let at = x.storage::<f32>().as_ptr();
+        let y = conv(x, 1);
+        assert_eq!(y.storage::<f32>().as_ptr(), at);
+        assert_eq!(y.storage::<f32>(), &fresh[..]);
+        // another shape (stride 2) gets its own buffer
+        let x = filled([2, 3, 9, 10], 31);
+        let at = x.storage::<f32>().as_ptr();
+        let y = conv(x, 2);
+        assert_eq!(y.shape().dims::<4>(), [2, 3, 5, 5]);
+        assert_ne!(y.storage::<f32>().as_ptr(), at);
+    }
 }

@@ -27,6 +27,7 @@ use burn::backend::flex::FlexTensor;
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use std::mem::MaybeUninit;
 
 /// Stride, padding before (top, left) and after (bottom, right), and dilation, per spatial
 /// axis, of a convolution.
@@ -71,6 +72,35 @@ fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
             .iter_mut()
             .zip(src.iter().step_by(step))
             .for_each(|(o, v)| *o = *v),
+    }
+}
+
+/// An element a kernel writes: a value it reads and overwrites (an input's own buffer, reused
+/// for the output), or a fresh slot of a buffer written once, which reads as 0.
+trait Slot: Send {
+    fn get(&self) -> f32;
+    fn set(&mut self, v: f32);
+}
+
+impl Slot for f32 {
+    #[inline(always)]
+    fn get(&self) -> f32 {
+        *self
+    }
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        *self = v;
+    }
+}
+
+impl Slot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn get(&self) -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        self.write(v);
     }
 }
 

@@ -94,15 +94,20 @@ impl MBConv {
     }
 
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = input.clone();
+        // the input is held past the first layer only for the residual addition, so that
+        // otherwise the layers can overwrite it in place at inference
+        let (mut x, input) = match self.skip {
+            true => (input.clone(), Some(input)),
+            false => (input, None),
+        };
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
             x = batch_norm_relu6(bn, conv2d(conv, x));
         }
         x = batch_norm_relu6(&self.bn1, conv2d(&self.depthwise_conv, x));
         x = batch_norm(&self.bn2, conv2d(&self.project_conv, x));
-        if !self.skip {
+        let Some(input) = input else {
             return x;
-        }
+        };
         if self.drop > 0.0 && x.is_autodiff() {
             // stochastic depth: the residual branch of each image kept with p = 1 − drop and
             // scaled by 1 / p, drawn from the device's generator
