@@ -30,29 +30,11 @@ use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
 use super::winograd;
-use super::{Geometry, gather, output_size, padding_pairs, tensor, values};
+use super::{Geometry, gather, output_shape, padding_pairs, tensor, values};
 
 fn options((stride, before, after, dilation): Geometry) -> ConvOptions<2> {
     let pairs = [0, 1].map(|a| (before[a], after[a]));
     ConvOptions::new_with_padding(stride, pairs, dilation, 1)
-}
-
-/// The output size of a convolution of `geometry` by a `kernel` over an `input`.
-fn output(
-    [h, w]: [usize; 2],
-    kernel: [usize; 2],
-    (stride, before, after, dilation): Geometry,
-) -> [usize; 2] {
-    let size = |input, a: usize| {
-        output_size(
-            input,
-            kernel[a],
-            before[a] + after[a],
-            stride[a],
-            dilation[a],
-        )
-    };
-    [size(h, 0), size(w, 1)]
 }
 
 /// The convolution, for the backends that have it.
@@ -367,13 +349,13 @@ impl ConvKernel for Flex {
         if x.dtype() != DType::F32 {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options(geometry));
         }
-        let (stride, before, after, dilation) = geometry;
+        let (stride, before, after, _) = geometry;
         let [n, ci, h, w] = x.shape().dims();
         let [co, _, kh, kw] = weight.shape().dims();
-        let [ho, wo] = output([h, w], [kh, kw], geometry);
+        let [ho, wo] = output_shape([h, w], [kh, kw], geometry);
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
-        if before == after && winograd::applies([kh, kw], stride, dilation, [ci, co]) {
+        if winograd::applies([kh, kw], geometry, [ci, co]) {
             let y = winograd::conv3x3(xs, [n, ci, h, w], ws, co, before);
             return tensor(y, Shape::new([n, co, ho, wo]));
         }
@@ -468,11 +450,8 @@ impl ConvGradients for Flex {
         let [_, _, ho, wo] = grad.shape().dims();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
-        let (stride, before, after, dilation) = geometry;
-        if before == after
-            && winograd::weight_grad_applies([kh, kw], stride, dilation, [ci, co], [ho, wo])
-        {
-            let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, before);
+        if winograd::weight_grad_applies([kh, kw], geometry, [ci, co], [ho, wo]) {
+            let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, geometry.1);
             return tensor(dw, weight.shape());
         }
         let pixels = ho * wo;

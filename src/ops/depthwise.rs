@@ -19,7 +19,7 @@ use burn::prelude::*;
 use rayon::iter::Either;
 use rayon::prelude::*;
 
-use super::{Geometry, Slot, contiguous, gather, tensor};
+use super::{Geometry, Slot, contiguous, gather, output_shape, tensor};
 
 /// Where a depthwise layer's windows sit on its input: stride, padding before (top, left),
 /// dilation, and the input and output sizes, per spatial axis.
@@ -305,18 +305,15 @@ pub trait DepthwiseGradients: Backend {
 }
 
 fn windows(x: &FlexTensor, weight: &FlexTensor, geometry: Geometry) -> Windows {
-    let (stride, before, after, dilation) = geometry;
+    let (stride, before, _, dilation) = geometry;
     let [_, _, h, w] = x.shape().dims();
     let [_, _, kh, kw] = weight.shape().dims();
-    let size = |input, k, a: usize| {
-        super::output_size(input, k, before[a] + after[a], stride[a], dilation[a])
-    };
     Windows {
         stride,
         before,
         dilation,
         input: [h, w],
-        output: [size(h, kh, 0), size(w, kw, 1)],
+        output: output_shape([h, w], [kh, kw], geometry),
         kernel: [kh, kw],
     }
 }

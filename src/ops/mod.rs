@@ -159,16 +159,16 @@ fn padding_pairs(
     }
 }
 
-/// The number of windows (`kernel`, `stride`, `dilation`) along an axis of `input` pixels
-/// padded by `padding` in all (both sides together).
-fn output_size(
-    input: usize,
-    kernel: usize,
-    padding: usize,
-    stride: usize,
-    dilation: usize,
-) -> usize {
-    (input + padding - dilation * (kernel - 1) - 1) / stride + 1
+/// The output size of a convolution of `geometry` by a `kernel` over an `input`: the number
+/// of windows along each axis of the padded input.
+fn output_shape(
+    input: [usize; 2],
+    kernel: [usize; 2],
+    (stride, before, after, dilation): Geometry,
+) -> [usize; 2] {
+    [0, 1].map(|a| {
+        (input[a] + before[a] + after[a] - dilation[a] * (kernel[a] - 1) - 1) / stride[a] + 1
+    })
 }
 
 /// The gradients of a convolution's input and weight given its output's, for a geometry

@@ -12,18 +12,24 @@
 
 use rayon::prelude::*;
 
+use super::Geometry as ConvGeometry;
 use super::conv::{Tile, for_each_tile, matmul, sum_over_groups, tiles};
 
-/// Whether [`conv3x3`] computes a convolution of this kernel, stride, dilation and channels
-/// (in, out): 3×3 at stride 1 without dilation between layers of at least 16 channels, below
-/// which the transforms cost more than the products save.
+/// Whether [`conv3x3`] computes a convolution of this kernel, geometry and channels (in,
+/// out): 3×3 at stride 1 without dilation, padded alike on both sides (the transforms take
+/// one padding), between layers of at least 16 channels, below which the transforms cost
+/// more than the products save.
 pub(super) fn applies(
     kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
+    (stride, before, after, dilation): ConvGeometry,
     [ci, co]: [usize; 2],
 ) -> bool {
-    kernel == [3, 3] && stride == [1, 1] && dilation == [1, 1] && ci >= 16 && co >= 16
+    kernel == [3, 3]
+        && stride == [1, 1]
+        && dilation == [1, 1]
+        && before == after
+        && ci >= 16
+        && co >= 16
 }
 
 /// Whether [`weight_grad3x3`] computes the weight gradient of such a convolution with an
@@ -32,12 +38,11 @@ pub(super) fn applies(
 /// products only a few hundred blocks long, cost more than im2col's 36 multiplications save.
 pub(super) fn weight_grad_applies(
     kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
+    geometry: ConvGeometry,
     channels: [usize; 2],
     [ho, wo]: [usize; 2],
 ) -> bool {
-    applies(kernel, stride, dilation, channels) && ho.div_ceil(2) * wo.div_ceil(2) >= 32
+    applies(kernel, geometry, channels) && ho.div_ceil(2) * wo.div_ceil(2) >= 32
 }
 
 /// Blocks of 2×2 output pixels per job: the job's 16 transformed windows and 16 products stay
