@@ -28,7 +28,7 @@ use burn::tensor::TensorData;
 use dra::ops::batch_norm::{BatchNormGradients, BatchNormKernel};
 use dra::ops::conv::{ConvGradients, ConvKernel};
 use dra::ops::depthwise::DepthwiseGradients;
-use support::env_usize;
+use support::{env_usize, print_machine};
 
 /// A tensor of `shape` with values spread over [−1, 1).
 fn filled(shape: [usize; 4]) -> FlexTensor {
@@ -57,7 +57,7 @@ fn main() {
     dra::device::reuse_freed_memory();
     let n = env_usize("DRA_BENCH_BATCH", 16);
     let img = env_usize("DRA_BENCH_IMG", 448);
-    println!("CPU: {}", dra::device::cpu());
+    print_machine(None);
     println!("batch {n}, {img}² input, seconds per pass (burn flex / this crate's kernel)");
     if std::env::args().any(|a| a == "depthwise") {
         return depthwise_layers(n, img);
