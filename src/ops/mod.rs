@@ -55,9 +55,10 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
 }
 
 /// `dst[k] = src[k · step]` for every `k` of `dst`: the pixels of an input row that one
-/// stride phase or one column of a strided layer's patch matrix takes. A step of 2 (every
-/// strided layer of both backbones) reads the row as pairs of values, which the compiler
-/// turns into vector shuffles rather than one load a value.
+/// stride phase, one column of a strided layer's patch matrix or one remainder of a max
+/// pooling's gradient takes. A step of 2 (every strided layer and pooling of both backbones)
+/// reads the row as pairs of values, which the compiler turns into vector shuffles rather
+/// than one load a value.
 fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
     match step {
         1 => dst.copy_from_slice(&src[..dst.len()]),

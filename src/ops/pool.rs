@@ -20,7 +20,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use std::ops::Range;
 
-use super::{symmetric_padding, tensor};
+use super::{gather, symmetric_padding, tensor};
 
 /// Max pooling at dilation 1, padding counted as −∞.
 #[backend_extension(Autodiff, Flex)]
@@ -208,8 +208,8 @@ impl MaxPoolGradients for Flex {
                             padded[inside.clone()]
                                 .copy_from_slice(&plane[iy * w..][..inside.len()]);
                             for (r, part) in split.chunks_exact_mut(per_part).enumerate() {
-                                let columns = padded[r..].iter().step_by(s);
-                                part.iter_mut().zip(columns).for_each(|(p, &v)| *p = v);
+                                let columns = (span - r).div_ceil(s);
+                                gather(&padded[r..], s, &mut part[..columns]);
                             }
                             for j in 0..cols_axis.kernel {
                                 let part = &split[(j % s) * per_part + j / s..][..wo];
