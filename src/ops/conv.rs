@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use super::depthwise::depthwise_conv2d;
 use super::winograd;
-use super::{Geometry, gather, output_shape, padding_pairs, tensor, values};
+use super::{Geometry, gather, output_shape, padding_pairs, tensor};
 
 fn options((stride, before, after, dilation): Geometry) -> ConvOptions<2> {
     let pairs = [0, 1].map(|a| (before[a], after[a]));
@@ -526,16 +526,29 @@ impl ConvGradients for Flex {
                 options(geometry),
             );
         }
-        // turning both kernel axes reverses each kernel's row-major values
-        let (w, window) = (values(&weight), kh * kw);
+        // turning both kernel axes reverses each kernel's row-major values; the channel axes
+        // swapped a block of input channels a job, whose kernels lie side by side in each
+        // output channel's row (a 1280 × 1280 × 3 × 3 weight is 59 MB)
+        let (weight, window) = (weight.to_contiguous(), kh * kw);
+        let w = weight.storage::<f32>();
         let mut turned = vec![0f32; w.len()];
-        for (k, out) in turned.chunks_exact_mut(window).enumerate() {
-            let (c_in, c_out) = (k / co, k % co);
-            let kernel = &w[(c_out * ci + c_in) * window..][..window];
-            out.iter_mut()
-                .zip(kernel.iter().rev())
-                .for_each(|(o, v)| *o = *v);
-        }
+        const BLOCK: usize = 16;
+        turned
+            .par_chunks_mut(BLOCK * co * window)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let first = block * BLOCK;
+                let inputs = out.len() / (co * window);
+                for c_out in 0..co {
+                    let row = &w[(c_out * ci + first) * window..][..inputs * window];
+                    for (k, kernel) in row.chunks_exact(window).enumerate() {
+                        let dst = &mut out[(k * co + c_out) * window..][..window];
+                        dst.iter_mut()
+                            .zip(kernel.iter().rev())
+                            .for_each(|(o, v)| *o = *v);
+                    }
+                }
+            });
         let turned = tensor(turned, Shape::new([ci, co, kh, kw]));
         let turn = |p: [usize; 2]| [reach[0] - p[0], reach[1] - p[1]];
         Self::conv2d_gemm(grad, turned, ([1, 1], turn(before), turn(after), dilation))
