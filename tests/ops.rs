@@ -201,14 +201,20 @@ fn convolution_kernel_matches_burns_layer() {
         ([3, 5], [3, 3], [1, 1], [1, 1], Explicit(2, 1, 0, 1), 7, 2, 1),
         ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 0, 1, 2), 9, 2, 1),
         ([3, 4], [3, 3], [1, 1], [1, 1], Explicit(0, 3, 1, 0), 6, 2, 1),
-        // 3×3 at stride 1 between layers of 16 channels or more (Winograd's F(2×2, 3×3),
-        // `src/ops/winograd.rs`; its weight gradient from 32 blocks of 2×2 an image): odd
-        // sizes (the last blocks half outside), several images a job (more than 64 output
-        // channels), several jobs an image (40 × 41), padding 0 (whose input gradient pads by
-        // 2), 2 and "same", a 1 × 2 map
+        // 3×3 at stride 1 between layers of 16 channels or more (Winograd's filterings,
+        // `src/ops/winograd.rs`: F(4×4, 3×3) on maps from 7 × 7, its weight gradient from
+        // 28 × 28; F(2×2, 3×3) below, its weight gradient from 32 blocks of 2×2 an image):
+        // odd sizes (the last blocks partly outside), several images a job (more than 64
+        // output channels), several jobs an image (26 × 27 for F(2×2)'s weight gradient,
+        // 66 × 67 for F(4×4)'s passes), padding 0 (whose input gradient pads by 2), 2 and
+        // "same", a 5 × 6 and a 1 × 2 map
         ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
+        ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 5, 2, 1),
         ([16, 72], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 7, 7, 1),
+        ([16, 72], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 14, 5, 1),
         ([24, 16], [3, 3], [1, 1], [1, 1], Same, 40, 2, 1),
+        ([24, 16], [3, 3], [1, 1], [1, 1], Same, 26, 2, 1),
+        ([16, 24], [3, 3], [1, 1], [1, 1], Same, 66, 2, 1),
         ([16, 20], [3, 3], [1, 1], [1, 1], Valid, 16, 3, 1),
         ([20, 16], [3, 3], [1, 1], [1, 1], Explicit(2, 2, 2, 2), 12, 2, 1),
         ([16, 80], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3, 1),

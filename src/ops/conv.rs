@@ -12,8 +12,9 @@
 //! kernel turned half a turn with its channel axes swapped (a full correlation; for a 1×1
 //! kernel, the transposed weight times the output gradient); larger strides keep burn's own.
 //! 3×3 layers at stride 1 between 16 channels or more, padded alike on both sides, take
-//! Winograd's F(2×2, 3×3) instead (`winograd.rs`): the forward pass and so the input gradient,
-//! and the weight gradient on maps of at least 32 blocks of 2×2 pixels. Asymmetric padding
+//! Winograd's filterings instead (`winograd.rs`): F(4×4, 3×3) for the forward pass, and so the
+//! input gradient, on maps from 7 × 7 and for the weight gradient from 28 × 28; F(2×2, 3×3)
+//! below that, the weight gradient on maps of at least 32 blocks of 2×2 pixels. Asymmetric padding
 //! (EfficientNet's stem: "same" at stride 2, the odd pixel after) is only a matter of which
 //! patch positions fall outside the map, so it costs no copy of the input.
 

@@ -1,14 +1,19 @@
-//! 3×3 convolutions at stride 1 by Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", CVPR 2016). Each 2×2 block of output
-//! pixels is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` of its 4×4 window `d` of input, so the sum over input
-//! channels becomes 16 matrix products, `[blocks × ci] · [ci × co]`, one per position of the
-//! 4×4 transformed window: 16 multiplications per block and channel pair where im2col's
-//! product has 36 (2.25 times fewer; 1.7 on a 7 × 7 map, whose last row and column of blocks
-//! are half outside). The input gradient of such a layer is one too (`conv.rs`), so both passes
-//! use it; the weight gradient sums `(A dY Aᵀ) ⊙ (Bᵀ d B)` over the blocks, 16 products as
-//! well. The transforms' loops run over a job's blocks side by side, compiled for AVX2 or
-//! AVX-512 by `pulp` at run time; the products are `gemm`'s. Every job's sums run in a fixed
-//! order, so a score is the same bits on every run and in every batch.
+//! 3×3 convolutions at stride 1 by Winograd's minimal filtering F(T×T, 3×3) (Lavin and Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", CVPR 2016). Each T×T block of output
+//! pixels is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` of its W×W window `d` of input (W = T + 2), so the
+//! sum over input channels becomes W² matrix products, `[blocks × ci] · [ci × co]`, one per
+//! position of the transformed window. F(2×2, 3×3) ([`F2`]) has 16 multiplications per block
+//! and channel pair where im2col's product has 36 (2.25 times fewer); F(4×4, 3×3) ([`F4`])
+//! 36 where im2col has 144 (4 times fewer), for larger transforms and a larger rounding error,
+//! on the maps where it pays ([`F4::takes`]). The input gradient of such a layer is one too
+//! (`conv.rs`), so both passes use it; the weight gradient sums `(A dY Aᵀ) ⊙ (Bᵀ d B)` over
+//! the blocks, W² products as well. The transforms' loops run over a job's blocks side by
+//! side, compiled for AVX2 or AVX-512 by `pulp` at run time; the products are `gemm`'s. Every
+//! job's sums run in a fixed order and the variant depends on the map alone, so a score is
+//! the same bits on every run and in every batch.
+
+use std::array::from_fn;
+use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
@@ -33,9 +38,10 @@ pub(super) fn applies(
 }
 
 /// Whether [`weight_grad3x3`] computes the weight gradient of such a convolution with an
-/// output of `[ho, wo]`: where [`applies`] admits it and an image has at least 32 blocks. On
-/// smaller maps (7 × 7: 16 blocks) the per-position sums, `16 × co × ci` values updated by
-/// products only a few hundred blocks long, cost more than im2col's 36 multiplications save.
+/// output of `[ho, wo]`: where [`applies`] admits it and an image has at least 32 blocks of
+/// 2×2. On smaller maps (7 × 7: 16 blocks) the per-position sums, `16 × co × ci` values
+/// updated by products only a few hundred blocks long, cost more than im2col's 36
+/// multiplications save.
 pub(super) fn weight_grad_applies(
     kernel: [usize; 2],
     geometry: ConvGeometry,
@@ -45,43 +51,164 @@ pub(super) fn weight_grad_applies(
     applies(kernel, geometry, channels) && ho.div_ceil(2) * wo.div_ceil(2) >= 32
 }
 
-/// Blocks of 2×2 output pixels per job: the job's 16 transformed windows and 16 products stay
-/// in cache.
-const TILE_BLOCKS: usize = 128;
-
-/// The positions of a transformed 4×4 window.
-const WINDOW: usize = 16;
-
-/// `Bᵀ d` for a column `d` of four input values.
-#[inline(always)]
-fn input_transform([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
-    [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+/// One of Winograd's minimal filterings F(T×T, 3×3): blocks of T × T output pixels, each
+/// from a W × W window of input, W = T + 2; the transforms act on one column (or row) at a
+/// time.
+trait Minimal<const T: usize, const W: usize>: Sync {
+    /// Blocks per job on an output map of `[ho, wo]` pixels.
+    fn tile_blocks(output: [usize; 2]) -> usize;
+    /// `Bᵀ d` for a column `d` of input values.
+    fn input(d: [f32; W]) -> [f32; W];
+    /// `G g` for a column `g` of three kernel values.
+    fn kernel(g: [f32; 3]) -> [f32; W];
+    /// `Aᵀ m` for a column `m` of products.
+    fn output(m: [f32; W]) -> [f32; T];
+    /// `A y` for a column `y` of output gradients: the gradient of [`Self::output`].
+    fn output_gradient(y: [f32; T]) -> [f32; W];
+    /// `Gᵀ s` for a column `s` of sums: the gradient of [`Self::kernel`].
+    fn kernel_gradient(s: [f32; W]) -> [f32; 3];
 }
 
-/// `G g` for a column `g` of three kernel values.
-#[inline(always)]
-fn kernel_transform([g0, g1, g2]: [f32; 3]) -> [f32; 4] {
-    [g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2]
+/// F(2×2, 3×3), interpolation points 0, 1, −1 and ∞.
+struct F2;
+
+impl Minimal<2, 4> for F2 {
+    /// 128 (the job's 16 transformed windows and products stay in cache): 64 was slower on
+    /// ResNet-18's 56² layers, 256 slower there and equal elsewhere.
+    fn tile_blocks(_: [usize; 2]) -> usize {
+        128
+    }
+
+    #[inline(always)]
+    fn input([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
+        [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+    }
+
+    #[inline(always)]
+    fn kernel([g0, g1, g2]: [f32; 3]) -> [f32; 4] {
+        [g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2]
+    }
+
+    #[inline(always)]
+    fn output([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
+        [m0 + m1 + m2, m1 - m2 - m3]
+    }
+
+    #[inline(always)]
+    fn output_gradient([y0, y1]: [f32; 2]) -> [f32; 4] {
+        [y0, y0 + y1, y0 - y1, -y1]
+    }
+
+    #[inline(always)]
+    fn kernel_gradient([s0, s1, s2, s3]: [f32; 4]) -> [f32; 3] {
+        let (plus, minus) = ((s1 + s2) * 0.5, (s1 - s2) * 0.5);
+        [s0 + plus, minus, plus + s3]
+    }
 }
 
-/// `Aᵀ m` for a column `m` of four products.
-#[inline(always)]
-fn output_transform([m0, m1, m2, m3]: [f32; 4]) -> [f32; 2] {
-    [m0 + m1 + m2, m1 - m2 - m3]
+/// F(4×4, 3×3), interpolation points 0, ±1, ±2 and ∞.
+struct F4;
+
+impl F4 {
+    /// Whether the forward pass on a map of `[ho, wo]` output pixels takes F(4×4) over
+    /// F(2×2): from 7 × 7 (16 blocks of F(2×2), 4 of F(4×4): 256 multiplications per channel
+    /// pair against 144; on 5 × 5 and 6 × 6 maps both take 144).
+    fn takes([ho, wo]: [usize; 2]) -> bool {
+        ho.min(wo) >= 7
+    }
+
+    /// Whether the weight gradient does: from 28 × 28. On 14 × 14 maps its 36 sums per kernel
+    /// cost more than the products save (256 channels: 0.044 s against 0.037 s).
+    fn takes_gradient([ho, wo]: [usize; 2]) -> bool {
+        ho.min(wo) >= 28
+    }
 }
 
-/// `G g Gᵀ` of every kernel of `weight` (`[co, ci, 3, 3]`), laid out `[16, co, ci]`:
+impl Minimal<4, 6> for F4 {
+    /// 256 blocks (4096 pixels) from 14 × 14 up: the products of 128 or 192 blocks were too
+    /// short for `gemm` (ResNet-18's 56² layer 0.035 s, against 0.031 s); on 7 × 7 maps, 128,
+    /// so that a batch of 48 is cut into more than one job.
+    fn tile_blocks([ho, wo]: [usize; 2]) -> usize {
+        if ho.min(wo) >= 14 { 256 } else { 128 }
+    }
+
+    #[inline(always)]
+    fn input([d0, d1, d2, d3, d4, d5]: [f32; 6]) -> [f32; 6] {
+        let (a, b) = (d4 - 4.0 * d2, d3 - 4.0 * d1);
+        let (c, e) = (d4 - d2, 2.0 * (d3 - d1));
+        [
+            4.0 * d0 - 5.0 * d2 + d4,
+            a + b,
+            a - b,
+            c + e,
+            c - e,
+            4.0 * d1 - 5.0 * d3 + d5,
+        ]
+    }
+
+    #[inline(always)]
+    fn kernel([g0, g1, g2]: [f32; 3]) -> [f32; 6] {
+        let (outer, inner) = (g0 + g2, g1);
+        let (quarter, half) = (g0 * 0.25 + g2, g1 * 0.5);
+        [
+            g0 * 0.25,
+            -(outer + inner) / 6.0,
+            -(outer - inner) / 6.0,
+            (quarter + half) / 6.0,
+            (quarter - half) / 6.0,
+            g2,
+        ]
+    }
+
+    #[inline(always)]
+    fn output([m0, m1, m2, m3, m4, m5]: [f32; 6]) -> [f32; 4] {
+        let (sum1, diff1) = (m1 + m2, m1 - m2);
+        let (sum3, diff3) = (m3 + m4, m3 - m4);
+        [
+            m0 + sum1 + sum3,
+            diff1 + 2.0 * diff3,
+            sum1 + 4.0 * sum3,
+            diff1 + 8.0 * diff3 + m5,
+        ]
+    }
+
+    #[inline(always)]
+    fn output_gradient([y0, y1, y2, y3]: [f32; 4]) -> [f32; 6] {
+        let (even, odd) = (y0 + y2, y1 + y3);
+        let (even2, odd2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
+        [y0, even + odd, even - odd, even2 + odd2, even2 - odd2, y3]
+    }
+
+    #[inline(always)]
+    fn kernel_gradient([s0, s1, s2, s3, s4, s5]: [f32; 6]) -> [f32; 3] {
+        let (sum1, diff1) = (s1 + s2, s2 - s1);
+        let (sum3, diff3) = (s3 + s4, s3 - s4);
+        [
+            s0 * 0.25 - sum1 / 6.0 + sum3 / 24.0,
+            diff1 / 6.0 + diff3 / 12.0,
+            (sum3 - sum1) / 6.0 + s5,
+        ]
+    }
+}
+
+/// `G g Gᵀ` of every kernel of `weight` (`[co, ci, 3, 3]`), laid out `[W², co, ci]`:
 /// position ξ's matrix, transposed, is the right-hand side of its product. One job per output
-/// channel writes its row of all 16 matrices.
-fn transformed_kernels(weight: &[f32], [ci, co]: [usize; 2]) -> Vec<f32> {
-    let len = WINDOW * co * ci;
+/// channel writes its row of all W² matrices.
+fn transformed_kernels<const T: usize, const W: usize, M: Minimal<T, W>>(
+    weight: &[f32],
+    [ci, co]: [usize; 2],
+) -> Vec<f32> {
+    let len = W * W * co * ci;
     let mut u = Vec::<f32>::with_capacity(len);
     let u_addr = u.as_mut_ptr() as usize;
     (0..co).into_par_iter().for_each(|o| {
-        pulp::Arch::new().dispatch(Kernels {
+        pulp::Arch::new().dispatch(Kernels::<T, W, M> {
             weight: &weight[o * ci * 9..][..ci * 9],
             // SAFETY: position ξ's row o of `u`, which no other job writes
-            planes: std::array::from_fn(|xi| (u_addr as *mut f32).wrapping_add((xi * co + o) * ci)),
+            planes: (0..W * W)
+                .map(|xi| (u_addr as *mut f32).wrapping_add((xi * co + o) * ci))
+                .collect(),
+            minimal: PhantomData,
         })
     });
     // SAFETY: the jobs have written all `len` values
@@ -90,12 +217,13 @@ fn transformed_kernels(weight: &[f32], [ci, co]: [usize; 2]) -> Vec<f32> {
 }
 
 /// `G g Gᵀ` of one output channel's kernels (`[ci, 3, 3]`), written to `planes[ξ][c]`.
-struct Kernels<'a> {
+struct Kernels<'a, const T: usize, const W: usize, M> {
     weight: &'a [f32],
-    planes: [*mut f32; WINDOW],
+    planes: Vec<*mut f32>,
+    minimal: PhantomData<M>,
 }
 
-impl pulp::WithSimd for Kernels<'_> {
+impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd for Kernels<'_, T, W, M> {
     type Output = ();
 
     #[inline(always)]
@@ -109,32 +237,27 @@ impl pulp::WithSimd for Kernels<'_> {
                 taps[a * ci + c] = *value;
             }
         }
-        let tap: [&[f32]; 9] = std::array::from_fn(|a| &taps[a * ci..][..ci]);
-        let mut rows = vec![0f32; WINDOW * ci];
-        let mut parts = rows.chunks_exact_mut(ci);
-        let out: [&mut [f32]; WINDOW] = std::array::from_fn(|_| parts.next().expect("16 rows"));
+        let tap: [&[f32]; 9] = from_fn(|a| &taps[a * ci..][..ci]);
+        let mut rows = vec![0f32; W * W * ci];
         for c in 0..ci {
-            // G g: four rows of three; then (G g) Gᵀ: each of those rows turned the same way
-            let g = |a: usize| tap[a][c];
-            let a0 = kernel_transform([g(0), g(3), g(6)]);
-            let a1 = kernel_transform([g(1), g(4), g(7)]);
-            let a2 = kernel_transform([g(2), g(5), g(8)]);
-            for i in 0..4 {
-                let row = kernel_transform([a0[i], a1[i], a2[i]]);
+            // G g down each of the 3 kernel columns; then (G g) Gᵀ across each of the W rows
+            let down: [[f32; W]; 3] = from_fn(|b| M::kernel(from_fn(|a| tap[3 * a + b][c])));
+            for i in 0..W {
+                let row = M::kernel(from_fn(|b| down[b][i]));
                 for (j, value) in row.into_iter().enumerate() {
-                    out[4 * i + j][c] = value;
+                    rows[(W * i + j) * ci + c] = value;
                 }
             }
         }
-        for (row, plane) in out.iter().zip(self.planes) {
+        for (row, plane) in rows.chunks_exact(ci).zip(self.planes) {
             // SAFETY: `plane` holds this output channel's `ci` values of position ξ
             unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), plane, ci) };
         }
     }
 }
 
-/// One job's buffers: the transformed windows `[16, ci, blocks]`, the products (or the
-/// transformed output gradients) `[16, co, blocks]`, and the transforms' scratch.
+/// One job's buffers: the transformed windows `[W², ci, blocks]`, the products (or the
+/// transformed output gradients) `[W², co, blocks]`, and the transforms' scratch.
 #[derive(Default)]
 struct Buffers {
     windows: Vec<f32>,
@@ -146,18 +269,32 @@ struct Buffers {
 /// `padding` on each side, as [`applies`] admits it: `[n, co, ho, wo]`.
 pub(super) fn conv3x3(
     x: &[f32],
-    [n, ci, h, w]: [usize; 4],
+    shape: [usize; 4],
     weight: &[f32],
     co: usize,
     padding: [usize; 2],
 ) -> Vec<f32> {
-    let geometry = Geometry::new([ci, h, w], co, padding);
-    let ([ho, wo], [by, bx]) = (geometry.output, geometry.blocks);
-    let u = transformed_kernels(weight, [ci, co]);
+    let output = Geometry::<2, 4, F2>::new(shape, co, padding).output;
+    if F4::takes(output) {
+        convolve(Geometry::<4, 6, F4>::new(shape, co, padding), x, weight)
+    } else {
+        convolve(Geometry::<2, 4, F2>::new(shape, co, padding), x, weight)
+    }
+}
+
+/// [`conv3x3`] by the filtering `M`.
+fn convolve<const T: usize, const W: usize, M: Minimal<T, W>>(
+    geometry: Geometry<T, W, M>,
+    x: &[f32],
+    weight: &[f32],
+) -> Vec<f32> {
+    let ([ci, co], [ho, wo], [by, bx]) = (geometry.channels, geometry.output, geometry.blocks);
+    let n = geometry.images;
+    let u = transformed_kernels::<T, W, M>(weight, [ci, co]);
     // as in `conv.rs`: several whole images a job only where one image's products take
     // `gemm`'s general path too, so that an image's output does not depend on its batch
     let group = (co > 64 && by * bx > 1).then_some(4);
-    let jobs = tiles(0..n, [by, bx], group, TILE_BLOCKS);
+    let jobs = tiles(0..n, [by, bx], group, M::tile_blocks(geometry.output));
     // every output value is written once, by the job of its image and block row
     let len = n * co * ho * wo;
     let mut y = Vec::<f32>::with_capacity(len);
@@ -171,7 +308,7 @@ pub(super) fn conv3x3(
             tile,
             buffers,
         });
-        for xi in 0..WINDOW {
+        for xi in 0..W * W {
             let products = buffers.products[xi * co * m..].as_mut_ptr();
             // SAFETY: each buffer holds its position's matrix: products `[co, m]`, windows
             // `[ci, m]`, kernels `[co, ci]`.
@@ -205,24 +342,43 @@ pub(super) fn conv3x3(
 
 /// The gradient of [`conv3x3`]'s weight given its output's, `dy` (`[n, co, ho, wo]`):
 /// `Gᵀ [Σ over blocks (A dY Aᵀ) ⊙ (Bᵀ d B)] G` for each kernel, the sum over each position's
-/// blocks a matrix product `[co × blocks] · [blocks × ci]`, 16 products of a quarter of
-/// im2col's length. The images are summed in groups as im2col's are ([`sum_over_groups`]),
-/// so that the rounding depends on the batch alone; returns `[co, ci, 3, 3]`.
+/// blocks a matrix product `[co × blocks] · [blocks × ci]`. The images are summed in groups as
+/// im2col's are ([`sum_over_groups`]), so that the rounding depends on the batch alone;
+/// returns `[co, ci, 3, 3]`.
 pub(super) fn weight_grad3x3(
     x: &[f32],
-    [n, ci, h, w]: [usize; 4],
+    shape: [usize; 4],
     dy: &[f32],
     co: usize,
     padding: [usize; 2],
 ) -> Vec<f32> {
-    let geometry = Geometry::new([ci, h, w], co, padding);
-    let sums = sum_over_groups(n, |images, parallelism| {
+    let output = Geometry::<2, 4, F2>::new(shape, co, padding).output;
+    if F4::takes_gradient(output) {
+        weight_grad(Geometry::<4, 6, F4>::new(shape, co, padding), x, dy)
+    } else {
+        weight_grad(Geometry::<2, 4, F2>::new(shape, co, padding), x, dy)
+    }
+}
+
+/// [`weight_grad3x3`] by the filtering `M`.
+fn weight_grad<const T: usize, const W: usize, M: Minimal<T, W>>(
+    geometry: Geometry<T, W, M>,
+    x: &[f32],
+    dy: &[f32],
+) -> Vec<f32> {
+    let [ci, co] = geometry.channels;
+    let sums = sum_over_groups(geometry.images, |images, parallelism| {
         let arch = pulp::Arch::new();
-        let mut sums = vec![0f32; WINDOW * co * ci];
+        let mut sums = vec![0f32; W * W * co * ci];
         let mut buffers = Buffers::default();
-        for (t, tile) in tiles(images, geometry.blocks, Some(1), TILE_BLOCKS)
-            .iter()
-            .enumerate()
+        for (t, tile) in tiles(
+            images,
+            geometry.blocks,
+            Some(1),
+            M::tile_blocks(geometry.output),
+        )
+        .iter()
+        .enumerate()
         {
             let geometry = &geometry;
             let m = arch.dispatch(Windows {
@@ -237,7 +393,7 @@ pub(super) fn weight_grad3x3(
                 tile,
                 buffers: &mut buffers,
             });
-            for xi in 0..WINDOW {
+            for xi in 0..W * W {
                 // sums[ξ][co × ci] (+)= (A dY Aᵀ)[ξ][co × m] · (Bᵀ d B)[ξ]ᵀ[m × ci]
                 // SAFETY: the three buffers hold these matrices and `sums` is this group's own
                 unsafe {
@@ -257,42 +413,30 @@ pub(super) fn weight_grad3x3(
         }
         sums
     });
-    // Gᵀ S G of each kernel's 16 sums: down each column, then across each of the 3 rows
+    // Gᵀ S G of each kernel's W² sums: down each column, then across each of the 3 rows
     let mut dw = vec![0f32; co * ci * 9];
     dw.par_chunks_mut(9).enumerate().for_each(|(k, out)| {
         let sum = |xi: usize| sums[xi * co * ci + k];
-        let columns: [[f32; 3]; 4] =
-            std::array::from_fn(|j| kernel_gradient([sum(j), sum(4 + j), sum(8 + j), sum(12 + j)]));
+        let columns: [[f32; 3]; W] = from_fn(|j| M::kernel_gradient(from_fn(|i| sum(W * i + j))));
         for i in 0..3 {
-            let row = kernel_gradient([columns[0][i], columns[1][i], columns[2][i], columns[3][i]]);
+            let row = M::kernel_gradient(from_fn(|j| columns[j][i]));
             out[3 * i..3 * i + 3].copy_from_slice(&row);
         }
     });
     dw
 }
 
-/// `Gᵀ s` for a column `s` of four sums: the gradient of [`kernel_transform`].
-#[inline(always)]
-fn kernel_gradient([s0, s1, s2, s3]: [f32; 4]) -> [f32; 3] {
-    let (plus, minus) = ((s1 + s2) * 0.5, (s1 - s2) * 0.5);
-    [s0 + plus, minus, plus + s3]
-}
-
-/// `A y` for a column `y` of two output gradients: the gradient of [`output_transform`].
-#[inline(always)]
-fn output_gradient([y0, y1]: [f32; 2]) -> [f32; 4] {
-    [y0, y0 + y1, y0 - y1, -y1]
-}
-
 /// [`Geometry::transform_gradients`] as a [`pulp::WithSimd`] operation.
-struct Gradients<'a> {
-    geometry: &'a Geometry,
+struct Gradients<'a, G> {
+    geometry: &'a G,
     dy: &'a [f32],
     tile: &'a Tile,
     buffers: &'a mut Buffers,
 }
 
-impl pulp::WithSimd for Gradients<'_> {
+impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
+    for Gradients<'_, Geometry<T, W, M>>
+{
     type Output = ();
 
     #[inline(always)]
@@ -302,25 +446,29 @@ impl pulp::WithSimd for Gradients<'_> {
     }
 }
 
-/// A convolution's sizes: channels in and out, input and output maps, blocks (rows, columns),
-/// padding.
-struct Geometry {
+/// A convolution's sizes, for the filtering `M`: images, channels in and out, input and output
+/// maps, blocks (rows, columns), padding.
+struct Geometry<const T: usize, const W: usize, M> {
+    images: usize,
     channels: [usize; 2],
     input: [usize; 2],
     output: [usize; 2],
     blocks: [usize; 2],
     padding: [usize; 2],
+    minimal: PhantomData<M>,
 }
 
 /// [`Geometry::transform_windows`] as a [`pulp::WithSimd`] operation.
-struct Windows<'a> {
-    geometry: &'a Geometry,
+struct Windows<'a, G> {
+    geometry: &'a G,
     x: &'a [f32],
     tile: &'a Tile,
     buffers: &'a mut Buffers,
 }
 
-impl pulp::WithSimd for Windows<'_> {
+impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
+    for Windows<'_, Geometry<T, W, M>>
+{
     type Output = usize;
 
     #[inline(always)]
@@ -332,14 +480,16 @@ impl pulp::WithSimd for Windows<'_> {
 
 /// [`Geometry::transform_products`] into `y` as a [`pulp::WithSimd`] operation: `y` must hold
 /// the whole output, and no other thread may touch the tile's rows of it.
-struct Products<'a> {
-    geometry: &'a Geometry,
+struct Products<'a, G> {
+    geometry: &'a G,
     tile: &'a Tile,
     buffers: &'a mut Buffers,
     y: *mut f32,
 }
 
-impl pulp::WithSimd for Products<'_> {
+impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
+    for Products<'_, Geometry<T, W, M>>
+{
     type Output = ();
 
     #[inline(always)]
@@ -352,20 +502,22 @@ impl pulp::WithSimd for Products<'_> {
     }
 }
 
-impl Geometry {
-    /// The sizes of a convolution of `[ci, h, w]` images into `co` channels with `padding`.
-    fn new([ci, h, w]: [usize; 3], co: usize, padding: [usize; 2]) -> Self {
+impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
+    /// The sizes of a convolution of `[n, ci, h, w]` images into `co` channels with `padding`.
+    fn new([n, ci, h, w]: [usize; 4], co: usize, padding: [usize; 2]) -> Self {
         let output = [h + 2 * padding[0] - 2, w + 2 * padding[1] - 2];
         Geometry {
+            images: n,
             channels: [ci, co],
             input: [h, w],
             output,
-            blocks: output.map(|size| size.div_ceil(2)),
+            blocks: output.map(|size| size.div_ceil(T)),
             padding,
+            minimal: PhantomData,
         }
     }
 
-    /// Fills `buffers.products` with `A dY Aᵀ` of every block's 2×2 output gradients in `dy`
+    /// Fills `buffers.products` with `A dY Aᵀ` of every block's T×T output gradients in `dy`
     /// (zero outside the map), for every output channel, after
     /// [`transform_windows`](Self::transform_windows) sized it for `tile`.
     #[inline(always)]
@@ -373,43 +525,38 @@ impl Geometry {
         let ([_, co], [ho, wo], [_, bx]) = (self.channels, self.output, self.blocks);
         let rows = tile.rows.len();
         let m = tile.images.len() * rows * bx;
-        // per block row, its two output rows' even and odd columns (bx each), then A across
-        // each of the two rows (4 × bx each)
-        buffers.rows.resize(4 * bx + 8 * bx, 0.0);
-        let (split, across) = buffers.rows.split_at_mut(4 * bx);
+        // per block row, each of its T output rows cut into its T phases of columns (bx
+        // each), then A across each of the T rows (W × bx each)
+        buffers.rows.resize(T * bx + T * W * bx, 0.0);
+        let (split, across) = buffers.rows.split_at_mut(T * bx);
         let mut planes: Vec<&mut [f32]> = buffers.products.chunks_exact_mut(co * m).collect();
         for (k, img) in tile.images.clone().enumerate() {
             for o in 0..co {
                 let plane = &dy[(img * co + o) * ho * wo..][..ho * wo];
                 for (r, block_row) in tile.rows.clone().enumerate() {
                     let at = o * m + (k * rows + r) * bx;
-                    for (a, (split, across)) in split
-                        .chunks_exact_mut(2 * bx)
-                        .zip(across.chunks_exact_mut(4 * bx))
-                        .enumerate()
-                    {
-                        let (even, odd) = split.split_at_mut(bx);
-                        let oy = 2 * block_row + a;
+                    for (a, across) in across.chunks_exact_mut(W * bx).enumerate() {
+                        let oy = T * block_row + a;
                         let row = (oy < ho).then(|| &plane[oy * wo..][..wo]);
-                        split_row(row, 0, even, odd);
-                        columns([even, odd], split_mut(across, bx), output_gradient);
+                        split_row(row, 0, split_mut::<T>(split, bx));
+                        let phases = from_fn(|t| out_of(split, t, bx));
+                        columns(phases, split_mut(across, bx), M::output_gradient);
                     }
-                    // then A down each column j, into positions 4·i + j
-                    let (top, bottom) = across.split_at(4 * bx);
-                    for j in 0..4 {
-                        let inputs = [out_of(top, j, bx), out_of(bottom, j, bx)];
+                    // then A down each column j, into positions W·i + j
+                    for j in 0..W {
+                        let inputs = from_fn(|a| out_of(across, a * W + j, bx));
                         let outputs = planes
-                            .get_disjoint_mut([j, 4 + j, 8 + j, 12 + j])
-                            .expect("four distinct positions")
+                            .get_disjoint_mut(from_fn::<_, W, _>(|i| W * i + j))
+                            .expect("distinct positions")
                             .map(|plane| &mut plane[at..at + bx]);
-                        columns(inputs, outputs, output_gradient);
+                        columns(inputs, outputs, M::output_gradient);
                     }
                 }
             }
         }
     }
 
-    /// Fills `buffers.windows` with `Bᵀ d B` of the 4×4 window of every block of `tile`, for
+    /// Fills `buffers.windows` with `Bᵀ d B` of the W×W window of every block of `tile`, for
     /// every input channel, and sizes `buffers.products`; returns the tile's block count.
     #[inline(always)]
     fn transform_windows(&self, x: &[f32], tile: &Tile, buffers: &mut Buffers) -> usize {
@@ -417,54 +564,56 @@ impl Geometry {
             (self.channels, self.input, self.blocks, self.padding);
         let rows = tile.rows.len();
         let m = tile.images.len() * rows * bx;
-        buffers.windows.resize(WINDOW * ci * m, 0.0);
-        buffers.products.resize(WINDOW * co * m, 0.0);
-        // per image, the padded input rows the tile's blocks read (2 a block row, and 2 more),
-        // each as its even and then its odd columns, bx + 1 of each; then every block's
-        // window with its rows turned (16 × m)
-        let (band, half) = (2 * rows + 2, bx + 1);
-        let padded = 2 * half;
-        buffers.rows.resize(band * padded + WINDOW * m, 0.0);
+        buffers.windows.resize(W * W * ci * m, 0.0);
+        buffers.products.resize(W * W * co * m, 0.0);
+        // per image, the padded input rows the tile's blocks read (T a block row, and 2
+        // more), each cut into its T phases of columns, bx + 1 of each; then every block's
+        // window with its rows turned (W² × m)
+        let (band, phase) = (T * rows + 2, bx + 1);
+        let padded = T * phase;
+        buffers.rows.resize(band * padded + W * W * m, 0.0);
         let (split, turned) = buffers.rows.split_at_mut(band * padded);
         let mut planes: Vec<&mut [f32]> = buffers.windows.chunks_exact_mut(ci * m).collect();
         for c in 0..ci {
             for (k, img) in tile.images.clone().enumerate() {
                 let plane = &x[(img * ci + c) * h * w..][..h * w];
                 for (q, split) in split.chunks_exact_mut(padded).enumerate() {
-                    let iy = (2 * tile.rows.start + q).wrapping_sub(py);
-                    let (even, odd) = split.split_at_mut(half);
+                    let iy = (T * tile.rows.start + q).wrapping_sub(py);
                     let row = (iy < h).then(|| &plane[iy * w..][..w]);
-                    split_row(row, px, even, odd);
+                    split_row(row, px, split_mut::<T>(split, phase));
                 }
                 // Bᵀ across window row i of every block of block row r: block b's window
-                // columns are even[b], odd[b], even[b + 1], odd[b + 1] of padded row 2r + i
+                // column jj is padded column T·b + jj of padded row T·r + i, entry
+                // b + jj / T of phase jj mod T
                 for r in 0..rows {
                     let first = (k * rows + r) * bx;
-                    for i in 0..4 {
-                        let (even, odd) = split[(2 * r + i) * padded..][..padded].split_at(half);
-                        let inputs = [&even[..bx], &odd[..bx], &even[1..], &odd[1..]];
-                        let outputs = [0, 1, 2, 3].map(|jj| (4 * i + jj) * m + first);
+                    for i in 0..W {
+                        let phases = &split[(T * r + i) * padded..][..padded];
+                        let inputs = from_fn(|jj| &phases[(jj % T) * phase + jj / T..][..bx]);
                         let outputs = turned
-                            .get_disjoint_mut(outputs.map(|at| at..at + bx))
-                            .expect("four distinct positions");
-                        columns(inputs, outputs, input_transform);
+                            .get_disjoint_mut(from_fn::<_, W, _>(|jj| {
+                                let at = (W * i + jj) * m + first;
+                                at..at + bx
+                            }))
+                            .expect("distinct positions");
+                        columns(inputs, outputs, M::input);
                     }
                 }
             }
             // then Bᵀ down each window column j
-            for j in 0..4 {
-                let inputs = [0, 1, 2, 3].map(|i| out_of(turned, 4 * i + j, m));
+            for j in 0..W {
+                let inputs = from_fn(|i| out_of(turned, W * i + j, m));
                 let outputs = planes
-                    .get_disjoint_mut([j, 4 + j, 8 + j, 12 + j])
-                    .expect("four distinct positions")
+                    .get_disjoint_mut(from_fn::<_, W, _>(|i| W * i + j))
+                    .expect("distinct positions")
                     .map(|plane| &mut plane[c * m..][..m]);
-                columns(inputs, outputs, input_transform);
+                columns(inputs, outputs, M::input);
             }
         }
         m
     }
 
-    /// Writes `Aᵀ M A` of every block's 16 products in `buffers.products` into its 2×2 output
+    /// Writes `Aᵀ M A` of every block's W² products in `buffers.products` into its T×T output
     /// pixels of `y` (`[n, co, ho, wo]`), those inside the map.
     ///
     /// # Safety
@@ -474,41 +623,48 @@ impl Geometry {
         let ([_, co], [ho, wo], [_, bx]) = (self.channels, self.output, self.blocks);
         let rows = tile.rows.len();
         let m = tile.images.len() * rows * bx;
-        // Aᵀ down each column j (two rows of four, m each), then across into the 2×2 pixels
-        // (four of m)
-        buffers.rows.resize(12 * m, 0.0);
-        let (down, pixels) = buffers.rows.split_at_mut(8 * m);
+        // Aᵀ down each column j (T rows of W, m each), then across into the T×T pixels (T² of
+        // m, pixel row a's column t at a·T + t)
+        buffers.rows.resize(T * W * m + T * T * m, 0.0);
+        let (down, pixels) = buffers.rows.split_at_mut(T * W * m);
         for o in 0..co {
             let product = |xi: usize| &buffers.products[(xi * co + o) * m..][..m];
-            for j in 0..4 {
-                let inputs = [0, 1, 2, 3].map(|i| product(4 * i + j));
-                let (first, second) = down.split_at_mut(4 * m);
-                let outputs = [&mut first[j * m..][..m], &mut second[j * m..][..m]];
-                columns(inputs, outputs, output_transform);
+            for j in 0..W {
+                let inputs = from_fn(|i| product(W * i + j));
+                let outputs = down
+                    .get_disjoint_mut(from_fn::<_, T, _>(|a| {
+                        let at = (a * W + j) * m;
+                        at..at + m
+                    }))
+                    .expect("distinct rows");
+                columns(inputs, outputs, M::output);
             }
-            for (a, out) in down.chunks_exact(4 * m).zip(pixels.chunks_exact_mut(2 * m)) {
-                let inputs = [0, 1, 2, 3].map(|j| out_of(a, j, m));
-                columns(inputs, split_mut(out, m), output_transform);
+            for (a, out) in down.chunks_exact(W * m).zip(pixels.chunks_exact_mut(T * m)) {
+                let inputs = from_fn(|j| out_of(a, j, m));
+                columns(inputs, split_mut::<T>(out, m), M::output);
             }
             for (k, img) in tile.images.clone().enumerate() {
                 for (r, block_row) in tile.rows.clone().enumerate() {
                     let first = (k * rows + r) * bx;
-                    for a in 0..2 {
-                        let oy = 2 * block_row + a;
+                    for a in 0..T {
+                        let oy = T * block_row + a;
                         if oy >= ho {
                             continue;
                         }
-                        let left = &pixels[2 * a * m + first..][..bx];
-                        let right = &pixels[(2 * a + 1) * m + first..][..bx];
                         let at = ((img * co + o) * ho + oy) * wo;
                         // SAFETY: as the caller promised
                         let out = unsafe { std::slice::from_raw_parts_mut(y.add(at), wo) };
-                        let mut pairs = out.chunks_exact_mut(2);
-                        for (pair, (l, r)) in (&mut pairs).zip(left.iter().zip(right)) {
-                            (pair[0], pair[1]) = (*l, *r);
+                        let pixel: [&[f32]; T] =
+                            from_fn(|t| &pixels[(a * T + t) * m + first..][..bx]);
+                        let mut chunks = out.chunks_exact_mut(T);
+                        for (b, chunk) in (&mut chunks).enumerate() {
+                            for (value, plane) in chunk.iter_mut().zip(pixel) {
+                                *value = plane[b];
+                            }
                         }
-                        if let [last] = pairs.into_remainder() {
-                            *last = left[bx - 1];
+                        let last = wo / T;
+                        for (value, plane) in chunks.into_remainder().iter_mut().zip(pixel) {
+                            *value = plane[last];
                         }
                     }
                 }
@@ -522,44 +678,39 @@ fn out_of(values: &[f32], j: usize, len: usize) -> &[f32] {
     &values[j * len..][..len]
 }
 
-/// The even and odd columns of an input row `src` padded by `px` zeros on the left and by
-/// zeros on the right up to `even.len() + odd.len()` columns; all zeros for a row of the
-/// padding (`None`).
+/// Cuts an input row `src`, padded by `px` zeros on the left and by zeros on the right up to
+/// `T × phases[0].len()` columns, into its T phases: padded column q is `phases[q % T][q / T]`;
+/// all zeros for a row of the padding (`None`).
 #[inline(always)]
-fn split_row(src: Option<&[f32]>, px: usize, even: &mut [f32], odd: &mut [f32]) {
+fn split_row<const T: usize>(src: Option<&[f32]>, px: usize, mut phases: [&mut [f32]; T]) {
     let Some(src) = src else {
-        even.fill(0.0);
-        odd.fill(0.0);
+        phases.iter_mut().for_each(|phase| phase.fill(0.0));
         return;
     };
-    let padded = even.len() + odd.len();
-    for q in (0..px).chain(px + src.len()..padded) {
-        *if q % 2 == 0 {
-            &mut even[q / 2]
-        } else {
-            &mut odd[q / 2]
-        } = 0.0;
+    let len = phases[0].len();
+    let padded = T * len;
+    let column = |q: usize| q.checked_sub(px).and_then(|s| src.get(s)).copied();
+    // the padded columns before the first whole group of T inside the row, and from the last
+    // whole group on, one at a time
+    let start = px.next_multiple_of(T);
+    let groups = (px + src.len()).saturating_sub(start) / T;
+    let end = start + T * groups;
+    for q in (0..start).chain(end..padded) {
+        phases[q % T][q / T] = column(q).unwrap_or(0.0);
     }
-    // padded column 2j + px takes input column 2j, and 2j + 1 + px input column 2j + 1
-    let (first, second) = if px.is_multiple_of(2) {
-        (even, odd)
-    } else {
-        (odd, even)
-    };
-    let (first, second) = (&mut first[px / 2..], &mut second[px.div_ceil(2)..]);
-    let pairs = src.chunks_exact(2);
-    if let [last] = pairs.remainder() {
-        first[src.len() / 2] = *last;
-    }
-    for ((a, b), pair) in first.iter_mut().zip(second.iter_mut()).zip(pairs) {
-        (*a, *b) = (pair[0], pair[1]);
+    // then each whole group of T input columns into entry q / T of the T phases
+    let (first, inside) = (start / T, src.get(start - px..end - px).unwrap_or_default());
+    for (g, group) in inside.chunks_exact(T).enumerate() {
+        for (phase, value) in phases.iter_mut().zip(group) {
+            phase[first + g] = *value;
+        }
     }
 }
 
 /// The first `O` slices of `len` values in `values`.
 fn split_mut<const O: usize>(values: &mut [f32], len: usize) -> [&mut [f32]; O] {
     let mut parts = values.chunks_exact_mut(len);
-    std::array::from_fn(|_| parts.next().expect("enough values"))
+    from_fn(|_| parts.next().expect("enough values"))
 }
 
 /// `outputs[·][t] = f(inputs[·][t])` for every `t`: one transform applied to every block of a
@@ -574,7 +725,7 @@ fn columns<const I: usize, const O: usize>(
     let inputs = inputs.map(|values| &values[..len]);
     let mut outputs = outputs.map(|values| &mut values[..len]);
     for t in 0..len {
-        let values = f(std::array::from_fn(|i| inputs[i][t]));
+        let values = f(from_fn(|i| inputs[i][t]));
         for (out, value) in outputs.iter_mut().zip(values) {
             out[t] = value;
         }
@@ -585,19 +736,28 @@ fn columns<const I: usize, const O: usize>(
 mod tests {
     use super::*;
 
+    /// One block of each filtering on a W × W input, one channel in and out, padding 0,
+    /// against the T × T output by the definition.
+    fn one_block<const T: usize, const W: usize, M: Minimal<T, W>>() {
+        let x: Vec<f32> = (0..W * W).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let g = [1.0, -2.0, 0.5, 3.0, 0.25, -1.0, 2.0, 1.5, -0.75];
+        let y = convolve(Geometry::<T, W, M>::new([1, 1, W, W], 1, [0, 0]), &x, &g);
+        assert_eq!(y.len(), T * T);
+        for (p, value) in y.iter().enumerate() {
+            let (oy, ox) = (p / T, p % T);
+            let direct: f32 = (0..9)
+                .map(|k| g[k] * x[(oy + k / 3) * W + ox + k % 3])
+                .sum();
+            assert!(
+                (value - direct).abs() < 1e-4,
+                "F({T}): {p}: {value} vs {direct}"
+            );
+        }
+    }
+
     #[test]
     fn one_block_is_the_direct_sum() {
-        // a 4×4 input, one channel in and out, padding 0: the 2×2 output by the definition
-        let x: Vec<f32> = (0..16).map(|v| v as f32 * 0.5 - 3.0).collect();
-        let g = [1.0, -2.0, 0.5, 3.0, 0.25, -1.0, 2.0, 1.5, -0.75];
-        let y = conv3x3(&x, [1, 1, 4, 4], &g, 1, [0, 0]);
-        assert_eq!(y.len(), 4);
-        for (p, value) in y.iter().enumerate() {
-            let (oy, ox) = (p / 2, p % 2);
-            let direct: f32 = (0..9)
-                .map(|k| g[k] * x[(oy + k / 3) * 4 + ox + k % 3])
-                .sum();
-            assert!((value - direct).abs() < 1e-5, "{p}: {value} vs {direct}");
-        }
+        one_block::<2, 4, F2>();
+        one_block::<4, 6, F4>();
     }
 }
