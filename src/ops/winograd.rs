@@ -274,8 +274,7 @@ pub(super) fn conv3x3(
     co: usize,
     padding: [usize; 2],
 ) -> Vec<f32> {
-    let output = Geometry::<2, 4, F2>::new(shape, co, padding).output;
-    if F4::takes(output) {
+    if F4::takes(output_map(shape, padding)) {
         convolve(Geometry::<4, 6, F4>::new(shape, co, padding), x, weight)
     } else {
         convolve(Geometry::<2, 4, F2>::new(shape, co, padding), x, weight)
@@ -352,8 +351,7 @@ pub(super) fn weight_grad3x3(
     co: usize,
     padding: [usize; 2],
 ) -> Vec<f32> {
-    let output = Geometry::<2, 4, F2>::new(shape, co, padding).output;
-    if F4::takes_gradient(output) {
+    if F4::takes_gradient(output_map(shape, padding)) {
         weight_grad(Geometry::<4, 6, F4>::new(shape, co, padding), x, dy)
     } else {
         weight_grad(Geometry::<2, 4, F2>::new(shape, co, padding), x, dy)
@@ -504,8 +502,8 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
 
 impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
     /// The sizes of a convolution of `[n, ci, h, w]` images into `co` channels with `padding`.
-    fn new([n, ci, h, w]: [usize; 4], co: usize, padding: [usize; 2]) -> Self {
-        let output = [h + 2 * padding[0] - 2, w + 2 * padding[1] - 2];
+    fn new(shape @ [n, ci, h, w]: [usize; 4], co: usize, padding: [usize; 2]) -> Self {
+        let output = output_map(shape, padding);
         Geometry {
             images: n,
             channels: [ci, co],
@@ -671,6 +669,12 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
             }
         }
     }
+}
+
+/// The output map of a 3×3 convolution at stride 1 of `[n, ci, h, w]` images with `padding`
+/// on each side.
+fn output_map([_, _, h, w]: [usize; 4], padding: [usize; 2]) -> [usize; 2] {
+    [h + 2 * padding[0] - 2, w + 2 * padding[1] - 2]
 }
 
 /// Slice `j` of `len` values in `values`.
