@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use super::Geometry as ConvGeometry;
 use super::conv::{Tile, for_each_tile, matmul, sum_over_groups, tiles};
+use super::output_shape;
 
 /// Whether [`conv3x3`] computes a convolution of this kernel, geometry and channels (in,
 /// out): 3×3 at stride 1 without dilation, padded alike on both sides (the transforms take
@@ -672,9 +673,9 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
 }
 
 /// The output map of a 3×3 convolution at stride 1 of `[n, ci, h, w]` images with `padding`
-/// on each side.
+/// on each side ([`output_shape`] of that geometry).
 fn output_map([_, _, h, w]: [usize; 4], padding: [usize; 2]) -> [usize; 2] {
-    [h + 2 * padding[0] - 2, w + 2 * padding[1] - 2]
+    output_shape([h, w], [3, 3], ([1, 1], padding, padding, [1, 1]))
 }
 
 /// Slice `j` of `len` values in `values`.
