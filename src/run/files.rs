@@ -64,3 +64,26 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })?;
     serde_json::from_str(&text).map_err(|e| Error::run_file(path, format!("invalid run file: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threshold_reads_back_as_written() {
+        // 9.656787872314453 (an f32 score) read back as …451 by serde_json's default parser
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DECISION);
+        for threshold in [9.656787872314453, 10.126394271850586, 0.1 + 0.2, -3.0e-7] {
+            let decision = Decision {
+                threshold,
+                fpr: Some(0.05),
+                f1: None,
+                source: "a test".into(),
+            };
+            write_json(&path, &decision).unwrap();
+            let back: Decision = read_json(&path).unwrap();
+            assert_eq!(back.threshold.to_bits(), threshold.to_bits(), "{threshold}");
+        }
+    }
+}
