@@ -202,12 +202,15 @@ fn convolution_kernel_matches_burns_layer() {
         ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 0, 1, 2), 9, 2, 1),
         ([3, 4], [3, 3], [1, 1], [1, 1], Explicit(0, 3, 1, 0), 6, 2, 1),
         // 3×3 at stride 1 between layers of 16 channels or more (Winograd's filterings,
-        // `src/ops/winograd.rs`: F(4×4, 3×3) on maps from 7 × 7, its weight gradient from
-        // 28 × 28; F(2×2, 3×3) below, its weight gradient from 32 blocks of 2×2 an image):
-        // odd sizes (the last blocks partly outside), several images a job (more than 64
-        // output channels), several jobs an image (26 × 27 for F(2×2)'s weight gradient,
-        // 66 × 67 for F(4×4)'s passes), padding 0 (whose input gradient pads by 2), 2 and
-        // "same", a 5 × 6 and a 1 × 2 map
+        // `src/ops/winograd.rs`: F(4×4, 3×3) on maps from 7 × 7, F(2×2, 3×3) below; the
+        // weight gradient in groups of images from 32 blocks of 2×2 an image, by F(4×4) from
+        // 28 × 28, and below that over the whole batch at once by output channels, by F(4×4)
+        // on 7 × 8 and 9 × 10, by F(2×2) on 5 × 6 and 1 × 2): odd sizes (the last blocks partly
+        // outside), several images a job (more than 64 output channels), several jobs an image
+        // (26 × 27 for F(2×2)'s weight gradient, 66 × 67 for F(4×4)'s passes), padding 0
+        // (whose input gradient pads by 2), 2 and "same", a 5 × 6 and a 1 × 2 map; 40 → 18
+        // channels (the whole batch's windows in tasks of 32 input channels and 8, its output
+        // channels in jobs of 5, 5, 5 and 3)
         ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 9, 2, 1),
         ([16, 24], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 5, 2, 1),
         ([16, 72], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 7, 7, 1),
@@ -218,6 +221,7 @@ fn convolution_kernel_matches_burns_layer() {
         ([16, 20], [3, 3], [1, 1], [1, 1], Valid, 16, 3, 1),
         ([20, 16], [3, 3], [1, 1], [1, 1], Explicit(2, 2, 2, 2), 12, 2, 1),
         ([16, 80], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 1, 3, 1),
+        ([40, 18], [3, 3], [1, 1], [1, 1], Explicit(1, 1, 1, 1), 7, 3, 1),
         // 1×1 at stride 1 as the heads and EfficientNet's pointwise layers use them: one
         // output channel, 1×1 to 32 × 33 maps (three tiles), batches of 12 and 13
         ([320, 1], [1, 1], [1, 1], [1, 1], Valid, 2, 12, 1),
@@ -268,7 +272,16 @@ fn convolution_kernel_matches_burns_layer() {
             let conv = conv.clone();
             let x = x.clone().detach().require_grad();
             let y = apply(&conv, x.clone());
-            let w = Tensor::<4>::ones(y.shape(), &device).cumsum(3).sin();
+            // a weight that differs between every output value, so that a gradient mixed up
+            // between channels, images or positions shows (in (0, 2), so that the bias
+            // gradient's sums do not cancel)
+            let count = y.shape().num_elements();
+            let w = Tensor::<1, Int>::arange(0..count as i64, &device)
+                .float()
+                .mul_scalar(0.731)
+                .sin()
+                .add_scalar(1.0)
+                .reshape(y.shape());
             let grads = (y.clone() * w).sum().backward();
             [
                 values(y),

@@ -13,8 +13,9 @@
 //! kernel, the transposed weight times the output gradient); larger strides keep burn's own.
 //! 3×3 layers at stride 1 between 16 channels or more, padded alike on both sides, take
 //! Winograd's filterings instead (`winograd.rs`): F(4×4, 3×3) for the forward pass, and so the
-//! input gradient, on maps from 7 × 7 and for the weight gradient from 28 × 28; F(2×2, 3×3)
-//! below that, the weight gradient on maps of at least 32 blocks of 2×2 pixels. Asymmetric padding
+//! input gradient, on maps from 7 × 7, F(2×2, 3×3) below; their weight gradient summed in
+//! groups of images on the larger maps, over the whole batch by output channels on the small
+//! ones and between many channels. Asymmetric padding
 //! (EfficientNet's stem: "same" at stride 2, the odd pixel after) is only a matter of which
 //! patch positions fall outside the map, so it costs no copy of the input.
 
@@ -296,21 +297,21 @@ pub(super) unsafe fn matmul(
 /// The weight gradient's groups of images, summed in parallel and then in order.
 const WEIGHT_GRAD_GROUPS: usize = 4;
 
-/// Runs `run` on every tile with its thread's buffers: the tiles in parallel, each product on
-/// one thread, where there are at least as many tiles as threads; one after the other with
-/// each product in parallel otherwise.
-pub(super) fn for_each_tile<B: Default + Send>(
-    tiles: &[Tile],
-    run: impl Fn(&mut B, &Tile, gemm::Parallelism) + Sync,
+/// Runs `run` on every job (a tile of a batch, or a range of channels) with its thread's
+/// buffers: the jobs in parallel, each product on one thread, where there are at least as
+/// many jobs as threads; one after the other with each product in parallel otherwise.
+pub(super) fn for_each_job<J: Sync, B: Default + Send>(
+    jobs: &[J],
+    run: impl Fn(&mut B, &J, gemm::Parallelism) + Sync,
 ) {
-    if tiles.len() >= rayon::current_num_threads() {
-        tiles.par_iter().for_each_init(B::default, |buffers, tile| {
-            run(buffers, tile, gemm::Parallelism::None)
+    if jobs.len() >= rayon::current_num_threads() {
+        jobs.par_iter().for_each_init(B::default, |buffers, job| {
+            run(buffers, job, gemm::Parallelism::None)
         });
     } else {
         let mut buffers = B::default();
-        for tile in tiles {
-            run(&mut buffers, tile, gemm::Parallelism::Rayon(0));
+        for job in jobs {
+            run(&mut buffers, job, gemm::Parallelism::Rayon(0));
         }
     }
 }
@@ -424,7 +425,7 @@ impl ConvKernel for Flex {
                 }
             }
         };
-        for_each_tile(&tiles, run);
+        for_each_job(&tiles, run);
         // SAFETY: the tiles have written all `len` values
         unsafe { y.set_len(len) };
         tensor(y, Shape::new([n, co, ho, wo]))
@@ -451,7 +452,7 @@ impl ConvGradients for Flex {
         let [_, _, ho, wo] = grad.shape().dims();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xs, dy) = (x.storage::<f32>(), grad.storage::<f32>());
-        if winograd::weight_grad_applies([kh, kw], geometry, [ci, co], [ho, wo]) {
+        if winograd::applies([kh, kw], geometry, [ci, co]) {
             let dw = winograd::weight_grad3x3(xs, [n, ci, h, w], dy, co, geometry.1);
             return tensor(dw, weight.shape());
         }

@@ -7,18 +7,21 @@
 //! 36 where im2col has 144 (4 times fewer), for larger transforms and a larger rounding error,
 //! on the maps where it pays ([`F4::takes`]). The input gradient of such a layer is one too
 //! (`conv.rs`), so both passes use it; the weight gradient sums `(A dY Aᵀ) ⊙ (Bᵀ d B)` over
-//! the blocks, W² products as well. The transforms' loops run over a job's blocks side by
+//! the blocks, W² products as well, in groups of images tile by tile on the larger maps and
+//! over the whole batch at once, by output channels, on the small ones ([`weight_grad3x3`]).
+//! The transforms' loops run over a job's blocks side by
 //! side, compiled for AVX2 or AVX-512 by `pulp` at run time; the products are `gemm`'s. Every
 //! job's sums run in a fixed order and the variant depends on the map alone, so a score is
 //! the same bits on every run and in every batch.
 
 use std::array::from_fn;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::Geometry as ConvGeometry;
-use super::conv::{Tile, for_each_tile, matmul, sum_over_groups, tiles};
+use super::conv::{Tile, for_each_job, matmul, sum_over_groups, tiles};
 use super::output_shape;
 
 /// Whether [`conv3x3`] computes a convolution of this kernel, geometry and channels (in,
@@ -36,20 +39,6 @@ pub(super) fn applies(
         && before == after
         && ci >= 16
         && co >= 16
-}
-
-/// Whether [`weight_grad3x3`] computes the weight gradient of such a convolution with an
-/// output of `[ho, wo]`: where [`applies`] admits it and an image has at least 32 blocks of
-/// 2×2. On smaller maps (7 × 7: 16 blocks) the per-position sums, `16 × co × ci` values
-/// updated by products only a few hundred blocks long, cost more than im2col's 36
-/// multiplications save.
-pub(super) fn weight_grad_applies(
-    kernel: [usize; 2],
-    geometry: ConvGeometry,
-    channels: [usize; 2],
-    [ho, wo]: [usize; 2],
-) -> bool {
-    applies(kernel, geometry, channels) && ho.div_ceil(2) * wo.div_ceil(2) >= 32
 }
 
 /// One of Winograd's minimal filterings F(T×T, 3×3): blocks of T × T output pixels, each
@@ -118,10 +107,19 @@ impl F4 {
         ho.min(wo) >= 7
     }
 
-    /// Whether the weight gradient does: from 28 × 28. On 14 × 14 maps its 36 sums per kernel
-    /// cost more than the products save (256 channels: 0.044 s against 0.037 s).
+    /// Whether the weight gradient summed in groups of images takes it: from 28 × 28. On
+    /// 14 × 14 maps its 36 sums per kernel cost more than the products save (256 channels:
+    /// 0.044 s against 0.037 s).
     fn takes_gradient([ho, wo]: [usize; 2]) -> bool {
         ho.min(wo) >= 28
+    }
+
+    /// Whether it needs fewer multiplications than F(2×2) on a map of `[ho, wo]` output
+    /// pixels (36 per block against 16: 7 × 7 and 4 × 4, not 5 × 5 or 6 × 6): the choice of the
+    /// weight gradient summed over the whole batch at once.
+    fn fewer_products([ho, wo]: [usize; 2]) -> bool {
+        let blocks = |t: usize| ho.div_ceil(t) * wo.div_ceil(t);
+        36 * blocks(4) < 16 * blocks(2)
     }
 }
 
@@ -266,6 +264,39 @@ struct Buffers {
     rows: Vec<f32>,
 }
 
+impl Buffers {
+    /// Fills `windows` with `tile`'s transformed windows of every input channel and sizes
+    /// `products` for `co` channels; returns the tile's block count.
+    fn windows_of<const T: usize, const W: usize, M: Minimal<T, W>>(
+        &mut self,
+        arch: pulp::Arch,
+        geometry: &Geometry<T, W, M>,
+        x: &[f32],
+        tile: &Tile,
+        co: usize,
+    ) -> usize {
+        let [ci, _] = geometry.channels;
+        let m = geometry.blocks_of(tile);
+        self.windows.resize(W * W * ci * m, 0.0);
+        self.products.resize(W * W * co * m, 0.0);
+        arch.dispatch(Transform {
+            side: Side::Windows,
+            geometry,
+            values: x,
+            tile,
+            channels: 0..ci,
+            planes: &mut planes(&mut self.windows, ci * m),
+            scratch: &mut self.rows,
+        });
+        m
+    }
+}
+
+/// `values` cut into its planes of `len` values, one a position of the transformed window.
+fn planes(values: &mut [f32], len: usize) -> Vec<&mut [f32]> {
+    values.chunks_exact_mut(len).collect()
+}
+
 /// The convolution of `x` (`[n, ci, h, w]`) by `weight` (`[co, ci, 3, 3]`) at stride 1 with
 /// `padding` on each side, as [`applies`] admits it: `[n, co, ho, wo]`.
 pub(super) fn conv3x3(
@@ -302,12 +333,7 @@ fn convolve<const T: usize, const W: usize, M: Minimal<T, W>>(
     let run = |buffers: &mut Buffers, tile: &Tile, parallelism| {
         // the transforms' loops compiled for the machine's vector width
         let arch = pulp::Arch::new();
-        let m = arch.dispatch(Windows {
-            geometry: &geometry,
-            x,
-            tile,
-            buffers,
-        });
+        let m = buffers.windows_of(arch, &geometry, x, tile, co);
         for xi in 0..W * W {
             let products = buffers.products[xi * co * m..].as_mut_ptr();
             // SAFETY: each buffer holds its position's matrix: products `[co, m]`, windows
@@ -334,7 +360,7 @@ fn convolve<const T: usize, const W: usize, M: Minimal<T, W>>(
             y: y_addr as *mut f32,
         });
     };
-    for_each_tile(&jobs, run);
+    for_each_job(&jobs, run);
     // SAFETY: the jobs have written all `len` values
     unsafe { y.set_len(len) };
     y
@@ -342,9 +368,10 @@ fn convolve<const T: usize, const W: usize, M: Minimal<T, W>>(
 
 /// The gradient of [`conv3x3`]'s weight given its output's, `dy` (`[n, co, ho, wo]`):
 /// `Gᵀ [Σ over blocks (A dY Aᵀ) ⊙ (Bᵀ d B)] G` for each kernel, the sum over each position's
-/// blocks a matrix product `[co × blocks] · [blocks × ci]`. The images are summed in groups as
-/// im2col's are ([`sum_over_groups`]), so that the rounding depends on the batch alone;
-/// returns `[co, ci, 3, 3]`.
+/// blocks a matrix product `[co × blocks] · [blocks × ci]`; returns `[co, ci, 3, 3]`. The
+/// blocks are summed in groups of images, tile by tile ([`weight_grad_in_groups`]), where
+/// [`in_groups`] says so, otherwise all at once ([`weight_grad_by_channels`]) by the
+/// filtering with fewer products; either way the rounding depends on the batch alone.
 pub(super) fn weight_grad3x3(
     x: &[f32],
     shape: [usize; 4],
@@ -352,15 +379,34 @@ pub(super) fn weight_grad3x3(
     co: usize,
     padding: [usize; 2],
 ) -> Vec<f32> {
-    if F4::takes_gradient(output_map(shape, padding)) {
-        weight_grad(Geometry::<4, 6, F4>::new(shape, co, padding), x, dy)
+    let output = output_map(shape, padding);
+    if in_groups(output, [shape[1], co]) {
+        if F4::takes_gradient(output) {
+            weight_grad_in_groups(Geometry::<4, 6, F4>::new(shape, co, padding), x, dy)
+        } else {
+            weight_grad_in_groups(Geometry::<2, 4, F2>::new(shape, co, padding), x, dy)
+        }
+    } else if F4::fewer_products(output) {
+        weight_grad_by_channels(Geometry::<4, 6, F4>::new(shape, co, padding), x, dy)
     } else {
-        weight_grad(Geometry::<2, 4, F2>::new(shape, co, padding), x, dy)
+        weight_grad_by_channels(Geometry::<2, 4, F2>::new(shape, co, padding), x, dy)
     }
 }
 
-/// [`weight_grad3x3`] by the filtering `M`.
-fn weight_grad<const T: usize, const W: usize, M: Minimal<T, W>>(
+/// Whether the weight gradient on a map of `[ho, wo]` output pixels between `[ci, co]`
+/// channels sums its blocks in groups of images: where an image has at least 32 blocks of
+/// 2×2 and a group's F(2×2) sums (`16 × co × ci`) take at most 16 MiB. On smaller maps each
+/// tile's products are a few hundred blocks long, and each rewrites all the group's sums
+/// (7 × 7 by F(4×4): 52 blocks for 13 images), and with more channels the four groups' sums
+/// outgrow the caches (1280 channels: 105 MB each).
+fn in_groups([ho, wo]: [usize; 2], [ci, co]: [usize; 2]) -> bool {
+    ho.div_ceil(2) * wo.div_ceil(2) >= 32 && ci * co <= 512 * 512
+}
+
+/// [`weight_grad3x3`] by the filtering `M`, the images summed in groups as im2col's are
+/// ([`sum_over_groups`]): each group's tiles of blocks one after the other, every product
+/// adding into the group's sums of all output channels.
+fn weight_grad_in_groups<const T: usize, const W: usize, M: Minimal<T, W>>(
     geometry: Geometry<T, W, M>,
     x: &[f32],
     dy: &[f32],
@@ -370,78 +416,247 @@ fn weight_grad<const T: usize, const W: usize, M: Minimal<T, W>>(
         let arch = pulp::Arch::new();
         let mut sums = vec![0f32; W * W * co * ci];
         let mut buffers = Buffers::default();
-        for (t, tile) in tiles(
-            images,
-            geometry.blocks,
-            Some(1),
-            M::tile_blocks(geometry.output),
-        )
-        .iter()
-        .enumerate()
+        let tile_blocks = M::tile_blocks(geometry.output);
+        for (t, tile) in tiles(images, geometry.blocks, Some(1), tile_blocks)
+            .iter()
+            .enumerate()
         {
-            let geometry = &geometry;
-            let m = arch.dispatch(Windows {
-                geometry,
-                x,
+            let m = buffers.windows_of(arch, &geometry, x, tile, co);
+            arch.dispatch(Transform {
+                side: Side::Gradients,
+                geometry: &geometry,
+                values: dy,
                 tile,
-                buffers: &mut buffers,
+                channels: 0..co,
+                planes: &mut planes(&mut buffers.products, co * m),
+                scratch: &mut buffers.rows,
             });
-            arch.dispatch(Gradients {
-                geometry,
-                dy,
-                tile,
-                buffers: &mut buffers,
-            });
-            for xi in 0..W * W {
-                // sums[ξ][co × ci] (+)= (A dY Aᵀ)[ξ][co × m] · (Bᵀ d B)[ξ]ᵀ[m × ci]
-                // SAFETY: the three buffers hold these matrices and `sums` is this group's own
-                unsafe {
-                    matmul(
-                        [co, ci, m],
-                        sums[xi * co * ci..].as_mut_ptr(),
-                        [ci, 1],
-                        t > 0,
-                        buffers.products[xi * co * m..].as_ptr(),
-                        [m, 1],
-                        buffers.windows[xi * ci * m..].as_ptr(),
-                        [1, m],
-                        parallelism,
-                    );
-                }
-            }
+            let (products, windows) = (&buffers.products[..], &buffers.windows[..]);
+            position_sums(
+                [co, ci, m],
+                &mut sums,
+                t > 0,
+                products,
+                windows,
+                parallelism,
+            );
         }
         sums
     });
-    // Gᵀ S G of each kernel's W² sums: down each column, then across each of the 3 rows
     let mut dw = vec![0f32; co * ci * 9];
-    dw.par_chunks_mut(9).enumerate().for_each(|(k, out)| {
-        let sum = |xi: usize| sums[xi * co * ci + k];
-        let columns: [[f32; 3]; W] = from_fn(|j| M::kernel_gradient(from_fn(|i| sum(W * i + j))));
-        for i in 0..3 {
-            let row = M::kernel_gradient(from_fn(|j| columns[j][i]));
-            out[3 * i..3 * i + 3].copy_from_slice(&row);
-        }
-    });
+    dw.par_chunks_mut(ci * 9)
+        .enumerate()
+        .for_each(|(o, out)| kernel_gradients::<T, W, M>(&sums, [co, ci], o..o + 1, out));
     dw
 }
 
-/// [`Geometry::transform_gradients`] as a [`pulp::WithSimd`] operation.
-struct Gradients<'a, G> {
-    geometry: &'a G,
-    dy: &'a [f32],
-    tile: &'a Tile,
-    buffers: &'a mut Buffers,
+/// Jobs of output channels of [`weight_grad_by_channels`]: a fixed count, so that its
+/// products' sizes, and so their rounding, do not depend on the machine's threads.
+const CHANNEL_JOBS: usize = 4;
+
+/// [`weight_grad3x3`] by the filtering `M`, every block of the batch at once: the windows of
+/// all blocks transformed first (in parallel over input channels), then the output channels
+/// cut into [`CHANNEL_JOBS`] jobs, each transforming its channels' output gradients, summing
+/// each position's products over all the blocks in one product and turning its sums into
+/// its kernels' gradients.
+fn weight_grad_by_channels<const T: usize, const W: usize, M: Minimal<T, W>>(
+    geometry: Geometry<T, W, M>,
+    x: &[f32],
+    dy: &[f32],
+) -> Vec<f32> {
+    const INPUTS: usize = 32;
+    let [ci, co] = geometry.channels;
+    let (geometry, batch) = (&geometry, &geometry.all_blocks());
+    let m = geometry.blocks_of(batch);
+    // `[W², ci, m]`, a task per INPUTS input channels writing its rows of each position
+    let mut windows = vec![0f32; W * W * ci * m];
+    let mut tasks: Vec<Vec<&mut [f32]>> = (0..ci.div_ceil(INPUTS)).map(|_| Vec::new()).collect();
+    for plane in windows.chunks_exact_mut(ci * m) {
+        for (task, rows) in tasks.iter_mut().zip(plane.chunks_mut(INPUTS * m)) {
+            task.push(rows);
+        }
+    }
+    tasks
+        .into_par_iter()
+        .enumerate()
+        .for_each_init(Vec::new, |scratch, (j, mut planes)| {
+            pulp::Arch::new().dispatch(Transform {
+                side: Side::Windows,
+                geometry,
+                values: x,
+                tile: batch,
+                channels: j * INPUTS..(j * INPUTS + INPUTS).min(ci),
+                planes: &mut planes,
+                scratch,
+            })
+        });
+    let outputs = co.div_ceil(CHANNEL_JOBS);
+    let jobs: Vec<Range<usize>> = (0..co)
+        .step_by(outputs)
+        .map(|o| o..(o + outputs).min(co))
+        .collect();
+    let len = co * ci * 9;
+    let mut dw = Vec::<f32>::with_capacity(len);
+    let dw_addr = dw.as_mut_ptr() as usize;
+    let run = |buffers: &mut Buffers, channels: &Range<usize>, parallelism| {
+        let rows = channels.len();
+        buffers.products.resize(W * W * rows * m, 0.0);
+        pulp::Arch::new().dispatch(Transform {
+            side: Side::Gradients,
+            geometry,
+            values: dy,
+            tile: batch,
+            channels: channels.clone(),
+            planes: &mut planes(&mut buffers.products, rows * m),
+            scratch: &mut buffers.rows,
+        });
+        let mut sums = vec![0f32; W * W * rows * ci];
+        position_sums(
+            [rows, ci, m],
+            &mut sums,
+            false,
+            &buffers.products,
+            &windows,
+            parallelism,
+        );
+        // SAFETY: these output channels' kernels, which no other job writes
+        let out = unsafe {
+            let first = (dw_addr as *mut f32).add(channels.start * ci * 9);
+            std::slice::from_raw_parts_mut(first, rows * ci * 9)
+        };
+        kernel_gradients::<T, W, M>(&sums, [rows, ci], 0..rows, out);
+    };
+    for_each_job(&jobs, run);
+    // SAFETY: the jobs have written all `len` values
+    unsafe { dw.set_len(len) };
+    dw
+}
+
+/// `sums[ξ] (+)= products[ξ] · windows[ξ]ᵀ` for every position ξ of the transformed window:
+/// `[rows × ci] (+)= [rows × m] · [m × ci]`, the output gradients' rows `[W², rows, m]` and the
+/// windows `[W², ci, m]`.
+fn position_sums(
+    [rows, ci, m]: [usize; 3],
+    sums: &mut [f32],
+    accumulate: bool,
+    products: &[f32],
+    windows: &[f32],
+    parallelism: gemm::Parallelism,
+) {
+    let positions = sums.len() / (rows * ci);
+    assert!(products.len() >= positions * rows * m && windows.len() >= positions * ci * m);
+    for xi in 0..positions {
+        // SAFETY: the assertion above: each buffer holds its position's matrix
+        unsafe {
+            matmul(
+                [rows, ci, m],
+                sums[xi * rows * ci..].as_mut_ptr(),
+                [ci, 1],
+                accumulate,
+                products[xi * rows * m..].as_ptr(),
+                [m, 1],
+                windows[xi * ci * m..].as_ptr(),
+                [1, m],
+                parallelism,
+            );
+        }
+    }
+}
+
+/// The weight gradient of output channels `rows` (`[rows, ci, 3, 3]`, into `dw`) from their
+/// sums over the blocks, `sums` (`[W², co, ci]`, those rows among `co`): `Gᵀ S G` of each
+/// kernel's W² sums, down each column, then across each of the 3 rows.
+fn kernel_gradients<const T: usize, const W: usize, M: Minimal<T, W>>(
+    sums: &[f32],
+    [co, ci]: [usize; 2],
+    rows: Range<usize>,
+    dw: &mut [f32],
+) {
+    pulp::Arch::new().dispatch(KernelGradients::<T, W, M> {
+        sums,
+        channels: [co, ci],
+        rows,
+        dw,
+        minimal: PhantomData,
+    })
+}
+
+/// [`kernel_gradients`] as a [`pulp::WithSimd`] operation.
+struct KernelGradients<'a, const T: usize, const W: usize, M> {
+    sums: &'a [f32],
+    channels: [usize; 2],
+    rows: Range<usize>,
+    dw: &'a mut [f32],
+    minimal: PhantomData<M>,
 }
 
 impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
-    for Gradients<'_, Geometry<T, W, M>>
+    for KernelGradients<'_, T, W, M>
 {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        self.geometry
-            .transform_gradients(self.dy, self.tile, self.buffers)
+        // each output channel's sums over its input channels side by side: Gᵀ down each
+        // column j (3 rows of ci), then across each of the 3 rows into the 9 taps
+        let [co, ci] = self.channels;
+        let mut down = vec![0f32; 3 * W * ci];
+        let mut taps = vec![0f32; 9 * ci];
+        for (o, dw) in self.rows.zip(self.dw.chunks_exact_mut(9 * ci)) {
+            let sum = |xi: usize| &self.sums[(xi * co + o) * ci..][..ci];
+            for (j, down) in down.chunks_exact_mut(3 * ci).enumerate() {
+                let inputs = from_fn(|i| sum(W * i + j));
+                columns(inputs, split_mut(down, ci), M::kernel_gradient);
+            }
+            for (a, taps) in taps.chunks_exact_mut(3 * ci).enumerate() {
+                let inputs = from_fn(|j| &down[(3 * j + a) * ci..][..ci]);
+                columns(inputs, split_mut(taps, ci), M::kernel_gradient);
+            }
+            for (c, kernel) in dw.chunks_exact_mut(9).enumerate() {
+                for (tap, value) in kernel.iter_mut().enumerate() {
+                    *value = taps[tap * ci + c];
+                }
+            }
+        }
+    }
+}
+
+/// Which side of a convolution [`Transform`] transforms: its input's windows (`Bᵀ d B`) or
+/// its output's gradients (`A dY Aᵀ`).
+#[derive(Clone, Copy)]
+enum Side {
+    Windows,
+    Gradients,
+}
+
+/// [`Geometry::transform_windows`] of an input or [`Geometry::transform_gradients`] of an
+/// output gradient, `values`, as a [`pulp::WithSimd`] operation.
+struct Transform<'a, 'p, G> {
+    side: Side,
+    geometry: &'a G,
+    values: &'a [f32],
+    tile: &'a Tile,
+    channels: Range<usize>,
+    planes: &'a mut [&'p mut [f32]],
+    scratch: &'a mut Vec<f32>,
+}
+
+impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
+    for Transform<'_, '_, Geometry<T, W, M>>
+{
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (g, values, tile) = (self.geometry, self.values, self.tile);
+        match self.side {
+            Side::Windows => {
+                g.transform_windows(values, tile, self.channels, self.planes, self.scratch)
+            }
+            Side::Gradients => {
+                g.transform_gradients(values, tile, self.channels, self.planes, self.scratch)
+            }
+        }
     }
 }
 
@@ -455,26 +670,6 @@ struct Geometry<const T: usize, const W: usize, M> {
     blocks: [usize; 2],
     padding: [usize; 2],
     minimal: PhantomData<M>,
-}
-
-/// [`Geometry::transform_windows`] as a [`pulp::WithSimd`] operation.
-struct Windows<'a, G> {
-    geometry: &'a G,
-    x: &'a [f32],
-    tile: &'a Tile,
-    buffers: &'a mut Buffers,
-}
-
-impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd
-    for Windows<'_, Geometry<T, W, M>>
-{
-    type Output = usize;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) -> usize {
-        self.geometry
-            .transform_windows(self.x, self.tile, self.buffers)
-    }
 }
 
 /// [`Geometry::transform_products`] into `y` as a [`pulp::WithSimd`] operation: `y` must hold
@@ -516,24 +711,43 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
         }
     }
 
-    /// Fills `buffers.products` with `A dY Aᵀ` of every block's T×T output gradients in `dy`
-    /// (zero outside the map), for every output channel, after
-    /// [`transform_windows`](Self::transform_windows) sized it for `tile`.
+    /// A tile of every block of the batch.
+    fn all_blocks(&self) -> Tile {
+        Tile {
+            images: 0..self.images,
+            rows: 0..self.blocks[0],
+        }
+    }
+
+    /// The count of `tile`'s blocks.
+    fn blocks_of(&self, tile: &Tile) -> usize {
+        tile.images.len() * tile.rows.len() * self.blocks[1]
+    }
+
+    /// Fills plane ξ of `planes` with position ξ of `A dY Aᵀ` of every block's T×T output
+    /// gradients in `dy` (zero outside the map), for the output channels `channels`: row
+    /// `o − channels.start` of `tile`'s blocks.
     #[inline(always)]
-    fn transform_gradients(&self, dy: &[f32], tile: &Tile, buffers: &mut Buffers) {
+    fn transform_gradients(
+        &self,
+        dy: &[f32],
+        tile: &Tile,
+        channels: Range<usize>,
+        planes: &mut [&mut [f32]],
+        scratch: &mut Vec<f32>,
+    ) {
         let ([_, co], [ho, wo], [_, bx]) = (self.channels, self.output, self.blocks);
         let rows = tile.rows.len();
-        let m = tile.images.len() * rows * bx;
+        let m = self.blocks_of(tile);
         // per block row, each of its T output rows cut into its T phases of columns (bx
         // each), then A across each of the T rows (W × bx each)
-        buffers.rows.resize(T * bx + T * W * bx, 0.0);
-        let (split, across) = buffers.rows.split_at_mut(T * bx);
-        let mut planes: Vec<&mut [f32]> = buffers.products.chunks_exact_mut(co * m).collect();
+        scratch.resize(T * bx + T * W * bx, 0.0);
+        let (split, across) = scratch.split_at_mut(T * bx);
         for (k, img) in tile.images.clone().enumerate() {
-            for o in 0..co {
+            for (ch, o) in channels.clone().enumerate() {
                 let plane = &dy[(img * co + o) * ho * wo..][..ho * wo];
                 for (r, block_row) in tile.rows.clone().enumerate() {
-                    let at = o * m + (k * rows + r) * bx;
+                    let at = ch * m + (k * rows + r) * bx;
                     for (a, across) in across.chunks_exact_mut(W * bx).enumerate() {
                         let oy = T * block_row + a;
                         let row = (oy < ho).then(|| &plane[oy * wo..][..wo]);
@@ -555,25 +769,29 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
         }
     }
 
-    /// Fills `buffers.windows` with `Bᵀ d B` of the W×W window of every block of `tile`, for
-    /// every input channel, and sizes `buffers.products`; returns the tile's block count.
+    /// Fills plane ξ of `planes` with position ξ of `Bᵀ d B` of the W×W window of every block
+    /// of `tile`, for the input channels `channels`: row `c − channels.start` of the blocks.
     #[inline(always)]
-    fn transform_windows(&self, x: &[f32], tile: &Tile, buffers: &mut Buffers) -> usize {
-        let ([ci, co], [h, w], [_, bx], [py, px]) =
+    fn transform_windows(
+        &self,
+        x: &[f32],
+        tile: &Tile,
+        channels: Range<usize>,
+        planes: &mut [&mut [f32]],
+        scratch: &mut Vec<f32>,
+    ) {
+        let ([ci, _], [h, w], [_, bx], [py, px]) =
             (self.channels, self.input, self.blocks, self.padding);
         let rows = tile.rows.len();
-        let m = tile.images.len() * rows * bx;
-        buffers.windows.resize(W * W * ci * m, 0.0);
-        buffers.products.resize(W * W * co * m, 0.0);
+        let m = self.blocks_of(tile);
         // per image, the padded input rows the tile's blocks read (T a block row, and 2
         // more), each cut into its T phases of columns, bx + 1 of each; then every block's
         // window with its rows turned (W² × m)
         let (band, phase) = (T * rows + 2, bx + 1);
         let padded = T * phase;
-        buffers.rows.resize(band * padded + W * W * m, 0.0);
-        let (split, turned) = buffers.rows.split_at_mut(band * padded);
-        let mut planes: Vec<&mut [f32]> = buffers.windows.chunks_exact_mut(ci * m).collect();
-        for c in 0..ci {
+        scratch.resize(band * padded + W * W * m, 0.0);
+        let (split, turned) = scratch.split_at_mut(band * padded);
+        for (ch, c) in channels.enumerate() {
             for (k, img) in tile.images.clone().enumerate() {
                 let plane = &x[(img * ci + c) * h * w..][..h * w];
                 for (q, split) in split.chunks_exact_mut(padded).enumerate() {
@@ -605,11 +823,10 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
                 let outputs = planes
                     .get_disjoint_mut(from_fn::<_, W, _>(|i| W * i + j))
                     .expect("distinct positions")
-                    .map(|plane| &mut plane[c * m..][..m]);
+                    .map(|plane| &mut plane[ch * m..][..m]);
                 columns(inputs, outputs, M::input);
             }
         }
-        m
     }
 
     /// Writes `Aᵀ M A` of every block's W² products in `buffers.products` into its T×T output
@@ -620,8 +837,7 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> Geometry<T, W, M> {
     #[inline(always)]
     unsafe fn transform_products(&self, tile: &Tile, buffers: &mut Buffers, y: *mut f32) {
         let ([_, co], [ho, wo], [_, bx]) = (self.channels, self.output, self.blocks);
-        let rows = tile.rows.len();
-        let m = tile.images.len() * rows * bx;
+        let (rows, m) = (tile.rows.len(), self.blocks_of(tile));
         // Aᵀ down each column j (T rows of W, m each), then across into the T×T pixels (T² of
         // m, pixel row a's column t at a·T + t)
         buffers.rows.resize(T * W * m + T * T * m, 0.0);
