@@ -236,17 +236,17 @@ impl<const T: usize, const W: usize, M: Minimal<T, W>> pulp::WithSimd for Kernel
                 taps[a * ci + c] = *value;
             }
         }
-        let tap: [&[f32]; 9] = from_fn(|a| &taps[a * ci..][..ci]);
+        let tap = |a: usize| &taps[a * ci..][..ci];
+        // G g down each of the 3 kernel columns b (W rows of ci: i at b·W + i); then (G g) Gᵀ
+        // across each of the W rows i, into positions W·i + j
+        let mut down = vec![0f32; 3 * W * ci];
+        for (b, down) in down.chunks_exact_mut(W * ci).enumerate() {
+            columns(from_fn(|a| tap(3 * a + b)), split_mut(down, ci), M::kernel);
+        }
         let mut rows = vec![0f32; W * W * ci];
-        for c in 0..ci {
-            // G g down each of the 3 kernel columns; then (G g) Gᵀ across each of the W rows
-            let down: [[f32; W]; 3] = from_fn(|b| M::kernel(from_fn(|a| tap[3 * a + b][c])));
-            for i in 0..W {
-                let row = M::kernel(from_fn(|b| down[b][i]));
-                for (j, value) in row.into_iter().enumerate() {
-                    rows[(W * i + j) * ci + c] = value;
-                }
-            }
+        for (i, row) in rows.chunks_exact_mut(W * ci).enumerate() {
+            let inputs = from_fn(|b| &down[(b * W + i) * ci..][..ci]);
+            columns(inputs, split_mut(row, ci), M::kernel);
         }
         for (row, plane) in rows.chunks_exact(ci).zip(self.planes) {
             // SAFETY: `plane` holds this output channel's `ci` values of position ξ
