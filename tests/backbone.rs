@@ -1,8 +1,11 @@
 //! Backbones against PyTorch: ResNet-18 layer4 (eval and train BatchNorm) and
 //! EfficientNet-Lite0 features and logits within 1e-4 relative L2, ImageNet top-1 of the
-//! 16 reference photos through the tool's own preprocessing, weight round trips and errors.
+//! 16 reference photos through the tool's own preprocessing, weight round trips and errors;
+//! then all of them again on an emulated AVX2 CPU.
 
 mod common;
+#[path = "common/emulated.rs"]
+mod emulated;
 #[path = "common/fixtures.rs"]
 mod fixtures;
 
@@ -330,4 +333,14 @@ fn vgg16_weights_of_another_width_are_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("torchvision's vgg16 .pth"), "{err}");
+}
+
+/// The tests above on an AVX2 CPU without AVX-512 (emulated by QEMU), whose code paths a CPU
+/// with AVX-512 does not take: the parity with PyTorch holds on both.
+#[test]
+fn the_backbones_match_pytorch_on_an_avx2_cpu() {
+    emulated::rerun_on(
+        &[emulated::AVX2],
+        "the_backbones_match_pytorch_on_an_avx2_cpu",
+    );
 }

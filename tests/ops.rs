@@ -1,7 +1,10 @@
 //! The CPU kernels against burn's own layers: BatchNorm (inference formula, fused training
 //! kernel with its gradients and running statistics), convolution (training and inference)
-//! and max pooling (inference and training), over the geometries the backbones and heads use.
+//! and max pooling (inference and training), over the geometries the backbones and heads use;
+//! then all of them again on an emulated AVX2 CPU and one without AVX2.
 
+#[path = "common/emulated.rs"]
+mod emulated;
 #[path = "common/fixtures.rs"]
 mod fixtures;
 
@@ -438,4 +441,14 @@ fn training_max_pool_kernel_matches_burns_layer() {
         assert_eq!(got, expected, "{case}: output");
         assert_eq!(got_grad, expected_grad, "{case}: x grad");
     }
+}
+
+/// The tests above on an AVX2 CPU without AVX-512 and on one without AVX2 (emulated by QEMU),
+/// whose code paths a CPU with AVX-512 does not take.
+#[test]
+fn the_kernels_match_on_cpus_with_fewer_vector_instructions() {
+    emulated::rerun_on(
+        &[emulated::AVX2, emulated::PLAIN],
+        "the_kernels_match_on_cpus_with_fewer_vector_instructions",
+    );
 }
