@@ -27,8 +27,8 @@ pub(crate) fn weight_init_lock() -> MutexGuard<'static, ()> {
     WEIGHT_INIT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A module built by `build` with its initial values drawn now, under
-/// [`weight_init_lock`]: for a module made outside a model (a head on its own, say), whose
+/// A module built by `build` with its initial values drawn now, under the weight
+/// initialisation lock: for a module made outside a model (a head on its own, say), whose
 /// lazy draws would otherwise land between another run's seeding of the device generator and
 /// that run's own draws.
 pub fn initialised<M: Module>(build: impl FnOnce() -> M) -> M {

@@ -1,8 +1,8 @@
-//! The data stages: public data sets converted into the MVTec layout ([`convert`]), the
-//! folders of one class ([`layout`]), the protocol split ([`protocol`]), batch slots ([`sampler`]), the
-//! reference set ([`reference`]), decoding and augmentation ([`transform`], [`cutmix`], or
-//! external images as pseudo anomalies: [`outliers`]),
-//! normalised batches ([`batch`]) and a picture of one ([`preview`]).
+//! The data stages: public data sets converted into the MVTec layout ([`convert`]), the folders of
+//! one class ([`layout`]), the protocol split ([`protocol`]), batch slots ([`sampler`]), the
+//! reference set ([`reference`](mod@reference)), decoding and augmentation ([`transform`],
+//! [`cutmix`], or external images as pseudo anomalies: [`outliers`]), normalised batches
+//! ([`batch`]) and a picture of one ([`preview`]).
 
 pub mod batch;
 pub mod convert;

@@ -155,7 +155,7 @@ impl Distillation {
     }
 
     /// Each image's anomaly map `[N, 1, h, w]` at the first scored tap's size (stride 8):
-    /// every scored tap's [`cell_discrepancy`], bilinear to that size, summed.
+    /// every scored tap's `cell_discrepancy`, bilinear to that size, summed.
     pub fn map(&self) -> Tensor<4> {
         let [_, _, h, w] = self.taps[FIRST_SCORED].0.dims();
         self.taps[FIRST_SCORED..]
