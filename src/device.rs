@@ -4,6 +4,7 @@
 use crate::choice::choice;
 use crate::error::{Error, Result};
 use burn::tensor::Device;
+use std::path::{Path, PathBuf};
 
 choice! {
     /// A compute device named on the command line.
@@ -50,12 +51,23 @@ pub fn reuse_freed_memory() {
 }
 
 /// The CPU that a timing was measured on, for the records that carry one (grid cells, the
-/// benchmarks): its model, the threads the kernels share out over, the vector instruction
-/// sets it has and the widest the kernels take with this build, e.g. `AMD EPYC, 2 threads,
-/// avx2 fma avx512f avx512bw avx512cd avx512dq avx512vl, AVX-512 kernels`.
+/// benchmarks): its model with its family and model numbers and the L2 and L3 sizes Linux
+/// lists, the threads the kernels share out over, the vector instruction sets it has and the
+/// widest the kernels take with this build, e.g. `AMD EPYC (family 25 model 17, L2 1024K, L3
+/// 32768K), 2 threads, avx2 fma avx512f avx512bw avx512cd avx512dq avx512vl, AVX-512
+/// kernels`.
 pub fn cpu() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = model_name(&cpuinfo).unwrap_or(std::env::consts::ARCH);
+    let name = field(&cpuinfo, "model name").unwrap_or(std::env::consts::ARCH);
+    let details: Vec<String> = generation(&cpuinfo)
+        .into_iter()
+        .chain(caches(Path::new(CACHES)))
+        .collect();
+    let model = if details.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", details.join(", "))
+    };
     let threads = rayon::current_num_threads();
     let flags = vector_flags();
     let names: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
@@ -70,16 +82,52 @@ pub fn cpu() -> String {
     format!("{model}, {threads} threads, {names}{kernels}")
 }
 
+/// The first CPU's cache folder on Linux.
+const CACHES: &str = "/sys/devices/system/cpu/cpu0/cache";
+
 /// The AVX-512 subsets that the kernels' AVX-512 code needs (`pulp`'s and `gemm`'s x86-v4
 /// level).
 const AVX512: [&str; 5] = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"];
 
-/// The `model name` line of a Linux `/proc/cpuinfo`.
-fn model_name(cpuinfo: &str) -> Option<&str> {
+/// The value of the first `key` line of a Linux `/proc/cpuinfo`.
+fn field<'a>(cpuinfo: &'a str, key: &str) -> Option<&'a str> {
     cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == "model name").then_some(value.trim())
+        let (k, value) = line.split_once(':')?;
+        (k.trim() == key).then_some(value.trim())
     })
+}
+
+/// `family F model M` from `/proc/cpuinfo`: what tells a CPU's generation where a virtual
+/// machine's model name is as short as `AMD EPYC`.
+fn generation(cpuinfo: &str) -> Option<String> {
+    let family = field(cpuinfo, "cpu family")?;
+    let model = field(cpuinfo, "model")?;
+    Some(format!("family {family} model {model}"))
+}
+
+/// The sizes of the data or unified caches of levels 2 and up that Linux lists in `dir` (a
+/// CPU's `cache` folder under `/sys/devices/system/cpu`), as it writes them, e.g. `L2 1024K,
+/// L3 32768K`: the sizes `gemm` blocks its products for.
+fn caches(dir: &Path) -> Option<String> {
+    let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+    let mut found: Vec<(u32, String)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("index"))
+        .filter_map(|entry| {
+            let index = entry.path();
+            let level: u32 = read(index.join("level"))?.trim().parse().ok()?;
+            let kind = read(index.join("type"))?;
+            let size = read(index.join("size"))?;
+            (level >= 2 && kind.trim() != "Instruction").then(|| (level, size.trim().to_string()))
+        })
+        .collect();
+    found.sort();
+    let listed: Vec<String> = found
+        .iter()
+        .map(|(l, size)| format!("L{l} {size}"))
+        .collect();
+    (!listed.is_empty()).then(|| listed.join(", "))
 }
 
 /// The x86 vector instruction sets the kernels choose between, each with whether this CPU
@@ -121,10 +169,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn model_name_is_read_from_cpuinfo() {
-        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2\n";
-        assert_eq!(model_name(cpuinfo), Some("AMD EPYC 7B13"));
-        assert_eq!(model_name("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
+    fn model_name_and_generation_are_read_from_cpuinfo() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2\n";
+        assert_eq!(field(cpuinfo, "model name"), Some("AMD EPYC 7B13"));
+        assert_eq!(generation(cpuinfo).as_deref(), Some("family 25 model 1"));
+        let arm = "processor\t: 0\nBogoMIPS\t: 50.00\n";
+        assert_eq!(field(arm, "model name"), None);
+        assert_eq!(generation(arm), None);
+    }
+
+    #[test]
+    fn caches_lists_levels_two_and_up_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = |name: &str, level: &str, kind: &str, size: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            for (file, text) in [("level", level), ("type", kind), ("size", size)] {
+                std::fs::write(d.join(file), format!("{text}\n")).unwrap();
+            }
+        };
+        index("index0", "1", "Data", "32K");
+        index("index1", "1", "Instruction", "32K");
+        index("index3", "3", "Unified", "32768K");
+        index("index2", "2", "Unified", "512K");
+        index("index4", "2", "Instruction", "64K");
+        assert_eq!(caches(dir.path()).as_deref(), Some("L2 512K, L3 32768K"));
+        std::fs::create_dir(dir.path().join("power")).unwrap();
+        assert_eq!(caches(dir.path()).as_deref(), Some("L2 512K, L3 32768K"));
+        assert_eq!(caches(&dir.path().join("none")), None);
+        assert_eq!(caches(&dir.path().join("power")), None);
     }
 
     #[test]
@@ -139,8 +212,18 @@ mod tests {
     }
 
     #[test]
-    fn cpu_names_the_threads_and_the_flags_this_cpu_has() {
+    fn cpu_names_the_generation_caches_threads_and_flags_this_cpu_has() {
         let cpu = cpu();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        for detail in generation(&cpuinfo)
+            .into_iter()
+            .chain(caches(Path::new(CACHES)))
+        {
+            assert!(
+                cpu.contains(&format!("{detail})")) || cpu.contains(&format!("{detail}, ")),
+                "{detail} in {cpu}"
+            );
+        }
         let threads = format!(", {} threads, ", rayon::current_num_threads());
         assert!(cpu.contains(&threads), "{cpu}");
         for (flag, on) in vector_flags() {
