@@ -68,7 +68,7 @@ pub fn cpu() -> String {
     } else {
         format!("{name} ({})", details.join(", "))
     };
-    let threads = rayon::current_num_threads();
+    let threads = threads(rayon::current_num_threads());
     let flags = vector_flags();
     let names: Vec<&str> = flags.iter().filter(|f| f.1).map(|f| f.0).collect();
     let has = |name: &str| flags.iter().any(|&(n, on)| n == name && on);
@@ -79,7 +79,15 @@ pub fn cpu() -> String {
     } else {
         format!("{}, ", names.join(" "))
     };
-    format!("{model}, {threads} threads, {names}{kernels}")
+    format!("{model}, {threads}, {names}{kernels}")
+}
+
+/// `1 thread`, `2 threads`.
+fn threads(n: usize) -> String {
+    match n {
+        1 => "1 thread".into(),
+        n => format!("{n} threads"),
+    }
 }
 
 /// The first CPU's cache folder on Linux.
@@ -212,6 +220,13 @@ mod tests {
     }
 
     #[test]
+    fn one_thread_is_singular() {
+        assert_eq!(threads(1), "1 thread");
+        assert_eq!(threads(2), "2 threads");
+        assert_eq!(threads(16), "16 threads");
+    }
+
+    #[test]
     fn cpu_names_the_generation_caches_threads_and_flags_this_cpu_has() {
         let cpu = cpu();
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -224,7 +239,7 @@ mod tests {
                 "{detail} in {cpu}"
             );
         }
-        let threads = format!(", {} threads, ", rayon::current_num_threads());
+        let threads = format!(", {}, ", threads(rayon::current_num_threads()));
         assert!(cpu.contains(&threads), "{cpu}");
         for (flag, on) in vector_flags() {
             assert_eq!(
