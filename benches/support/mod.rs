@@ -50,7 +50,7 @@ pub fn python_with_torch() -> Option<String> {
 /// kernels this build takes there, and `python`'s PyTorch with the vector code it runs.
 pub fn print_machine(python: Option<&str>) {
     println!("CPU: {}", dra::device::cpu());
-    let probe = "import torch; print(f'PyTorch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} code, {torch.get_num_threads()} thread' + 's' * (torch.get_num_threads() != 1))";
+    let probe = "import torch; n = torch.get_num_threads(); print(f'PyTorch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} code, {n} thread' + 's' * (n != 1))";
     if let Some(out) = python.and_then(|p| Command::new(p).args(["-c", probe]).output().ok()) {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }
