@@ -97,7 +97,9 @@ fn run_case(kind: BackboneKind, train: bool, img: usize, batch: usize) {
                 opt += (t3 - t2).as_secs_f64();
             }
         } else {
-            let _ = model.score(x.clone(), &maps).anomaly_score().into_data();
+            for (_, scores) in model.score(x.clone(), &maps).iter() {
+                let _ = scores.into_data();
+            }
         }
         if i > 0 {
             total += t0.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest first.
-const ORDER: [&str; 14] = [
+const ORDER: [&str; 15] = [
     "types",
     "error",
     "rng",
@@ -14,6 +14,7 @@ const ORDER: [&str; 14] = [
     "ops",
     "data",
     "model",
+    "fusion",
     "methods",
     "config",
     "run",

@@ -9,6 +9,7 @@ use burn::nn::LinearConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use dra::config::{Preset, TrainConfig};
+use dra::fusion::Fusion;
 use dra::model::backbone::{Backbone, BackboneKind};
 use dra::model::heads::{top_k_count, top_k_mean};
 use dra::model::loss::{Criterion, deviation, dweighted, reference_statistics, routing};
@@ -233,10 +234,18 @@ fn anomaly_score_is_minus_normal_plus_the_others() {
         (Head::Residual, t1(&[3.0, 0.25])),
         (Head::Normal, t1(&[0.5, 4.0])),
     ]);
-    let v: Vec<f32> = scores.anomaly_score().into_data().try_to_vec().unwrap();
+    // the paper's plain sum, as a run without standardisation fuses the heads
+    let rows: Vec<Vec<(Head, f32)>> = (0..2)
+        .map(|i| {
+            scores
+                .iter()
+                .map(|(h, t)| (h, t.into_data().to_vec::<f32>().unwrap()[i]))
+                .collect()
+        })
+        .collect();
+    let v: Vec<f32> = rows.iter().map(|r| Fusion::Plain.score(r)).collect();
     assert_eq!(v, vec![1.0 + 2.0 + 3.0 - 0.5, 0.5 + 0.25 - 4.0]);
-    let only_seen = HeadScores::new(vec![(Head::Seen, t1(&[1.5]))]);
-    assert_eq!(scalar(only_seen.anomaly_score()), 1.5);
+    assert_eq!(Fusion::Plain.score(&[(Head::Seen, 1.5)]), 1.5);
 }
 
 #[test]
@@ -271,9 +280,10 @@ fn head_subsets_score_without_crashing() {
         let model = Dra::new(&cfg, Backbone::new(cfg.backbone, &device), &device);
         let scores = model.forward(Some(refs.clone()), x.clone());
         assert_eq!(scores.iter().count(), cfg.heads.heads().len(), "{heads}");
-        assert_eq!(scores.anomaly_score().dims(), [3], "{heads}");
+        assert!(scores.iter().all(|(_, t)| t.dims() == [3]), "{heads}");
         let maps = model.reference_maps(refs.clone());
-        assert_eq!(model.score(x.clone(), &maps).anomaly_score().dims(), [3]);
+        let scores = model.score(x.clone(), &maps);
+        assert!(scores.iter().all(|(_, t)| t.dims() == [3]), "{heads}");
     }
     assert!("seen,wrong".parse::<HeadSet>().is_err());
     assert!("".parse::<HeadSet>().is_err());
@@ -339,7 +349,7 @@ fn a_saved_run_evaluates_and_predicts_the_same_scores() {
     let out = tempfile::tempdir().unwrap();
     let trained = common::train(&cfg, out.path());
     let scores = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
-    let again = dra::run::evaluate_run(out.path(), None, &mut ()).unwrap();
+    let again = dra::run::evaluate_run(out.path(), None, None, &mut ()).unwrap();
     assert_eq!(trained, again);
     assert_eq!(
         std::fs::read_to_string(out.path().join("scores.csv")).unwrap(),

@@ -6,6 +6,7 @@ mod common;
 
 use burn::prelude::*;
 use common::{dra, s};
+use dra::fusion::Fusion;
 use dra::model::heads::upsample;
 use dra::run::maps::AnomalyMap;
 use dra::types::{Head, Metrics};
@@ -76,7 +77,7 @@ fn a_hot_cell_lands_on_its_image_region_also_for_a_non_square_image() {
         .into_data()
         .try_to_vec()
         .unwrap();
-    let m = AnomalyMap::combine(&[(Head::Seen, input)], 224, None).smoothed(4.0);
+    let m = AnomalyMap::fused(&[(Head::Seen, input)], 224, &Fusion::Plain).smoothed(4.0);
     // the source image was 500 wide and 300 high: the model squashed it to 224²
     let framed = m.resized(500, 300);
     let (w, h) = (500.0, 300.0);
@@ -299,7 +300,7 @@ fn calibrate_sets_the_threshold_from_validation_images() {
     let (_, expected) = dra::metrics::f1_max(&labels, &score(&all)).unwrap();
     let decision = dra::run::saved_decision(&run).unwrap().unwrap();
     assert_eq!((decision.threshold, decision.fpr), (expected, None));
-    let metrics = dra::run::evaluate_run(&run, None, &mut ()).unwrap();
+    let metrics = dra::run::evaluate_run(&run, None, None, &mut ()).unwrap();
     assert_eq!(metrics.decision.unwrap().threshold, expected);
     // an unreadable validation image writes nothing
     let bad = tmp.path().join("bad.png");
@@ -311,4 +312,26 @@ fn calibrate_sets_the_threshold_from_validation_images() {
         dra::run::saved_decision(&run).unwrap().unwrap().threshold,
         expected
     );
+}
+
+#[test]
+fn a_map_far_above_the_threshold_keeps_its_peak_visible() {
+    use dra::run::overlay::MapScale;
+    // threshold 2: the run's scale spans min(0, 2 − 1) = 0 to 2 + 2 = 4
+    let scale = MapScale::of_threshold(Some(2.0));
+    assert_eq!(scale.range, Some((0.0, 4.0)));
+    let map = |values: Vec<f32>| AnomalyMap {
+        width: 2,
+        height: 1,
+        values,
+    };
+    // a map 30× the threshold: its scale reaches its maximum, so the peak alone is bright
+    let far = scale.stretched_to(&map(vec![1.0, 60.0]));
+    assert_eq!((far.range, far.threshold), (Some((0.0, 60.0)), Some(2.0)));
+    // a calm map keeps the run's scale
+    let calm = scale.stretched_to(&map(vec![0.5, 1.0]));
+    assert_eq!(calm.range, Some((0.0, 4.0)));
+    // and a run without a threshold draws each map on its own range
+    let own = MapScale::of_threshold(None).stretched_to(&map(vec![1.0, 60.0]));
+    assert_eq!(own.range, None);
 }

@@ -288,7 +288,7 @@ fn a_short_deep_sad_run_learns_on_the_bundled_data() {
     // it scores whole images: no anomaly map, and --maps says so
     assert!(!out.path().join("maps.png").exists());
     let maps = tempfile::tempdir().unwrap();
-    let err = dra::run::evaluate_run(out.path(), Some(maps.path()), &mut ())
+    let err = dra::run::evaluate_run(out.path(), Some(maps.path()), None, &mut ())
         .unwrap_err()
         .to_string();
     assert!(err.contains("no anomaly map"), "{err}");

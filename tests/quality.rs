@@ -11,12 +11,13 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::s;
 use dra::config::TrainConfig;
+use dra::fusion::{Fusion, FusionRule, HeadStats};
 use dra::model::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
 use dra::model::heads::nearest_cells;
 use dra::model::memory::{
     MemoryMode, PatchMemory, coreset, image_scores, memory_bank, patch_features,
 };
-use dra::model::{Dra, HeadNorm, HeadStats, ModelConfig};
+use dra::model::{Dra, HeadNorm, HeadScores, ModelConfig};
 use dra::rng::seeded;
 use dra::types::Head;
 
@@ -75,7 +76,7 @@ fn train_step(stats: BnStats) -> (Backbone, Backbone) {
     let before = model.backbone.valid();
     let x = Tensor::<4>::random([4, 3, 32, 32], burn::tensor::Distribution::Default, &device);
     let refs = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    let loss = model.forward(Some(refs), x).anomaly_score().sum();
+    let loss = paper_score(model.forward(Some(refs), x)).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let model = AdamConfig::new().init().step(1e-2, model, grads);
     (before, model.backbone.valid())
@@ -124,16 +125,22 @@ fn scores_after_a_step(model: &Dra, freeze: bool, training: BackboneTraining) ->
     let device = Device::flex().autodiff();
     let (x, refs) = (spread_images(4, 0, &device), spread_images(2, 5, &device));
     let mut before = model.backbone.valid();
-    let loss = model
-        .forward(Some(refs.clone()), x.clone())
-        .anomaly_score()
-        .sum();
+    let loss = paper_score(model.forward(Some(refs.clone()), x.clone())).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let model = AdamConfig::new().init().step(1e-2, model, grads);
     let unchanged = running_stats(&mut before) == running_stats(&mut model.backbone.valid());
     let valid = model.valid();
     let scores = valid.score(x.inner(), &valid.reference_maps(refs.inner()));
-    (values(scores.anomaly_score()), unchanged)
+    (values(paper_score(scores)), unchanged)
+}
+
+/// The paper's score s = −g_n + g_s + g_p + g_r as a tensor, a differentiable loss here.
+fn paper_score(scores: HeadScores) -> Tensor<1> {
+    scores
+        .iter()
+        .map(|(h, t)| t.mul_scalar(h.sign()))
+        .reduce(|a, b| a + b)
+        .unwrap()
 }
 
 #[test]
@@ -356,16 +363,14 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     let data = common::bundled_elpv();
     let cfg = TrainConfig {
         head_norm: HeadNorm::Standardise,
+        fusion: FusionRule::Sum,
         // the heads' statistics; the memory's own (from the other half) are tested below
         memory: MemoryMode::None,
         ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
     common::train(&cfg, out.path());
-    let stats: HeadStats = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join(dra::run::files::HEAD_STATS)).unwrap(),
-    )
-    .unwrap();
+    let stats = saved_stats(out.path());
     // the raw head scores of exactly the normal training images give the stored statistics
     let normals = dra::data::layout::list_images(&data.path().join("elpv/train/good")).unwrap();
     let scored = dra::run::predict(out.path(), &normals, None, &mut ())
@@ -398,6 +403,13 @@ fn standardisation_learns_from_the_normal_training_images_only() {
         .chain(test.into_iter().map(|(_, h)| h))
         .collect();
     assert_ne!(HeadStats::of(&all), stats);
+}
+
+/// The part statistics of a run's fitted score rule.
+fn saved_stats(dir: &std::path::Path) -> HeadStats {
+    let path = dir.join(dra::run::files::FUSION);
+    let fusion: Fusion = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fusion.stats().unwrap().clone()
 }
 
 /// `(score, head scores)` of every row of a `scores.csv`.
@@ -462,6 +474,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
     let data = common::bundled_elpv();
     let cfg = TrainConfig {
         memory: MemoryMode::Patch,
+        fusion: FusionRule::Sum,
         ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
@@ -494,10 +507,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
     }
     let mean = own.iter().sum::<f32>() / own.len() as f32;
     let std = (own.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / own.len() as f32).sqrt();
-    let stats: HeadStats = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join(dra::run::files::HEAD_STATS)).unwrap(),
-    )
-    .unwrap();
+    let stats = saved_stats(out.path());
     let (_, m, s) = stats
         .0
         .iter()

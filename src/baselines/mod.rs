@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::baselines::knn::{knn_scores, pooled};
 use crate::data::batch::{ImageStore, eval_batch};
 use crate::error::Result;
+use crate::fusion::Fusion;
 use crate::metrics::{auc_roc, average_precision};
 use crate::model::backbone::Backbone;
 use crate::model::memory::{memory_bank, patch_features, scores_and_maps};
@@ -118,7 +119,7 @@ fn baselines(plan: &mut Plan, known: Option<(Auc, Option<PixelAuc>)>) -> Result<
     }
     let memory = memory_bank(bank.patches, &mut rng);
     let side = plan.config.img_size as u32;
-    let mut maps = MapOutputs::new(side, None, plan.config.map_sigma, None, None);
+    let mut maps = MapOutputs::new(&plan.config, &Fusion::Plain, None, None);
     let mut patch = Vec::with_capacity(p.test.len());
     let size = [side as usize; 2];
     for (f, chunk) in test
@@ -132,7 +133,7 @@ fn baselines(plan: &mut Plan, known: Option<(Auc, Option<PixelAuc>)>) -> Result<
         for (i, (sample, &score)) in chunk.iter().zip(&scores).enumerate() {
             let heads = [(Head::Memory, map[i * cells..(i + 1) * cells].to_vec())];
             let input = plan.images.get(&sample.path)?;
-            maps.add(sample, input, &[(Head::Memory, score)], score, &heads)?;
+            maps.add(sample, input, score, &heads)?;
         }
         patch.extend(scores);
     }

@@ -9,6 +9,7 @@ use dra::config::{Preset, StepAt, TrainConfig};
 use dra::data::reference::RefMode;
 use dra::data::transform::InputNorm;
 use dra::device::DeviceChoice;
+use dra::fusion::FusionRule;
 use dra::methods::Method;
 use dra::model::backbone::{BackboneKind, BnStats};
 use dra::model::heads::ResidualMode;
@@ -167,6 +168,12 @@ pub struct SettingArgs {
     /// none].
     #[arg(long)]
     memory: Option<MemoryMode>,
+    /// How the parts' z-scores (over the normal training images) make the score and the map
+    /// with --head-norm standardise: sum (Σ heads + n·memory), max (the heads' sum and the
+    /// memory as two views, the larger counts) or fisher (the two views' Gaussian tail
+    /// probabilities, combined by Fisher's rule) [default: sum].
+    #[arg(long)]
+    fusion: Option<FusionRule>,
     /// False-positive rate on the normal training images that sets the stored decision
     /// threshold (optimistic, as the model saw them) [default: 0.01].
     #[arg(long)]
@@ -309,6 +316,7 @@ mod tests {
             "residual" => "mean",
             "head_norm" => "none",
             "memory" => "none",
+            "fusion" => "max",
             "fpr" => "0.05",
             "map_sigma" => "2.5",
             "freeze_backbone" => "false",

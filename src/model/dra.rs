@@ -3,8 +3,8 @@
 //! Per scale s (the input taken at every 2^s-th pixel, PyTorch's nearest downsampling), the
 //! backbone maps [reference images; query images] to features; the residual head compares
 //! the queries' features with the reference features. Each head scores every query image;
-//! head scores are averaged over scales. The anomaly score is s = −g_n + g_s + g_p + g_r over
-//! enabled heads.
+//! head scores are averaged over scales. How the heads' scores make the anomaly score is
+//! the fusion module's (one level up the data flow).
 
 use std::fmt;
 use std::str::FromStr;
@@ -116,73 +116,6 @@ choice! {
     }
 }
 
-/// Per-head mean and standard deviation of the scores of the normal training images.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeadStats(pub Vec<(Head, f32, f32)>);
-
-impl HeadStats {
-    /// Mean and (population) std of each head's raw score over `scores` (one row of
-    /// `(head, score)` pairs per normal image).
-    /// (A run gives the memory each normal's score against the other half's bank: its own
-    /// patches are in the full one.)
-    pub fn of(scores: &[Vec<(Head, f32)>]) -> Self {
-        let heads: Vec<Head> = scores
-            .first()
-            .map_or(Vec::new(), |r| r.iter().map(|(h, _)| *h).collect());
-        let n = scores.len().max(1) as f64;
-        HeadStats(
-            heads
-                .iter()
-                .enumerate()
-                .map(|(i, &h)| {
-                    let mean = scores.iter().map(|r| r[i].1 as f64).sum::<f64>() / n;
-                    let var = scores
-                        .iter()
-                        .map(|r| (r[i].1 as f64 - mean).powi(2))
-                        .sum::<f64>()
-                        / n;
-                    (h, mean as f32, var.sqrt() as f32)
-                })
-                .collect(),
-        )
-    }
-
-    /// The anomaly score of raw head scores: Σ w_h · sign_h · (g_h − μ_h) / σ_h (σ floored at
-    /// 1e-6, so a constant head adds nothing), w = 1 for each head of the network and, for the
-    /// memory, the number of those heads: the memory counts as much as they do together.
-    pub fn anomaly_score(&self, heads: &[(Head, f32)]) -> f32 {
-        let learned = heads.iter().filter(|(h, _)| *h != Head::Memory).count();
-        heads
-            .iter()
-            .map(|&(h, g)| {
-                let (scale, mean) = self.term(h, learned);
-                scale * (g - mean)
-            })
-            .sum()
-    }
-
-    /// The factor and offset of `head`'s term in [`HeadStats::anomaly_score`], w_h · sign_h / σ_h
-    /// and μ_h, among `learned` heads of the network.
-    pub fn term(&self, head: Head, learned: usize) -> (f32, f32) {
-        let weight = match head {
-            Head::Memory => learned.max(1) as f32,
-            _ => 1.0,
-        };
-        let (_, mean, std) = self
-            .0
-            .iter()
-            .find(|(k, _, _)| *k == head)
-            .copied()
-            .unwrap_or((head, 0.0, 1.0));
-        (weight * head.sign() / std.max(1e-6), mean)
-    }
-
-    /// The number of the network's heads the statistics cover (the memory not counted).
-    pub fn learned(&self) -> usize {
-        self.0.iter().filter(|(h, _, _)| *h != Head::Memory).count()
-    }
-}
-
 /// MLEP's training terms of a batch: each image's reconstruction error `[N]` (mean absolute)
 /// and its latent, the backbone's map `[N, C, h, w]`.
 #[derive(Debug, Clone)]
@@ -237,14 +170,6 @@ impl HeadScores {
     /// The score of `head`, if enabled.
     pub fn get(&self, head: Head) -> Option<Tensor<1>> {
         self.iter().find(|(h, _)| *h == head).map(|(_, t)| t)
-    }
-
-    /// The anomaly score s = −g_n + g_s + g_p + g_r over the enabled heads.
-    pub fn anomaly_score(&self) -> Tensor<1> {
-        self.iter()
-            .map(|(h, t)| t.mul_scalar(h.sign()))
-            .reduce(|a, b| a + b)
-            .expect("at least one head")
     }
 
     /// The sum of two scales' scores (the decoder's and the student's terms are one scale's:

@@ -7,6 +7,4 @@ pub mod heads;
 pub mod loss;
 pub mod memory;
 
-pub use dra::{
-    Dra, HeadNorm, HeadScores, HeadSet, HeadStats, ModelConfig, Reconstruction, pyramid_level,
-};
+pub use dra::{Dra, HeadNorm, HeadScores, HeadSet, ModelConfig, Reconstruction, pyramid_level};

@@ -8,6 +8,7 @@ use crate::data::batch::Batcher;
 use crate::data::reference::ReferenceSet;
 use crate::data::transform::Normalization;
 use crate::error::Result;
+use crate::fusion::Fusion;
 use crate::model::Dra;
 use crate::model::memory::PatchMemory;
 use crate::rng::DraRng;
@@ -34,13 +35,15 @@ impl Scoring {
 }
 
 /// Scores `samples` in batches, against references drawn from `batcher`'s normals (and the
-/// patch memory, if any, through the model's frozen backbone), calling `on_batch(done,
+/// patch memory, if any, through the model's frozen backbone), each image's parts fused by
+/// `fusion` into its score and map, calling `on_batch(done,
 /// total)`, and hands every image's maps to `maps` if given. `model` must be on a plain
 /// (non-autodiff) device, e.g. `trained.valid()`.
 #[allow(clippy::too_many_arguments)]
 pub fn score_samples(
     model: &Dra,
     memory: Option<&PatchMemory>,
+    fusion: &Fusion,
     scoring: &Scoring,
     samples: &[Sample],
     references: &mut ReferenceSet,
@@ -75,17 +78,17 @@ pub fn score_samples(
             }
         }
         let remembered = remembered.map(|(v, _)| v);
-        let total = values(scores.anomaly_score());
         let mut heads: Vec<(Head, Vec<f32>)> = scores.iter().map(|(h, t)| (h, values(t))).collect();
         heads.extend(remembered.map(|v| (Head::Memory, v)));
         let cells = height * width;
         for (i, sample) in chunk.iter().enumerate() {
+            let parts: Vec<(Head, f32)> = heads.iter().map(|(h, v)| (*h, v[i])).collect();
             let scored = Scored {
                 path: sample.path.clone(),
                 class: sample.class.clone(),
                 anomaly: sample.is_anomaly(),
-                score: total[i],
-                heads: heads.iter().map(|(h, v)| (*h, v[i])).collect(),
+                score: fusion.score(&parts),
+                heads: parts,
             };
             if let Some(maps) = maps.as_deref_mut() {
                 let image: Vec<(Head, Vec<f32>)> = head_maps
@@ -93,7 +96,7 @@ pub fn score_samples(
                     .map(|(h, v)| (*h, v[i * cells..(i + 1) * cells].to_vec()))
                     .collect();
                 let input = batcher.image(&sample.path)?;
-                maps.add(sample, input, &scored.heads, scored.score, &image)?;
+                maps.add(sample, input, scored.score, &image)?;
             }
             out.push(scored);
         }

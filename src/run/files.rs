@@ -16,8 +16,12 @@ pub struct RunRecord {
     pub derived: Derived,
 }
 
-/// The run directory's per-head statistics of the normal training images.
+/// The per-head statistics of the normal training images, in runs written before
+/// [`FUSION`] (which holds them now).
 pub const HEAD_STATS: &str = "head_stats.json";
+
+/// The run directory's fitted score rule ([`crate::fusion::Fusion`]).
+pub const FUSION: &str = "fusion.json";
 
 /// The run directory's decision threshold.
 pub const DECISION: &str = "decision.json";

@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use image::imageops::FilterType;
 
+use crate::config::TrainConfig;
 use crate::data::layout::{mask_of, masks_dir_of};
 use crate::data::transform::load_rgb;
 use crate::error::{Error, Result};
+use crate::fusion::Fusion;
 use crate::metrics::pixel::PixelSet;
-use crate::model::HeadStats;
 use crate::npy;
 use crate::run::overlay::{self, Example, MapScale};
 use crate::types::{Head, PixelMetrics, Sample};
@@ -33,25 +34,22 @@ pub struct AnomalyMap {
 }
 
 impl AnomalyMap {
-    /// The map of one image from its heads' maps (each `side`×`side`, the model's input
-    /// frame), combined as the anomaly score combines the heads: with the heads' statistics
-    /// each map as w_h · sign_h · (m − μ_h) / σ_h ([`HeadStats::term`]), without them summed.
-    pub fn combine(heads: &[(Head, Vec<f32>)], side: u32, stats: Option<&HeadStats>) -> Self {
-        let mut values = vec![0.0; (side * side) as usize];
-        for (head, map) in heads {
-            let (scale, mean) = match stats {
-                Some(stats) => stats.term(*head, stats.learned()),
-                None => (head.sign(), 0.0),
-            };
-            for (v, m) in values.iter_mut().zip(map) {
-                *v += scale * (m - mean);
-            }
-        }
+    /// The map of one image from its parts' maps (each `side`×`side`, the model's input
+    /// frame), fused as `fusion` fuses the image's scores.
+    pub fn fused(parts: &[(Head, Vec<f32>)], side: u32, fusion: &Fusion) -> Self {
         AnomalyMap {
             width: side,
             height: side,
-            values,
+            values: fusion.map(parts, (side * side) as usize),
         }
+    }
+
+    /// The largest value.
+    pub fn max(&self) -> f32 {
+        self.values
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
     }
 
     /// The value at column `x`, row `y`.
@@ -211,7 +209,7 @@ const EXAMPLE_NORMALS: usize = 2;
 
 /// What scoring a set of images with maps gathers (see the module's documentation).
 pub struct MapOutputs<'a> {
-    stats: Option<&'a HeadStats>,
+    fusion: &'a Fusion,
     sigma: f32,
     side: u32,
     scale: MapScale,
@@ -224,19 +222,19 @@ pub struct MapOutputs<'a> {
 }
 
 impl<'a> MapOutputs<'a> {
-    /// Maps of `side`×`side` inputs combined with `stats`, smoothed by `sigma`, drawn on the
-    /// colour scale of `threshold` (the run's decision threshold), written to `files` if any.
+    /// Maps of a run with `config`'s input size and smoothing, fused by `fusion`, drawn on
+    /// the colour scale of `threshold` (the run's decision threshold), written to `files` if
+    /// any.
     pub fn new(
-        side: u32,
-        stats: Option<&'a HeadStats>,
-        sigma: f32,
+        config: &TrainConfig,
+        fusion: &'a Fusion,
         threshold: Option<f64>,
         files: Option<MapFiles>,
     ) -> Self {
         MapOutputs {
-            stats,
-            sigma,
-            side,
+            fusion,
+            sigma: config.map_sigma,
+            side: config.img_size as u32,
             scale: MapScale::of_threshold(threshold),
             files,
             combined: PixelSet::default(),
@@ -247,24 +245,20 @@ impl<'a> MapOutputs<'a> {
         }
     }
 
-    /// Adds one scored image (`input`: as the model took it): its heads' scores and raw anomaly score (combined here as the
-    /// run combines them) and its heads' maps in the input frame.
+    /// Adds one scored image (`input`: as the model took it): its anomaly score and its
+    /// parts' maps in the input frame.
     pub fn add(
         &mut self,
         sample: &Sample,
         input: &RgbImage,
-        head_scores: &[(Head, f32)],
-        raw_score: f32,
+        score: f32,
         heads: &[(Head, Vec<f32>)],
     ) -> Result<()> {
         if heads.is_empty() {
             return Ok(()); // a model whose heads score whole images only has no map
         }
-        let score = self
-            .stats
-            .map_or(raw_score, |s| s.anomaly_score(head_scores));
         let side = self.side;
-        let map = AnomalyMap::combine(heads, side, self.stats).smoothed(self.sigma);
+        let map = AnomalyMap::fused(heads, side, self.fusion).smoothed(self.sigma);
         let mask = match (sample.is_anomaly(), mask_of(sample)) {
             (_, Some(path)) => Some(load_mask(&path, side, side)?),
             // a normal counts where its data set has masks at all
@@ -277,7 +271,7 @@ impl<'a> MapOutputs<'a> {
             self.images += 1;
             self.combined.add(&map.values, mask, side, side);
             for (head, values) in heads {
-                let alone = AnomalyMap::combine(&[(*head, values.clone())], side, None)
+                let alone = AnomalyMap::fused(&[(*head, values.clone())], side, &Fusion::Plain)
                     .smoothed(self.sigma);
                 let set = match self.heads.iter_mut().find(|(h, _)| h == head) {
                     Some((_, set)) => set,

@@ -23,16 +23,18 @@ use crate::data::layout::DatasetLayout;
 use crate::data::protocol::Split;
 use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
+use crate::fusion::{Fusion, FusionRule};
 use crate::metrics::threshold_at_fpr;
 use crate::model::backbone::Backbone;
 use crate::model::backbone::weights::safetensors_writer;
 use crate::model::memory::{MEMORY_FILE, MemoryMode, PatchMemory};
-use crate::model::{Dra, HeadNorm, HeadStats};
+use crate::model::{Dra, HeadNorm};
 use crate::rng::{DraRng, seeded};
 use crate::types::{Head, Metrics, Sample, Scored};
 use evaluate::{Scoring, score_samples};
 use files::{
-    DECISION, Decision, HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record, write_json,
+    DECISION, Decision, FUSION, HEAD_STATS, RunRecord, checkpoint_dir, read_json, read_record,
+    write_json,
 };
 use maps::{MapFiles, MapOutputs};
 pub use plan::Plan;
@@ -148,6 +150,7 @@ pub fn train_run(
     let scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
+        &Fusion::Plain,
         &scoring,
         &split.train_normal,
         &mut st.references,
@@ -168,24 +171,17 @@ pub fn train_run(
         }
     }
     let rows: Vec<Vec<_>> = normals.iter().map(|s| s.heads.clone()).collect();
-    let stats = HeadStats::of(&rows);
-    write_json(&out.join(HEAD_STATS), &stats)?;
-    combine(&config, Some(&stats), &mut normals);
-    let normal_scores: Vec<f64> = normals.iter().map(|s| s.score as f64).collect();
-    let decision = Decision {
-        threshold: threshold_at_fpr(&normal_scores, config.fpr)?,
-        fpr: Some(config.fpr),
-        f1: None,
-        source: format!(
-            "the {} normal training images (optimistic: the model saw them)",
-            normals.len()
-        ),
-    };
-    write_json(&out.join(DECISION), &decision)?;
-    let mut maps = map_outputs(&config, Some(&stats), Some(decision.threshold), None);
-    let mut scored = score_samples(
+    let fusion = fitted(&config, &rows);
+    for s in &mut normals {
+        s.score = fusion.score(&s.heads);
+    }
+    report::write_normal_scores(out, &normals)?;
+    let decision = decide(&fusion, &normals, config.fpr, out)?;
+    let mut maps = MapOutputs::new(&config, &fusion, Some(decision.threshold), None);
+    let scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
+        &fusion,
         &scoring,
         &split.test,
         &mut st.references,
@@ -194,11 +190,10 @@ pub fn train_run(
         Some(&mut maps),
         |d, t| progress.evaluated(d, t),
     )?;
-    combine(&config, Some(&stats), &mut scored);
     Ok(Outcome::Finished(Box::new(report::write_evaluation(
         out,
         &scored,
-        Some(&stats),
+        fusion.stats(),
         Some(decision.threshold),
         maps.finish(Some(out))?,
         &title(&config),
@@ -240,14 +235,45 @@ fn normal_batches<T>(
         .collect()
 }
 
-/// The head statistics of a saved run: required by `--head-norm standardise`, absent from
-/// runs written before they existed.
-fn saved_head_stats(dir: &Path, config: &TrainConfig) -> Result<Option<HeadStats>> {
-    let path = dir.join(HEAD_STATS);
-    match (path.is_file(), config.head_norm) {
-        (true, _) => read_json(&path).map(Some),
-        (false, HeadNorm::None) => Ok(None),
-        (false, HeadNorm::Standardise) => Err(Error::run_file(
+/// The score rule of `config` fitted on the part scores of the normal training images.
+fn fitted(config: &TrainConfig, normals: &[Vec<(Head, f32)>]) -> Fusion {
+    match config.head_norm {
+        HeadNorm::None => Fusion::Plain,
+        HeadNorm::Standardise => Fusion::fit(config.fusion, normals),
+    }
+}
+
+/// Writes the fitted rule and the decision threshold it gives at `fpr` on the normal
+/// training images (`normals`, scored by the rule), returning the decision.
+fn decide(fusion: &Fusion, normals: &[Scored], fpr: f64, out: &Path) -> Result<Decision> {
+    write_json(&out.join(FUSION), fusion)?;
+    let scores: Vec<f64> = normals.iter().map(|s| s.score as f64).collect();
+    let decision = Decision {
+        threshold: threshold_at_fpr(&scores, fpr)?,
+        fpr: Some(fpr),
+        f1: None,
+        source: format!(
+            "the {} normal training images (optimistic: the model saw them)",
+            normals.len()
+        ),
+    };
+    write_json(&out.join(DECISION), &decision)?;
+    Ok(decision)
+}
+
+/// The score rule of a saved run: its `fusion.json`, or for a run written before it existed,
+/// the rule it was scored with (the plain sum, or the fixed weights over `head_stats.json`).
+fn saved_fusion(dir: &Path, config: &TrainConfig) -> Result<Fusion> {
+    let (path, stats) = (dir.join(FUSION), dir.join(HEAD_STATS));
+    match (path.is_file(), config.head_norm, stats.is_file()) {
+        (true, _, _) => read_json(&path),
+        (false, HeadNorm::None, _) => Ok(Fusion::Plain),
+        (false, HeadNorm::Standardise, true) => Ok(Fusion::Fitted {
+            rule: FusionRule::Sum,
+            parts: read_json(&stats)?,
+            heads: (0.0, 1.0),
+        }),
+        (false, HeadNorm::Standardise, false) => Err(Error::run_file(
             &path,
             "missing: the run's --head-norm standardise needs it (train the run again)",
         )),
@@ -260,32 +286,6 @@ pub fn saved_decision(dir: &Path) -> Result<Option<Decision>> {
     match path.is_file() {
         true => read_json(&path).map(Some),
         false => Ok(None),
-    }
-}
-
-/// The map outputs of a run's settings: maps combined as its score combines the heads.
-fn map_outputs<'a>(
-    config: &TrainConfig,
-    stats: Option<&'a HeadStats>,
-    threshold: Option<f64>,
-    files: Option<MapFiles>,
-) -> MapOutputs<'a> {
-    let stats = stats.filter(|_| config.head_norm == HeadNorm::Standardise);
-    MapOutputs::new(
-        config.img_size as u32,
-        stats,
-        config.map_sigma,
-        threshold,
-        files,
-    )
-}
-
-/// Sets each image's anomaly score as the settings combine the heads.
-fn combine(config: &TrainConfig, stats: Option<&HeadStats>, scored: &mut [Scored]) {
-    if let (HeadNorm::Standardise, Some(stats)) = (config.head_norm, stats) {
-        for s in scored {
-            s.score = stats.anomaly_score(&s.heads);
-        }
     }
 }
 
@@ -361,7 +361,7 @@ fn saved_split(record: &RunRecord) -> Result<(Split, ReferenceSet, DraRng)> {
 struct SavedRun<'a> {
     dir: &'a Path,
     record: RunRecord,
-    stats: Option<HeadStats>,
+    fusion: Fusion,
     threshold: Option<f64>,
 }
 
@@ -369,7 +369,7 @@ impl<'a> SavedRun<'a> {
     fn open(dir: &'a Path) -> Result<Self> {
         let record = read_record(dir)?;
         Ok(SavedRun {
-            stats: saved_head_stats(dir, &record.settings)?,
+            fusion: saved_fusion(dir, &record.settings)?,
             threshold: saved_decision(dir)?.map(|d| d.threshold),
             dir,
             record,
@@ -389,9 +389,9 @@ impl<'a> SavedRun<'a> {
             )));
         }
         let files = dir.map(MapFiles::new).transpose()?;
-        Ok(map_outputs(
+        Ok(MapOutputs::new(
             &self.record.settings,
-            self.stats.as_ref(),
+            &self.fusion,
             self.threshold,
             files,
         ))
@@ -442,9 +442,10 @@ impl<'a> SavedRun<'a> {
             MemoryMode::None => None,
         };
         let mut batcher = Batcher::new(&normals, &[], images);
-        let mut scored = score_samples(
+        score_samples(
             &model,
             memory.as_ref(),
+            &self.fusion,
             &Scoring::of(config)?,
             &samples,
             &mut references,
@@ -452,9 +453,7 @@ impl<'a> SavedRun<'a> {
             &mut rng,
             maps,
             |d, t| progress.evaluated(d, t),
-        )?;
-        combine(config, self.stats.as_ref(), &mut scored);
-        Ok(scored)
+        )
     }
 }
 
@@ -464,19 +463,53 @@ impl<'a> SavedRun<'a> {
 pub fn evaluate_run(
     dir: &Path,
     maps_dir: Option<&Path>,
+    refit: Option<FusionRule>,
     progress: &mut impl Progress,
 ) -> Result<Metrics> {
+    if let Some(rule) = refit {
+        refit_fusion(dir, rule)?;
+    }
     let run = SavedRun::open(dir)?;
     let mut maps = run.map_outputs(maps_dir)?;
     let scored = run.score(None, &mut run.image_store(), Some(&mut maps), progress)?;
     report::write_evaluation(
         dir,
         &scored,
-        run.stats.as_ref(),
+        run.fusion.stats(),
         run.threshold,
         maps.finish(Some(dir))?,
         &title(&run.record.settings),
     )
+}
+
+/// Fits `rule` anew on a saved run's `normal_scores.csv` (no model needed) and stores it
+/// with the decision threshold it gives at the run's false-positive rate, and the rule in
+/// `config.json`.
+pub fn refit_fusion(dir: &Path, rule: FusionRule) -> Result<Fusion> {
+    let mut record = read_record(dir)?;
+    if record.settings.head_norm != HeadNorm::Standardise {
+        return Err(Error::Setting(format!(
+            "--fusion: the run at {} adds its heads' raw scores (--head-norm none); a fusion \
+             rule fuses standardised ones",
+            dir.display()
+        )));
+    }
+    record.settings.fusion = rule;
+    let rows = report::read_normal_scores(dir)?;
+    let fusion = fitted(&record.settings, &rows);
+    let normals: Vec<Scored> = rows
+        .into_iter()
+        .map(|heads| Scored {
+            path: PathBuf::new(),
+            class: crate::types::NORMAL_CLASS.into(),
+            anomaly: false,
+            score: fusion.score(&heads),
+            heads,
+        })
+        .collect();
+    decide(&fusion, &normals, record.settings.fpr, dir)?;
+    write_json(&dir.join("config.json"), &record)?;
+    Ok(fusion)
 }
 
 /// What [`predict`] made of its images.

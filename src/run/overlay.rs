@@ -38,10 +38,18 @@ impl MapScale {
     fn bounds(&self, map: &AnomalyMap) -> (f32, f32) {
         let (lo, hi) = self.range.unwrap_or_else(|| {
             let lo = map.values.iter().copied().fold(f32::INFINITY, f32::min);
-            let hi = map.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            (lo, hi)
+            (lo, map.max())
         });
         (lo, if hi > lo { hi } else { lo + 1.0 })
+    }
+
+    /// The scale stretched up to `map`'s maximum where the map goes beyond it, so that a map
+    /// far above the threshold still shows where it peaks (the bar's labels give the values).
+    pub fn stretched_to(&self, map: &AnomalyMap) -> Self {
+        MapScale {
+            range: self.range.map(|(lo, hi)| (lo, hi.max(map.max()))),
+            ..*self
+        }
     }
 }
 
@@ -109,8 +117,10 @@ fn colour_bar(
     root.present().map_err(draw_error)
 }
 
-/// [`overlay`] with a colour bar of the score scale on its right, on white.
+/// [`overlay`] with a colour bar of the score scale on its right, on white; the scale
+/// stretched to the map's maximum ([`MapScale::stretched_to`]).
 pub fn overlay_with_bar(image: &RgbImage, map: &AnomalyMap, scale: &MapScale) -> Result<RgbImage> {
+    let scale = &scale.stretched_to(map);
     let blended = overlay(image, map, scale);
     let (w, h) = blended.dimensions();
     let mut canvas = RgbImage::from_pixel(w + BAR, h.max(80), Rgb([255, 255, 255]));
@@ -136,9 +146,17 @@ pub struct Example {
     pub mask: Option<Vec<bool>>,
 }
 
+/// Each map on its own range, minimum to maximum.
+const OWN_RANGE: MapScale = MapScale {
+    range: None,
+    threshold: None,
+};
+
 /// `maps.png`: one row per example, the image (squashed to the model's square input, as the
-/// model sees it), its map over it, and its mask (black for normals; an anomaly without one
-/// says so), captioned with the class and score, and one colour bar.
+/// model sees it), its map over it on the common scale (the colour bar's), the map again on
+/// its own range (where it peaks, whether far above the threshold or below it), and its mask
+/// (black for normals; an anomaly without one says so), captioned with the class, the score
+/// and the map's own range.
 pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()> {
     // without fixed bounds, one scale over all the examples' maps
     let values = examples.iter().flat_map(|e| e.map.values.iter().copied());
@@ -152,7 +170,7 @@ pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()>
     let side = examples.first().map_or(1, |e| e.map.width);
     let rows = examples.len() as u32;
     let mut canvas = RgbImage::from_pixel(
-        3 * side + 2 * 4 + BAR,
+        4 * side + 3 * 4 + BAR,
         rows * (side + CAPTION),
         Rgb([255, 255, 255]),
     );
@@ -170,7 +188,9 @@ pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()>
         image::imageops::overlay(&mut canvas, image, 0, top as i64);
         let blended = overlay(image, &e.map, scale);
         image::imageops::overlay(&mut canvas, &blended, (side + 4) as i64, top as i64);
-        image::imageops::overlay(&mut canvas, &mask, (2 * side + 8) as i64, top as i64);
+        let own = overlay(image, &e.map, &OWN_RANGE);
+        image::imageops::overlay(&mut canvas, &own, (2 * side + 8) as i64, top as i64);
+        image::imageops::overlay(&mut canvas, &mask, (3 * side + 12) as i64, top as i64);
     }
     let (lo, hi) = examples
         .first()
@@ -185,12 +205,13 @@ pub fn figure(path: &Path, examples: &[Example], scale: &MapScale) -> Result<()>
         for (i, e) in examples.iter().enumerate() {
             let y = (i as u32 * (side + CAPTION)) as i32 + 4;
             let name = e.path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let columns = match (e.anomaly, &e.mask) {
-                (true, None) => "image | map | no mask",
-                _ => "image | map | mask",
+            let mask = match (e.anomaly, &e.mask) {
+                (true, None) => "no mask",
+                _ => "mask",
             };
+            let (lo, hi) = OWN_RANGE.bounds(&e.map);
             let text = format!(
-                "{} · {} · score {:.2}   ({columns})",
+                "{} · {} · score {:.2}   (image | map | map from {lo:.2} to {hi:.2} | {mask})",
                 e.label,
                 name.unwrap_or_default(),
                 e.score

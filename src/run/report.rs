@@ -1,15 +1,15 @@
 //! The run directory: `config.json`, `model.safetensors`, `metrics.json`, `scores.csv`,
-//! `train_log.csv` and the plots (`scores`, `roc`, `pr` as PNG and SVG).
+//! `normal_scores.csv`, `train_log.csv` and the plots (`scores`, `roc`, `pr` as PNG and SVG).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fusion::HeadStats;
 use crate::metrics::{
     auc_roc, average_precision, decisions, f1_max, per_class_auc_roc, pr_curve, roc_curve,
 };
-use crate::model::HeadStats;
 use crate::run::files::write_json;
 use crate::run::plot;
 use crate::run::train::EpochLog;
@@ -209,6 +209,62 @@ pub fn plot_files(dir: &Path) -> Vec<PathBuf> {
     ["scores", "roc", "pr"]
         .iter()
         .flat_map(|s| ["png", "svg"].map(|e| dir.join(format!("{s}.{e}"))))
+        .collect()
+}
+
+/// Writes `normal_scores.csv`: the normal training images' part scores that the score rule
+/// is fitted on and their scores under it, which set the decision threshold (the memory's
+/// against the other half's bank), kept so that the rule can be fitted again without the
+/// model.
+pub fn write_normal_scores(dir: &Path, normals: &[Scored]) -> Result<()> {
+    write(&dir.join(NORMAL_SCORES), &scores_csv(normals))
+}
+
+/// The run directory's scores of the normal training images ([`write_normal_scores`]).
+pub const NORMAL_SCORES: &str = "normal_scores.csv";
+
+/// The part scores of each row of a run's `normal_scores.csv` (the parts named by the last
+/// columns of its header; a path's quoted commas come before them).
+pub fn read_normal_scores(dir: &Path) -> Result<Vec<Vec<(Head, f32)>>> {
+    let path = dir.join(NORMAL_SCORES);
+    let bad = |m: String| Error::run_file(&path, m);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(format!(
+            "cannot read it ({e}): the run was trained before runs kept it, train it again"
+        ))
+    })?;
+    let mut lines = text.lines();
+    let parts: Vec<Head> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .skip(4)
+        .map(|name| {
+            Head::NETWORK
+                .into_iter()
+                .chain([Head::Memory])
+                .find(|h| h.name() == name)
+                .ok_or_else(|| bad(format!("unknown part '{name}' in the header")))
+        })
+        .collect::<Result<_>>()?;
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let fields: Vec<&str> = line.rsplitn(parts.len() + 1, ',').collect();
+            if fields.len() != parts.len() + 1 {
+                return Err(bad(format!("line {} has too few fields", i + 2)));
+            }
+            parts
+                .iter()
+                .zip(fields.iter().rev().skip(1))
+                .map(|(&h, v)| {
+                    let value = v
+                        .parse()
+                        .map_err(|_| bad(format!("line {}: '{v}' is not a number", i + 2)))?;
+                    Ok((h, value))
+                })
+                .collect()
+        })
         .collect()
 }
 
