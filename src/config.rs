@@ -11,7 +11,7 @@ use crate::data::reference::RefMode;
 use crate::data::transform::{InputNorm, Normalization};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::fusion::FusionRule;
+use crate::fusion::PartWeights;
 use crate::methods::Method;
 use crate::model::backbone::{BackboneKind, BackboneTraining, BnStats};
 use crate::model::heads::{DECODER_SCALE, ResidualMode};
@@ -87,8 +87,8 @@ pub struct TrainConfig {
     pub head_norm: HeadNorm,
     /// Whether the anomaly score also draws on a memory of normal patches.
     pub memory: MemoryMode,
-    /// How the parts' z-scores are fused into the anomaly score and map (standardised heads).
-    pub fusion: FusionRule,
+    /// The weight of each part's z-score in the anomaly score and map (standardised heads).
+    pub part_weights: PartWeights,
     /// The false-positive rate on the normal training images that sets the stored decision
     /// threshold (optimistic: those images were trained on).
     pub fpr: f64,
@@ -145,7 +145,7 @@ impl Default for TrainConfig {
             residual: ResidualMode::Nearest,
             head_norm: HeadNorm::Standardise,
             memory: MemoryMode::Patch,
-            fusion: FusionRule::Sum,
+            part_weights: PartWeights::default(),
             fpr: 0.01,
             map_sigma: 4.0,
             freeze_backbone: true,

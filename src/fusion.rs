@@ -3,25 +3,13 @@
 //! on the normal training images alone (their part scores; the memory's each against the
 //! other half's bank). Every final score and map of a run comes from a [`Fusion`].
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
-use crate::choice::choice;
+use crate::error::{Error, Result};
 use crate::types::Head;
-
-choice! {
-    /// How the parts' z-scores over the normal training images are fused (with
-    /// `head_norm = "standardise"`).
-    pub enum FusionRule ("score fusion") {
-        /// Σ_h z_h + n·z_memory: the memory weighted as much as the n heads together.
-        Sum = "sum",
-        /// max(z_heads, z_memory): the heads' sum and the memory as two views, each a z-score
-        /// over the normal training images; an image is as anomalous as its more anomalous view.
-        Max = "max",
-        /// −log P(Z > z_heads) − log P(Z > z_memory), Z standard normal: Fisher's combination
-        /// of the two views' Gaussian tail probabilities.
-        Fisher = "fisher",
-    }
-}
 
 /// Per-part mean and standard deviation of the scores of the normal training images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,113 +22,180 @@ impl HeadStats {
         let heads: Vec<Head> = scores
             .first()
             .map_or(Vec::new(), |r| r.iter().map(|(h, _)| *h).collect());
+        let n = scores.len().max(1) as f64;
         HeadStats(
             heads
                 .iter()
                 .enumerate()
                 .map(|(i, &h)| {
-                    let (mean, std) = mean_std(scores.iter().map(|r| r[i].1 as f64));
-                    (h, mean as f32, std as f32)
+                    let mean = scores.iter().map(|r| r[i].1 as f64).sum::<f64>() / n;
+                    let var = scores
+                        .iter()
+                        .map(|r| (r[i].1 as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / n;
+                    (h, mean as f32, var.sqrt() as f32)
                 })
                 .collect(),
         )
     }
 
-    /// The fixed-weight sum of raw part scores: Σ w_h · sign_h · (g_h − μ_h) / σ_h (σ floored
-    /// at 1e-6, so a constant part adds nothing), w = 1 for each head of the network and, for
-    /// the memory, the number of those heads: the memory counts as much as they do together.
-    pub fn anomaly_score(&self, heads: &[(Head, f32)]) -> f32 {
-        self.weighted_sum(heads.iter().copied())
-    }
-
-    /// [`HeadStats::anomaly_score`] of parts given one by one (a map's pixel lacks the
-    /// normal head: the memory keeps the weight of all the heads the statistics cover).
-    fn weighted_sum(&self, parts: impl Iterator<Item = (Head, f32)>) -> f32 {
-        let learned = self.learned();
-        parts
-            .map(|(h, g)| {
-                let (scale, mean) = self.term(h, learned);
-                scale * (g - mean)
-            })
-            .sum()
-    }
-
-    /// The factor and offset of `head`'s term in [`HeadStats::anomaly_score`], w_h · sign_h / σ_h
-    /// and μ_h, among `learned` heads of the network.
-    pub fn term(&self, head: Head, learned: usize) -> (f32, f32) {
-        let weight = match head {
-            Head::Memory => learned.max(1) as f32,
-            _ => 1.0,
-        };
-        let (scale, mean) = self.z(head);
-        (weight * scale, mean)
-    }
-
-    /// The factor and offset of `head`'s z-score, sign_h / σ_h and μ_h (1 and 0 for a part
-    /// the statistics do not cover).
-    fn z(&self, head: Head) -> (f32, f32) {
+    /// The z-score of part `head`'s raw score `g`, sign_h · (g − μ_h) / σ_h, σ floored at 1e-6
+    /// so that a part constant on the normals adds nothing to them (the raw score, signed,
+    /// for a part the statistics do not cover).
+    pub fn z(&self, head: Head, g: f32) -> f32 {
         let (_, mean, std) = self
             .0
             .iter()
             .find(|(k, _, _)| *k == head)
             .copied()
             .unwrap_or((head, 0.0, 1.0));
-        (head.sign() / std.max(1e-6), mean)
-    }
-
-    /// The number of the network's heads the statistics cover (the memory not counted).
-    pub fn learned(&self) -> usize {
-        self.0.iter().filter(|(h, _, _)| *h != Head::Memory).count()
+        head.sign() * (g - mean) / std.max(1e-6)
     }
 }
 
-/// Mean and population standard deviation.
-fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = values.clone().count().max(1) as f64;
-    let mean = values.clone().sum::<f64>() / n;
-    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
-}
-
-/// A fitted score rule (`fusion.json` in a run directory).
+/// The weight of each part in the fused score, written `seen=1,pseudo=0,memory=8`; a part
+/// not named weighs 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// The paper's plain signed sum of raw head scores, −g_n + g_s + g_p + g_r
-    /// (`head_norm = "none"`).
-    Plain,
-    /// A rule over the parts' z-scores.
-    Fitted {
-        rule: FusionRule,
-        /// Each part's mean and std on the normal training images.
-        parts: HeadStats,
-        /// Mean and std of the heads' summed z-scores on the same images: the heads' view.
-        heads: (f32, f32),
-    },
+#[serde(try_from = "String", into = "String")]
+pub struct PartWeights(Vec<(Head, f32)>);
+
+impl PartWeights {
+    /// The weight of `head`.
+    pub fn of(&self, head: Head) -> f32 {
+        self.0
+            .iter()
+            .find(|(h, _)| *h == head)
+            .map_or(1.0, |(_, w)| *w)
+    }
+
+    /// Each head of the network 1 and the memory `n`, the number of heads in `stats`: the
+    /// rule of runs written before the weights were a setting.
+    fn memory_as_all_heads(stats: &HeadStats) -> Self {
+        let heads = stats
+            .0
+            .iter()
+            .filter(|(h, _, _)| *h != Head::Memory)
+            .count();
+        PartWeights(vec![(Head::Memory, heads.max(1) as f32)])
+    }
+}
+
+impl Default for PartWeights {
+    /// The seen, residual and normal heads 1, the pseudo head 0 (its CutMix patches say
+    /// little of real defects: docs/RESULTS.md), the memory 4.
+    fn default() -> Self {
+        PartWeights(vec![(Head::Pseudo, 0.0), (Head::Memory, 4.0)])
+    }
+}
+
+impl FromStr for PartWeights {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let names = || {
+            let all: Vec<_> = Head::NETWORK
+                .iter()
+                .chain([&Head::Memory])
+                .map(|h| h.name())
+                .collect();
+            all.join(", ")
+        };
+        let mut weights = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, value) = item.split_once('=').ok_or_else(|| {
+                Error::Setting(format!(
+                    "part weight '{item}' is not name=weight (e.g. memory=4)"
+                ))
+            })?;
+            let head = Head::NETWORK
+                .into_iter()
+                .chain([Head::Memory])
+                .find(|h| h.name() == name.trim())
+                .ok_or_else(|| Error::Setting(format!("unknown part '{name}' ({})", names())))?;
+            let weight: f32 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|w: &f32| w.is_finite() && *w >= 0.0)
+                .ok_or_else(|| {
+                    Error::Setting(format!(
+                        "the weight of {name}, '{value}', is not a number ≥ 0"
+                    ))
+                })?;
+            weights.retain(|(h, _)| *h != head);
+            weights.push((head, weight));
+        }
+        weights.sort_by_key(|(h, _)| *h);
+        Ok(PartWeights(weights))
+    }
+}
+
+impl TryFrom<String> for PartWeights {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<PartWeights> for String {
+    fn from(w: PartWeights) -> String {
+        w.to_string()
+    }
+}
+
+impl fmt::Display for PartWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let items: Vec<_> = self.0.iter().map(|(h, w)| format!("{h}={w}")).collect();
+        f.write_str(&items.join(","))
+    }
+}
+
+/// A fitted score rule (`fusion.json` in a run directory): the parts' statistics on the
+/// normal training images and how they are fused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fusion {
+    /// Each part's mean and std on the normal training images.
+    pub parts: HeadStats,
+    /// Weighted z-scores, or (without weights) the paper's plain signed sum of raw scores,
+    /// −g_n + g_s + g_p + g_r (`head_norm = "none"`).
+    pub weights: Option<PartWeights>,
 }
 
 impl Fusion {
-    /// `rule` fitted on the part scores of the normal training images (one row each).
-    pub fn fit(rule: FusionRule, normals: &[Vec<(Head, f32)>]) -> Self {
-        let parts = HeadStats::of(normals);
-        let sums = normals.iter().map(|row| heads_sum(&parts, row) as f64);
-        let (mean, std) = mean_std(sums);
-        Fusion::Fitted {
-            rule,
-            parts,
-            heads: (mean as f32, std as f32),
+    /// The rule weighing the parts' z-scores by `weights` (`None`: the plain sum), fitted on
+    /// the part scores of the normal training images (one row each).
+    pub fn fit(weights: Option<PartWeights>, normals: &[Vec<(Head, f32)>]) -> Self {
+        Fusion {
+            parts: HeadStats::of(normals),
+            weights,
         }
     }
 
-    /// The parts' statistics, where the rule has them.
-    pub fn stats(&self) -> Option<&HeadStats> {
-        match self {
-            Fusion::Plain => None,
-            Fusion::Fitted { parts, .. } => Some(parts),
+    /// The paper's plain signed sum, without statistics (a part's map drawn alone).
+    pub fn plain() -> Self {
+        Fusion {
+            parts: HeadStats(Vec::new()),
+            weights: None,
         }
     }
 
-    /// The anomaly score of one image's raw part scores.
+    /// The rule of a run written before `fusion.json`: the plain sum, or the memory
+    /// weighted as all the heads together over its `head_stats.json`.
+    pub fn legacy(parts: HeadStats, standardise: bool) -> Self {
+        let weights = standardise.then(|| PartWeights::memory_as_all_heads(&parts));
+        Fusion { parts, weights }
+    }
+
+    /// The same statistics fused by the default weights (the "standardised" column of a run
+    /// that adds raw scores).
+    pub fn standardised(&self) -> Self {
+        Fusion {
+            parts: self.parts.clone(),
+            weights: Some(PartWeights::default()),
+        }
+    }
+
+    /// The anomaly score of one image's raw part scores: Σ_p w_p z_p.
     pub fn score(&self, parts: &[(Head, f32)]) -> f32 {
         self.fuse(parts.iter().copied())
     }
@@ -154,62 +209,10 @@ impl Fusion {
             .collect()
     }
 
-    fn fuse(&self, parts: impl Iterator<Item = (Head, f32)> + Clone) -> f32 {
-        let Fusion::Fitted {
-            rule,
-            parts: stats,
-            heads,
-        } = self
-        else {
-            return parts.map(|(h, g)| h.sign() * g).sum();
-        };
-        if *rule == FusionRule::Sum {
-            return stats.weighted_sum(parts);
-        }
-        let mut views = Vec::with_capacity(2);
-        if stats.learned() > 0 {
-            let sum: f32 = parts
-                .clone()
-                .filter(|(h, _)| *h != Head::Memory)
-                .map(|(h, g)| z_of(stats, h, g))
-                .sum();
-            views.push((sum - heads.0) / heads.1.max(1e-6));
-        }
-        views.extend(
-            parts
-                .filter(|(h, _)| *h == Head::Memory)
-                .map(|(h, g)| z_of(stats, h, g)),
-        );
-        match rule {
-            FusionRule::Max => views.into_iter().fold(f32::NEG_INFINITY, f32::max),
-            _ => views.into_iter().map(neg_log_tail).sum(),
+    fn fuse(&self, parts: impl Iterator<Item = (Head, f32)>) -> f32 {
+        match &self.weights {
+            Some(w) => parts.map(|(h, g)| w.of(h) * self.parts.z(h, g)).sum(),
+            None => parts.map(|(h, g)| h.sign() * g).sum(),
         }
     }
-}
-
-/// The z-score of part `head`'s raw score `g`.
-fn z_of(stats: &HeadStats, head: Head, g: f32) -> f32 {
-    let (scale, mean) = stats.z(head);
-    scale * (g - mean)
-}
-
-/// Σ z_h over the network's heads of one row.
-fn heads_sum(stats: &HeadStats, row: &[(Head, f32)]) -> f32 {
-    row.iter()
-        .filter(|(h, _)| *h != Head::Memory)
-        .map(|&(h, g)| z_of(stats, h, g))
-        .sum()
-}
-
-/// −log P(Z > z) for a standard normal Z, accurate far into both tails.
-pub fn neg_log_tail(z: f32) -> f32 {
-    let z = z as f64;
-    let value = if z < 20.0 {
-        -(0.5 * libm::erfc(z / std::f64::consts::SQRT_2)).ln()
-    } else {
-        // beyond f64's erfc, the asymptotic series of the Mills ratio
-        let series = 1.0 - 1.0 / (z * z) + 3.0 / z.powi(4);
-        0.5 * z * z + (z * (2.0 * std::f64::consts::PI).sqrt()).ln() - series.ln()
-    };
-    value as f32
 }

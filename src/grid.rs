@@ -304,13 +304,16 @@ fn read_result(dir: &Path) -> Result<Option<CellResult>> {
     };
     let mut result: CellResult =
         serde_json::from_str(&text).map_err(|e| Error::run_file(&done, e.to_string()))?;
-    // written before cells kept these (or re-evaluated since): the cell's metrics.json has them
+    // the cell's metrics.json is its latest evaluation (`dra eval` after training, with
+    // other part weights say), and it has what results written before cells kept them lack
     if let Some(metrics) = saved_metrics(dir) {
-        if result.heads.is_empty() {
-            result.heads = head_aucs(&metrics);
-        }
+        result.dra = Auc {
+            auc_roc: metrics.auc_roc,
+            auc_pr: metrics.auc_pr,
+        };
+        result.heads = head_aucs(&metrics);
         if let Some(p) = &metrics.pixel {
-            result.pixel.get_or_insert(PixelAuc {
+            result.pixel = Some(PixelAuc {
                 auc_roc: p.auc_roc,
                 aupro: p.aupro,
             });

@@ -1,61 +1,79 @@
-//! The score rule: each rule on hand-made scores, the Gaussian tail against scipy's values,
-//! and a run's rule fitted on its normal training images alone.
+//! The score rule: the weighted z-scores on hand-made scores and maps, the weights' text, and
+//! a run's rule fitted on its normal training images alone.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use dra::fusion::{Fusion, FusionRule, HeadStats, neg_log_tail};
+use dra::fusion::{Fusion, HeadStats, PartWeights};
 use dra::types::Head;
 
-/// Two normal training images: seen {1, 3} (μ 2, σ 1), normal {4, 2} (μ 3, σ 1), memory
-/// {10, 14} (μ 12, σ 2); the heads' summed z-scores are −2 and 2 (μ 0, σ 2).
+/// Two normal training images: seen {1, 3} (μ 2, σ 1), pseudo {0, 2} (μ 1, σ 1), normal
+/// {4, 2} (μ 3, σ 1), memory {10, 14} (μ 12, σ 2).
 fn normals() -> Vec<Vec<(Head, f32)>> {
     vec![
-        vec![(Head::Seen, 1.0), (Head::Normal, 4.0), (Head::Memory, 10.0)],
-        vec![(Head::Seen, 3.0), (Head::Normal, 2.0), (Head::Memory, 14.0)],
+        vec![
+            (Head::Seen, 1.0),
+            (Head::Pseudo, 0.0),
+            (Head::Normal, 4.0),
+            (Head::Memory, 10.0),
+        ],
+        vec![
+            (Head::Seen, 3.0),
+            (Head::Pseudo, 2.0),
+            (Head::Normal, 2.0),
+            (Head::Memory, 14.0),
+        ],
     ]
 }
 
-/// z-scores seen 3, normal −(1 − 3) = 2, memory (20 − 12) / 2 = 4; the heads' view 5 / 2.
-const QUERY: [(Head, f32); 3] = [(Head::Seen, 5.0), (Head::Normal, 1.0), (Head::Memory, 20.0)];
+/// z-scores: seen 3, pseudo 6, normal −(1 − 3) = 2, memory (20 − 12) / 2 = 4.
+const QUERY: [(Head, f32); 4] = [
+    (Head::Seen, 5.0),
+    (Head::Pseudo, 7.0),
+    (Head::Normal, 1.0),
+    (Head::Memory, 20.0),
+];
 
-fn close(a: f32, b: f64, what: &str) {
-    assert!(
-        (a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
-        "{what}: {a} != {b}"
-    );
+fn weights(text: &str) -> Option<PartWeights> {
+    Some(text.parse().unwrap())
 }
 
 #[test]
-fn each_rule_on_hand_made_scores() {
-    let fit = |rule| Fusion::fit(rule, &normals());
-    let Fusion::Fitted { parts, heads, .. } = fit(FusionRule::Sum) else {
-        panic!("a fitted rule")
-    };
+fn the_weighted_z_scores_on_hand_made_scores() {
+    let fit = |w| Fusion::fit(w, &normals());
     assert_eq!(
-        parts,
+        fit(None).parts,
         HeadStats(vec![
             (Head::Seen, 2.0, 1.0),
+            (Head::Pseudo, 1.0, 1.0),
             (Head::Normal, 3.0, 1.0),
             (Head::Memory, 12.0, 2.0)
         ])
     );
-    assert_eq!(heads, (0.0, 2.0));
-    // the paper's plain sum: 5 − 1 + 20
-    close(Fusion::Plain.score(&QUERY), 24.0, "plain");
-    // 3 + 2 + 2 · 4: the memory weighs as much as the two heads
-    close(fit(FusionRule::Sum).score(&QUERY), 13.0, "sum");
-    close(fit(FusionRule::Max).score(&QUERY), 4.0, "max");
-    // −log P(Z > 2.5) − log P(Z > 4), scipy.stats.norm.logsf
-    close(
-        fit(FusionRule::Fisher).score(&QUERY),
-        15.441749763805984,
-        "fisher",
+    // the paper's plain sum: 5 + 7 − 1 + 20
+    assert_eq!(fit(None).score(&QUERY), 31.0);
+    assert_eq!(Fusion::plain().score(&QUERY), 31.0);
+    // the defaults: seen 3 + pseudo 0 · 6 + normal 2 + memory 4 · 4
+    assert_eq!(fit(Some(PartWeights::default())).score(&QUERY), 21.0);
+    assert_eq!(
+        fit(weights("pseudo=1,memory=2")).score(&QUERY),
+        3.0 + 6.0 + 2.0 + 8.0
     );
-    // the heads' view leads where it is the larger: seen 9 → z 7, view 4.5 > memory 4
-    let query = [(Head::Seen, 9.0), (Head::Normal, 1.0), (Head::Memory, 20.0)];
-    close(fit(FusionRule::Max).score(&query), 4.5, "max, heads' view");
+    assert_eq!(
+        fit(weights("seen=0.5,normal=0,memory=0")).score(&QUERY),
+        1.5 + 6.0
+    );
+    // a run written before the weights: the memory weighs as the three heads together
+    let legacy = Fusion::legacy(fit(None).parts, true);
+    assert_eq!(legacy.score(&QUERY), 3.0 + 6.0 + 2.0 + 3.0 * 4.0);
+    assert_eq!(Fusion::legacy(fit(None).parts, false).score(&QUERY), 31.0);
+    // a part constant on the normals adds nothing to them
+    let flat = Fusion::fit(
+        weights(""),
+        &[vec![(Head::Seen, 2.0)], vec![(Head::Seen, 2.0)]],
+    );
+    assert_eq!(flat.score(&[(Head::Seen, 2.0)]), 0.0);
 }
 
 #[test]
@@ -63,35 +81,34 @@ fn a_map_is_fused_pixel_by_pixel_as_the_scores_are() {
     // two pixels; the normal head scores whole images and has no map
     let maps = vec![
         (Head::Seen, vec![5.0, 2.0]),
+        (Head::Pseudo, vec![7.0, 1.0]),
         (Head::Memory, vec![20.0, 12.0]),
     ];
-    let fit = |rule| Fusion::fit(rule, &normals());
-    // sum: z_seen + 2 z_memory, the memory's weight that of both heads
-    assert_eq!(fit(FusionRule::Sum).map(&maps, 2), vec![3.0 + 8.0, 0.0]);
-    // max: the heads' view (3 / 2, then 0) against the memory's z (4, then 0)
-    assert_eq!(fit(FusionRule::Max).map(&maps, 2), vec![4.0, 0.0]);
-    let fisher = fit(FusionRule::Fisher).map(&maps, 2);
-    for (pixel, (value, (view, memory))) in fisher.iter().zip([(1.5, 4.0), (0.0, 0.0)]).enumerate()
-    {
-        let expected = neg_log_tail(view) + neg_log_tail(memory);
-        close(*value, expected as f64, &format!("fisher, pixel {pixel}"));
-    }
-    assert_eq!(Fusion::Plain.map(&maps, 2), vec![25.0, 14.0]);
+    let fusion = Fusion::fit(Some(PartWeights::default()), &normals());
+    assert_eq!(fusion.map(&maps, 2), vec![3.0 + 4.0 * 4.0, 0.0]);
+    assert_eq!(Fusion::plain().map(&maps, 2), vec![32.0, 15.0]);
 }
 
 #[test]
-fn the_gaussian_tail_matches_scipy_far_into_both_tails() {
-    // scipy.stats.norm.logsf, negated
-    for (z, expected) in [
-        (0.0, std::f64::consts::LN_2),
-        (1.644_853_6, 2.9957322735539904),
-        (10.0, 53.23128515051248),
-        (19.99, 203.71670771720844),
-        (20.01, 204.11770277865995),
-        (30.0, 454.32124395634327),
-        (-8.0, 6.220960574271742e-16),
+fn part_weights_read_and_write_as_name_equals_weight() {
+    let w: PartWeights = " memory=8, seen=0.5 ,memory=6".parse().unwrap();
+    assert_eq!(
+        (w.of(Head::Memory), w.of(Head::Seen), w.of(Head::Residual)),
+        (6.0, 0.5, 1.0)
+    );
+    assert_eq!(w.to_string(), "seen=0.5,memory=6");
+    assert_eq!(PartWeights::default().to_string(), "pseudo=0,memory=4");
+    let json = serde_json::to_string(&w).unwrap();
+    assert_eq!(json, "\"seen=0.5,memory=6\"");
+    assert_eq!(serde_json::from_str::<PartWeights>(&json).unwrap(), w);
+    for (bad, says) in [
+        ("tail=1", "unknown part 'tail'"),
+        ("memory", "not name=weight"),
+        ("memory=-1", "not a number ≥ 0"),
+        ("memory=x", "not a number ≥ 0"),
     ] {
-        close(neg_log_tail(z), expected, &format!("z = {z}"));
+        let e = bad.parse::<PartWeights>().unwrap_err().to_string();
+        assert!(e.contains(says), "{bad}: {e}");
     }
 }
 
@@ -99,7 +116,7 @@ fn the_gaussian_tail_matches_scipy_far_into_both_tails() {
 fn a_run_fits_its_rule_on_the_normal_training_images_alone() {
     let data = common::bundled_elpv();
     let cfg = dra::config::TrainConfig {
-        fusion: FusionRule::Max,
+        part_weights: "memory=8".parse().unwrap(),
         ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
@@ -131,7 +148,7 @@ fn a_run_fits_its_rule_on_the_normal_training_images_alone() {
     assert_eq!(rows.len(), plan.split.train_normal.len());
     let fusion: Fusion =
         serde_json::from_str(&std::fs::read_to_string(dir.join("fusion.json")).unwrap()).unwrap();
-    assert_eq!(fusion, Fusion::fit(FusionRule::Max, &rows));
+    assert_eq!(fusion, Fusion::fit(weights("memory=8"), &rows));
     let test = std::fs::read_to_string(dir.join("scores.csv")).unwrap();
     let header: Vec<&str> = test.lines().next().unwrap().split(',').collect();
     assert_eq!(
@@ -156,19 +173,19 @@ fn a_run_fits_its_rule_on_the_normal_training_images_alone() {
         dra::metrics::threshold_at_fpr(&normal, cfg.fpr).unwrap()
     );
 
-    // fitted anew from those rows alone (no model), the sum rule scores what `eval` gives
-    let refit = dra::run::refit_fusion(dir, FusionRule::Sum).unwrap();
-    assert_eq!(refit, Fusion::fit(FusionRule::Sum, &rows));
+    // fitted anew from those rows alone (no model), the default weights score as the
+    // "standardised" column (the default weights) says, with a threshold of their own
+    let refit = dra::run::refit_fusion(dir, PartWeights::default()).unwrap();
+    assert_eq!(refit, Fusion::fit(Some(PartWeights::default()), &rows));
     let record = dra::run::files::read_record(dir).unwrap();
-    assert_eq!(record.settings.fusion, FusionRule::Sum);
+    assert_eq!(record.settings.part_weights, PartWeights::default());
     let metrics = dra::run::evaluate_run(dir, None, None, &mut ()).unwrap();
-    let Fusion::Fitted { parts, .. } = &refit else {
-        panic!("a fitted rule")
-    };
-    let standardised = metrics.standardised.unwrap().auc_roc;
+    assert_eq!(metrics.auc_roc, metrics.standardised.unwrap().auc_roc);
+    let normal: Vec<f64> = rows.iter().map(|r| refit.score(r) as f64).collect();
+    let threshold = dra::run::saved_decision(dir).unwrap().unwrap().threshold;
     assert_eq!(
-        metrics.auc_roc, standardised,
-        "the sum rule is the standardised sum"
+        threshold,
+        dra::metrics::threshold_at_fpr(&normal, cfg.fpr).unwrap()
     );
-    assert_eq!(parts, &HeadStats::of(&rows));
+    assert_ne!(threshold, stored.threshold);
 }

@@ -326,6 +326,14 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
         assert!((auc - second[0].heads[h]).abs() < 1e-12, "{h}");
     }
     assert_eq!(first[1].dra, second[1].dra); // same seed, same scores
+    // re-evaluated with other part weights, a cell reports its new evaluation
+    let weights = "memory=0".parse().unwrap();
+    let cell = out.path().join("seed-0");
+    let metrics = dra::run::evaluate_run(&cell, None, Some(weights), &mut ()).unwrap();
+    let again = dra::grid::finished_results(&g, out.path()).unwrap();
+    assert_eq!(again[0].dra.auc_roc, metrics.auc_roc);
+    assert_ne!(again[0].dra.auc_roc, first[0].dra.auc_roc);
+    assert_eq!(again[0].knn, first[0].knn);
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn a_hot_cell_lands_on_its_image_region_also_for_a_non_square_image() {
         .into_data()
         .try_to_vec()
         .unwrap();
-    let m = AnomalyMap::fused(&[(Head::Seen, input)], 224, &Fusion::Plain).smoothed(4.0);
+    let m = AnomalyMap::fused(&[(Head::Seen, input)], 224, &Fusion::plain()).smoothed(4.0);
     // the source image was 500 wide and 300 high: the model squashed it to 224²
     let framed = m.resized(500, 300);
     let (w, h) = (500.0, 300.0);

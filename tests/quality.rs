@@ -11,7 +11,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::s;
 use dra::config::TrainConfig;
-use dra::fusion::{Fusion, FusionRule, HeadStats};
+use dra::fusion::{Fusion, HeadStats};
 use dra::model::backbone::{Backbone, BackboneKind, BackboneTraining, BnStats};
 use dra::model::heads::nearest_cells;
 use dra::model::memory::{
@@ -354,7 +354,7 @@ fn head_statistics_are_a_population_mean_and_std_and_standardise_the_sum() {
         vec![(Head::Seen, 2.0, 1.0), (Head::Normal, 2.0, 0.0)]
     );
     // seen (5 − 2) / 1 = 3; normal is constant on the normals: (g − 2) / 1e-6, negated
-    let z = stats.anomaly_score(&[(Head::Seen, 5.0), (Head::Normal, 2.0)]);
+    let z = stats.z(Head::Seen, 5.0) + stats.z(Head::Normal, 2.0);
     assert!((z - 3.0).abs() < 1e-6, "{z}");
 }
 
@@ -363,7 +363,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     let data = common::bundled_elpv();
     let cfg = TrainConfig {
         head_norm: HeadNorm::Standardise,
-        fusion: FusionRule::Sum,
+        part_weights: "memory=4,pseudo=1".parse().unwrap(),
         // the heads' statistics; the memory's own (from the other half) are tested below
         memory: MemoryMode::None,
         ..common::tiny_elpv(data.path())
@@ -394,7 +394,7 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     let test: Vec<(f32, Vec<(Head, f32)>)> = scores_csv_rows(&csv);
     assert_eq!(test.len(), 75);
     for (score, heads) in &test {
-        let z = stats.anomaly_score(heads);
+        let z = memory_4(&stats, heads);
         assert!((score - z).abs() < 1e-4 * (1.0 + z.abs()), "{score} != {z}");
     }
     // including the test images would change the statistics
@@ -405,11 +405,19 @@ fn standardisation_learns_from_the_normal_training_images_only() {
     assert_ne!(HeadStats::of(&all), stats);
 }
 
+/// Σ z over the parts, the memory's weighted 4 (the weights these tests train with).
+fn memory_4(stats: &HeadStats, parts: &[(Head, f32)]) -> f32 {
+    parts
+        .iter()
+        .map(|&(h, g)| if h == Head::Memory { 4.0 } else { 1.0 } * stats.z(h, g))
+        .sum()
+}
+
 /// The part statistics of a run's fitted score rule.
 fn saved_stats(dir: &std::path::Path) -> HeadStats {
     let path = dir.join(dra::run::files::FUSION);
     let fusion: Fusion = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    fusion.stats().unwrap().clone()
+    fusion.parts
 }
 
 /// `(score, head scores)` of every row of a `scores.csv`.
@@ -474,7 +482,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
     let data = common::bundled_elpv();
     let cfg = TrainConfig {
         memory: MemoryMode::Patch,
-        fusion: FusionRule::Sum,
+        part_weights: "memory=4,pseudo=1".parse().unwrap(),
         ..common::tiny_elpv(data.path())
     };
     let out = tempfile::tempdir().unwrap();
@@ -542,7 +550,7 @@ fn the_memory_term_is_the_patch_knn_standardised_on_the_other_half_of_the_normal
                 .iter()
                 .map(|&(h, g)| (h, if h == Head::Memory { own_of(i) } else { g }))
                 .collect();
-            stats.anomaly_score(&heads) as f64
+            memory_4(&stats, &heads) as f64
         })
         .collect();
     let stored = dra::run::saved_decision(out.path()).unwrap().unwrap();

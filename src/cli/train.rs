@@ -9,7 +9,7 @@ use dra::config::{Preset, StepAt, TrainConfig};
 use dra::data::reference::RefMode;
 use dra::data::transform::InputNorm;
 use dra::device::DeviceChoice;
-use dra::fusion::FusionRule;
+use dra::fusion::PartWeights;
 use dra::methods::Method;
 use dra::model::backbone::{BackboneKind, BnStats};
 use dra::model::heads::ResidualMode;
@@ -168,12 +168,11 @@ pub struct SettingArgs {
     /// none].
     #[arg(long)]
     memory: Option<MemoryMode>,
-    /// How the parts' z-scores (over the normal training images) make the score and the map
-    /// with --head-norm standardise: sum (Σ heads + n·memory), max (the heads' sum and the
-    /// memory as two views, the larger counts) or fisher (the two views' Gaussian tail
-    /// probabilities, combined by Fisher's rule) [default: sum].
-    #[arg(long)]
-    fusion: Option<FusionRule>,
+    /// With --head-norm standardise, the weight of each part's z-score (over the normal
+    /// training images) in the score and the map, `part=weight` comma-separated; a part not
+    /// named weighs 1 [default: pseudo=0,memory=4].
+    #[arg(long, value_name = "WEIGHTS")]
+    part_weights: Option<PartWeights>,
     /// False-positive rate on the normal training images that sets the stored decision
     /// threshold (optimistic, as the model saw them) [default: 0.01].
     #[arg(long)]
@@ -316,7 +315,7 @@ mod tests {
             "residual" => "mean",
             "head_norm" => "none",
             "memory" => "none",
-            "fusion" => "max",
+            "part_weights" => "memory=2,seen=0.5",
             "fpr" => "0.05",
             "map_sigma" => "2.5",
             "freeze_backbone" => "false",

@@ -271,7 +271,7 @@ impl<'a> MapOutputs<'a> {
             self.images += 1;
             self.combined.add(&map.values, mask, side, side);
             for (head, values) in heads {
-                let alone = AnomalyMap::fused(&[(*head, values.clone())], side, &Fusion::Plain)
+                let alone = AnomalyMap::fused(&[(*head, values.clone())], side, &Fusion::plain())
                     .smoothed(self.sigma);
                 let set = match self.heads.iter_mut().find(|(h, _)| h == head) {
                     Some((_, set)) => set,

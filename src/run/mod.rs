@@ -23,7 +23,7 @@ use crate::data::layout::DatasetLayout;
 use crate::data::protocol::Split;
 use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
-use crate::fusion::{Fusion, FusionRule};
+use crate::fusion::{Fusion, PartWeights};
 use crate::metrics::threshold_at_fpr;
 use crate::model::backbone::Backbone;
 use crate::model::backbone::weights::safetensors_writer;
@@ -150,7 +150,7 @@ pub fn train_run(
     let scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
-        &Fusion::Plain,
+        &Fusion::plain(),
         &scoring,
         &split.train_normal,
         &mut st.references,
@@ -193,7 +193,7 @@ pub fn train_run(
     Ok(Outcome::Finished(Box::new(report::write_evaluation(
         out,
         &scored,
-        fusion.stats(),
+        &fusion,
         Some(decision.threshold),
         maps.finish(Some(out))?,
         &title(&config),
@@ -237,10 +237,11 @@ fn normal_batches<T>(
 
 /// The score rule of `config` fitted on the part scores of the normal training images.
 fn fitted(config: &TrainConfig, normals: &[Vec<(Head, f32)>]) -> Fusion {
-    match config.head_norm {
-        HeadNorm::None => Fusion::Plain,
-        HeadNorm::Standardise => Fusion::fit(config.fusion, normals),
-    }
+    let weights = match config.head_norm {
+        HeadNorm::None => None,
+        HeadNorm::Standardise => Some(config.part_weights.clone()),
+    };
+    Fusion::fit(weights, normals)
 }
 
 /// Writes the fitted rule and the decision threshold it gives at `fpr` on the normal
@@ -265,15 +266,12 @@ fn decide(fusion: &Fusion, normals: &[Scored], fpr: f64, out: &Path) -> Result<D
 /// the rule it was scored with (the plain sum, or the fixed weights over `head_stats.json`).
 fn saved_fusion(dir: &Path, config: &TrainConfig) -> Result<Fusion> {
     let (path, stats) = (dir.join(FUSION), dir.join(HEAD_STATS));
-    match (path.is_file(), config.head_norm, stats.is_file()) {
+    let standardise = config.head_norm == HeadNorm::Standardise;
+    match (path.is_file(), stats.is_file(), standardise) {
         (true, _, _) => read_json(&path),
-        (false, HeadNorm::None, _) => Ok(Fusion::Plain),
-        (false, HeadNorm::Standardise, true) => Ok(Fusion::Fitted {
-            rule: FusionRule::Sum,
-            parts: read_json(&stats)?,
-            heads: (0.0, 1.0),
-        }),
-        (false, HeadNorm::Standardise, false) => Err(Error::run_file(
+        (false, true, _) => Ok(Fusion::legacy(read_json(&stats)?, standardise)),
+        (false, false, false) => Ok(Fusion::plain()),
+        (false, false, true) => Err(Error::run_file(
             &path,
             "missing: the run's --head-norm standardise needs it (train the run again)",
         )),
@@ -463,11 +461,11 @@ impl<'a> SavedRun<'a> {
 pub fn evaluate_run(
     dir: &Path,
     maps_dir: Option<&Path>,
-    refit: Option<FusionRule>,
+    refit: Option<PartWeights>,
     progress: &mut impl Progress,
 ) -> Result<Metrics> {
-    if let Some(rule) = refit {
-        refit_fusion(dir, rule)?;
+    if let Some(weights) = refit {
+        refit_fusion(dir, weights)?;
     }
     let run = SavedRun::open(dir)?;
     let mut maps = run.map_outputs(maps_dir)?;
@@ -475,26 +473,26 @@ pub fn evaluate_run(
     report::write_evaluation(
         dir,
         &scored,
-        run.fusion.stats(),
+        &run.fusion,
         run.threshold,
         maps.finish(Some(dir))?,
         &title(&run.record.settings),
     )
 }
 
-/// Fits `rule` anew on a saved run's `normal_scores.csv` (no model needed) and stores it
-/// with the decision threshold it gives at the run's false-positive rate, and the rule in
-/// `config.json`.
-pub fn refit_fusion(dir: &Path, rule: FusionRule) -> Result<Fusion> {
+/// Fits the score rule with part `weights` anew on a saved run's `normal_scores.csv` (no
+/// model needed) and stores it with the decision threshold it gives at the run's
+/// false-positive rate, and the weights in `config.json`.
+pub fn refit_fusion(dir: &Path, weights: PartWeights) -> Result<Fusion> {
     let mut record = read_record(dir)?;
     if record.settings.head_norm != HeadNorm::Standardise {
         return Err(Error::Setting(format!(
-            "--fusion: the run at {} adds its heads' raw scores (--head-norm none); a fusion \
-             rule fuses standardised ones",
+            "--part-weights: the run at {} adds its heads' raw scores (--head-norm none); \
+             weights apply to standardised ones",
             dir.display()
         )));
     }
-    record.settings.fusion = rule;
+    record.settings.part_weights = weights;
     let rows = report::read_normal_scores(dir)?;
     let fusion = fitted(&record.settings, &rows);
     let normals: Vec<Scored> = rows

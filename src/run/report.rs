@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fusion::HeadStats;
+use crate::fusion::Fusion;
 use crate::metrics::{
     auc_roc, average_precision, decisions, f1_max, per_class_auc_roc, pr_curve, roc_curve,
 };
@@ -19,11 +19,7 @@ use crate::types::{Head, Scored};
 impl Metrics {
     /// Computes the metrics of scored test images, with the standardised combination's
     /// when the heads' statistics are given and the decisions at `threshold` if any.
-    pub fn of(
-        scored: &[Scored],
-        stats: Option<&HeadStats>,
-        threshold: Option<f64>,
-    ) -> Result<Self> {
+    pub fn of(scored: &[Scored], fusion: &Fusion, threshold: Option<f64>) -> Result<Self> {
         let labels: Vec<bool> = scored.iter().map(|s| s.anomaly).collect();
         let auc = |scores: &[f64]| -> Result<Auc> {
             Ok(Auc {
@@ -51,15 +47,13 @@ impl Metrics {
             .iter()
             .map(|s| s.anomaly.then_some(s.class.as_str()))
             .collect();
-        let standardised = match stats {
-            Some(stats) => {
-                let z: Vec<f64> = scored
-                    .iter()
-                    .map(|s| stats.anomaly_score(&s.heads) as f64)
-                    .collect();
+        let standardised = match fusion.parts.0.is_empty() {
+            false => {
+                let rule = fusion.standardised();
+                let z: Vec<f64> = scored.iter().map(|s| rule.score(&s.heads) as f64).collect();
                 Some(auc(&z)?)
             }
-            None => None,
+            true => None,
         };
         Ok(Metrics {
             auc_roc: overall.auc_roc,
@@ -164,14 +158,14 @@ pub fn train_log_csv(logs: &[EpochLog]) -> String {
 pub fn write_evaluation(
     dir: &Path,
     scored: &[Scored],
-    stats: Option<&HeadStats>,
+    fusion: &Fusion,
     threshold: Option<f64>,
     pixel: Option<PixelMetrics>,
     title: &str,
 ) -> Result<Metrics> {
     let metrics = Metrics {
         pixel,
-        ..Metrics::of(scored, stats, threshold)?
+        ..Metrics::of(scored, fusion, threshold)?
     };
     write_json(&dir.join("metrics.json"), &metrics)?;
     write(&dir.join("scores.csv"), &scores_csv(scored))?;
