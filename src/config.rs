@@ -370,6 +370,25 @@ impl TrainConfig {
                     .into(),
             );
         }
+        if self.head_norm == HeadNorm::None && self.part_weights != PartWeights::default() {
+            return bad(
+                "--part-weights weigh the heads' z-scores: they need --head-norm standardise \
+                 (--head-norm none adds the raw scores, the paper's)"
+                    .into(),
+            );
+        }
+        let memory = (self.memory == MemoryMode::Patch).then_some(Head::Memory);
+        let parts = self.heads.heads().iter().copied().chain(memory);
+        if self.head_norm == HeadNorm::Standardise
+            && parts.clone().all(|h| self.part_weights.of(h) == 0.0)
+        {
+            let names: Vec<_> = parts.map(|h| h.name()).collect();
+            return bad(format!(
+                "--part-weights {} leave nothing of the score: give one of {} a weight above 0",
+                self.part_weights,
+                names.join(", ")
+            ));
+        }
         if self.method.spec().needs_anomalies && self.n_anomaly == 0 {
             return bad(format!(
                 "--method {} learns from labelled anomalies: --n-anomaly must be at least 1",

@@ -189,3 +189,34 @@ fn a_run_fits_its_rule_on_the_normal_training_images_alone() {
     );
     assert_ne!(threshold, stored.threshold);
 }
+
+#[test]
+fn weights_that_cannot_apply_are_refused_before_a_run() {
+    use dra::config::TrainConfig;
+    use dra::model::HeadNorm;
+    let weights = |text: &str| text.parse::<PartWeights>().unwrap();
+    // the paper's raw sum has no z-scores to weigh
+    let raw = TrainConfig {
+        head_norm: HeadNorm::None,
+        memory: dra::model::memory::MemoryMode::None,
+        part_weights: weights("memory=8"),
+        ..TrainConfig::default()
+    };
+    let e = raw.validate().unwrap_err().to_string();
+    assert!(e.contains("need --head-norm standardise"), "{e}");
+    // weights that leave no part of the run's score
+    let nothing = TrainConfig {
+        part_weights: weights("seen=0,pseudo=0,residual=0,normal=0,memory=0"),
+        ..TrainConfig::default()
+    };
+    let e = nothing.validate().unwrap_err().to_string();
+    assert!(e.contains("leave nothing of the score"), "{e}");
+    assert!(e.contains("seen, pseudo, residual, normal, memory"), "{e}");
+    // the defaults pass, and so does any part with a weight
+    TrainConfig::default().validate().unwrap();
+    let memory_alone = TrainConfig {
+        part_weights: weights("seen=0,pseudo=0,residual=0,normal=0"),
+        ..TrainConfig::default()
+    };
+    memory_alone.validate().unwrap();
+}
