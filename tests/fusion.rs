@@ -54,8 +54,8 @@ fn the_weighted_z_scores_on_hand_made_scores() {
     // the paper's plain sum: 5 + 7 − 1 + 20
     assert_eq!(fit(None).score(&QUERY), 31.0);
     assert_eq!(Fusion::plain().score(&QUERY), 31.0);
-    // the defaults: seen 3 + pseudo 0 · 6 + normal 2 + memory 4 · 4
-    assert_eq!(fit(Some(PartWeights::default())).score(&QUERY), 21.0);
+    // the defaults: seen 3 + pseudo 0 · 6 + normal 2 + memory 6 · 4
+    assert_eq!(fit(Some(PartWeights::default())).score(&QUERY), 29.0);
     assert_eq!(
         fit(weights("pseudo=1,memory=2")).score(&QUERY),
         3.0 + 6.0 + 2.0 + 8.0
@@ -85,7 +85,7 @@ fn a_map_is_fused_pixel_by_pixel_as_the_scores_are() {
         (Head::Memory, vec![20.0, 12.0]),
     ];
     let fusion = Fusion::fit(Some(PartWeights::default()), &normals());
-    assert_eq!(fusion.map(&maps, 2), vec![3.0 + 4.0 * 4.0, 0.0]);
+    assert_eq!(fusion.map(&maps, 2), vec![3.0 + 6.0 * 4.0, 0.0]);
     assert_eq!(Fusion::plain().map(&maps, 2), vec![32.0, 15.0]);
 }
 
@@ -97,7 +97,7 @@ fn part_weights_read_and_write_as_name_equals_weight() {
         (6.0, 0.5, 1.0)
     );
     assert_eq!(w.to_string(), "seen=0.5,memory=6");
-    assert_eq!(PartWeights::default().to_string(), "pseudo=0,memory=4");
+    assert_eq!(PartWeights::default().to_string(), "pseudo=0,memory=6");
     let json = serde_json::to_string(&w).unwrap();
     assert_eq!(json, "\"seen=0.5,memory=6\"");
     assert_eq!(serde_json::from_str::<PartWeights>(&json).unwrap(), w);

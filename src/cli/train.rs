@@ -170,7 +170,7 @@ pub struct SettingArgs {
     memory: Option<MemoryMode>,
     /// With --head-norm standardise, the weight of each part's z-score (over the normal
     /// training images) in the score and the map, `part=weight` comma-separated; a part not
-    /// named weighs 1 [default: pseudo=0,memory=4].
+    /// named weighs 1 [default: pseudo=0,memory=6].
     #[arg(long, value_name = "WEIGHTS")]
     part_weights: Option<PartWeights>,
     /// False-positive rate on the normal training images that sets the stored decision
