@@ -220,3 +220,41 @@ fn weights_that_cannot_apply_are_refused_before_a_run() {
     };
     memory_alone.validate().unwrap();
 }
+
+#[test]
+fn normal_scores_read_back_as_written_with_commas_in_paths() {
+    use dra::run::report::{NORMAL_SCORES, read_normal_scores, write_normal_scores};
+    use dra::types::Scored;
+    let dir = tempfile::tempdir().unwrap();
+    let row = |path: &str, seen: f32, memory: f32| Scored {
+        path: path.into(),
+        class: "good".into(),
+        anomaly: false,
+        score: seen + memory,
+        heads: vec![(Head::Seen, seen), (Head::Memory, memory)],
+    };
+    let scored = vec![
+        row("a, b/\"c\".png", 0.25, 3.0),
+        row("plain.png", -1.5, 7.125),
+    ];
+    write_normal_scores(dir.path(), &scored).unwrap();
+    let rows = read_normal_scores(dir.path()).unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            vec![(Head::Seen, 0.25), (Head::Memory, 3.0)],
+            vec![(Head::Seen, -1.5), (Head::Memory, 7.125)]
+        ]
+    );
+    // a damaged file is named with its line
+    let path = dir.path().join(NORMAL_SCORES);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("7.125", "x");
+    std::fs::write(&path, text).unwrap();
+    let e = read_normal_scores(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("normal_scores.csv") && e.contains("line 3: 'x' is not a number"),
+        "{e}"
+    );
+}
