@@ -239,13 +239,13 @@ fn anomaly_score_is_minus_normal_plus_the_others() {
         .map(|i| {
             scores
                 .iter()
-                .map(|(h, t)| (h, t.into_data().to_vec::<f32>().unwrap()[i]))
+                .map(|(h, t)| (h, t.into_data().try_to_vec::<f32>().unwrap()[i]))
                 .collect()
         })
         .collect();
-    let v: Vec<f32> = rows.iter().map(|r| Fusion::Plain.score(r)).collect();
+    let v: Vec<f32> = rows.iter().map(|r| Fusion::plain().score(r)).collect();
     assert_eq!(v, vec![1.0 + 2.0 + 3.0 - 0.5, 0.5 + 0.25 - 4.0]);
-    assert_eq!(Fusion::Plain.score(&[(Head::Seen, 1.5)]), 1.5);
+    assert_eq!(Fusion::plain().score(&[(Head::Seen, 1.5)]), 1.5);
 }
 
 #[test]
