@@ -151,6 +151,20 @@ impl fmt::Display for PartWeights {
     }
 }
 
+impl fmt::Display for Fusion {
+    /// The rule in a line, as `dra train` and `dra eval` report it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.weights {
+            Some(w) => write!(
+                f,
+                "each part's z-score over the normal training images, weighted {w} (a part \
+                 not named 1)"
+            ),
+            None => f.write_str("the plain sum of the heads' raw scores (the paper's)"),
+        }
+    }
+}
+
 /// A fitted score rule (`fusion.json` in a run directory): the parts' statistics on the
 /// normal training images and how they are fused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -170,7 +170,16 @@ fn eval_and_predict_write_maps_and_pixel_metrics() {
         "{}",
         String::from_utf8_lossy(&train.stderr)
     );
-    assert!(String::from_utf8_lossy(&train.stdout).contains("pixel AUROC"));
+    let stdout = String::from_utf8_lossy(&train.stdout);
+    assert!(stdout.contains("pixel AUROC"));
+    // the score rule it reports is the one in fusion.json: the default weights
+    assert!(
+        stdout.contains(
+            "score: each part's z-score over the normal training images, weighted \
+             pseudo=0,memory=6 (a part not named 1)"
+        ),
+        "{stdout}"
+    );
     assert!(run.join("maps.png").is_file());
     let maps = tmp.path().join("maps");
     let eval = dra(&["eval", "--model", s(&run), "--maps", s(&maps)]);

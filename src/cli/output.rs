@@ -6,7 +6,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use dra::fusion::Fusion;
 use dra::run::Progress;
+use dra::run::files::{FUSION, read_json};
 use dra::run::report::plot_files;
 use dra::run::train::StepReport;
 use dra::types::Metrics;
@@ -134,6 +136,9 @@ pub fn print_metrics(dir: &Path, m: &Metrics) {
     }
     for (class, auc) in &m.classes {
         println!("  class {class:<12} AUC-ROC {auc:.4}");
+    }
+    if let Ok(fusion) = read_json::<Fusion>(&dir.join(FUSION)) {
+        println!("score: {fusion}");
     }
     if let Some(d) = &m.decision {
         println!(
