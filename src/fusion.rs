@@ -94,11 +94,7 @@ impl FromStr for PartWeights {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let names = || {
-            let all: Vec<_> = Head::NETWORK
-                .iter()
-                .chain([&Head::Memory])
-                .map(|h| h.name())
-                .collect();
+            let all: Vec<_> = Head::parts().map(|h| h.name()).collect();
             all.join(", ")
         };
         let mut weights = Vec::new();
@@ -108,10 +104,7 @@ impl FromStr for PartWeights {
                     "part weight '{item}' is not name=weight (e.g. memory=4)"
                 ))
             })?;
-            let head = Head::NETWORK
-                .into_iter()
-                .chain([Head::Memory])
-                .find(|h| h.name() == name.trim())
+            let head = Head::named(name.trim())
                 .ok_or_else(|| Error::Setting(format!("unknown part '{name}' ({})", names())))?;
             let weight: f32 = value
                 .trim()

@@ -110,6 +110,16 @@ impl Head {
         )
     }
 
+    /// Every part a score can have: the network's heads, then the memory.
+    pub fn parts() -> impl Iterator<Item = Head> {
+        Head::NETWORK.into_iter().chain([Head::Memory])
+    }
+
+    /// The part of `name`, as [`Head::name`] writes it.
+    pub fn named(name: &str) -> Option<Head> {
+        Head::parts().find(|h| h.name() == name)
+    }
+
     /// Sign of the head in the anomaly score: −1 for the normal head, +1 otherwise.
     pub fn sign(self) -> f32 {
         if self == Head::Normal { -1.0 } else { 1.0 }

@@ -234,11 +234,7 @@ pub fn read_normal_scores(dir: &Path) -> Result<Vec<Vec<(Head, f32)>>> {
         .split(',')
         .skip(4)
         .map(|name| {
-            Head::NETWORK
-                .into_iter()
-                .chain([Head::Memory])
-                .find(|h| h.name() == name)
-                .ok_or_else(|| bad(format!("unknown part '{name}' in the header")))
+            Head::named(name).ok_or_else(|| bad(format!("unknown part '{name}' in the header")))
         })
         .collect::<Result<_>>()?;
     lines
