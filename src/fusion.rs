@@ -44,13 +44,16 @@ impl HeadStats {
     /// so that a part constant on the normals adds nothing to them (the raw score, signed,
     /// for a part the statistics do not cover).
     pub fn z(&self, head: Head, g: f32) -> f32 {
-        let (_, mean, std) = self
-            .0
+        let (mean, std) = self.mean_std(head);
+        head.sign() * (g - mean) / std.max(1e-6)
+    }
+
+    /// Mean and std of part `head` (0 and 1 for a part the statistics do not cover).
+    fn mean_std(&self, head: Head) -> (f32, f32) {
+        self.0
             .iter()
             .find(|(k, _, _)| *k == head)
-            .copied()
-            .unwrap_or((head, 0.0, 1.0));
-        head.sign() * (g - mean) / std.max(1e-6)
+            .map_or((0.0, 1.0), |&(_, mean, std)| (mean, std))
     }
 }
 
@@ -205,22 +208,30 @@ impl Fusion {
 
     /// The anomaly score of one image's raw part scores: Σ_p w_p z_p.
     pub fn score(&self, parts: &[(Head, f32)]) -> f32 {
-        self.fuse(parts.iter().copied())
+        parts.iter().map(|&(h, g)| self.term(h)(g)).sum()
     }
 
     /// The anomaly map of one image from its parts' maps (each `len` values in one frame;
     /// the normal head scores whole images and has none), fused pixel by pixel as
     /// [`Fusion::score`] fuses the images' scores.
     pub fn map(&self, parts: &[(Head, Vec<f32>)], len: usize) -> Vec<f32> {
+        let terms: Vec<_> = parts.iter().map(|(h, m)| (self.term(*h), m)).collect();
         (0..len)
-            .map(|i| self.fuse(parts.iter().map(|(h, m)| (*h, m[i]))))
+            .map(|i| terms.iter().map(|(term, m)| term(m[i])).sum())
             .collect()
     }
 
-    fn fuse(&self, parts: impl Iterator<Item = (Head, f32)>) -> f32 {
-        match &self.weights {
-            Some(w) => parts.map(|(h, g)| w.of(h) * self.parts.z(h, g)).sum(),
-            None => parts.map(|(h, g)| h.sign() * g).sum(),
+    /// Part `head`'s term as a function of its raw score, its weight and statistics looked
+    /// up once (a map applies it to every pixel).
+    fn term(&self, head: Head) -> impl Fn(f32) -> f32 {
+        let sign = head.sign();
+        let standardised = self
+            .weights
+            .as_ref()
+            .map(|w| (w.of(head), self.parts.mean_std(head)));
+        move |g| match standardised {
+            Some((weight, (mean, std))) => weight * (sign * (g - mean) / std.max(1e-6)),
+            None => sign * g,
         }
     }
 }
