@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::choice::choice;
+use crate::data::folders::{Folders, default_name};
+use crate::data::layout::{DatasetLayout, Masks};
 use crate::data::protocol::Protocol;
 use crate::data::reference::RefMode;
 use crate::data::transform::{InputNorm, Normalization};
@@ -49,8 +51,17 @@ choice! {
 pub struct TrainConfig {
     /// Data root in MVTec layout.
     pub data_root: PathBuf,
-    /// Class folder under the data root.
+    /// Class folder under the data root; with plain folders, the data set's name.
     pub class: String,
+    /// Plain folders instead of a data root: the normal images (see [`Folders`]).
+    pub normal: Option<PathBuf>,
+    /// Plain folders: the anomalies, a folder per type (or one folder of type folders).
+    pub anomalies: Vec<PathBuf>,
+    /// Plain folders: the anomalies' masks, matched by file stem.
+    pub masks: Option<PathBuf>,
+    /// Plain folders: seed of the 75/25 train/test split of the normal images (`dra convert
+    /// folders --seed`'s).
+    pub split_seed: u64,
     /// The method trained: DRA or one of its paper's comparison systems.
     pub method: Method,
     /// Seen (labelled) anomalies in training.
@@ -123,6 +134,10 @@ impl Default for TrainConfig {
         TrainConfig {
             data_root: PathBuf::new(),
             class: String::new(),
+            normal: None,
+            anomalies: Vec::new(),
+            masks: None,
+            split_seed: 42,
             method: Method::Dra,
             n_anomaly: 10,
             known_class: None,
@@ -233,6 +248,63 @@ impl TrainConfig {
         table
             .try_into()
             .map_err(|e: toml::de::Error| invalid(e.message().into()))
+    }
+
+    /// The plain folders these settings read, if they name a normal folder.
+    pub fn folders(&self) -> Option<Folders> {
+        Some(Folders {
+            normal: self.normal.clone()?,
+            anomalies: self.anomalies.clone(),
+            masks: self.masks.clone(),
+            seed: self.split_seed,
+        })
+    }
+
+    /// The data set these settings name: plain folders, or a class of a data root.
+    pub fn layout(&self) -> Result<DatasetLayout> {
+        self.check_data_set()?;
+        match self.folders() {
+            Some(folders) => folders.layout(),
+            None => DatasetLayout::open(&self.data_root, &self.class),
+        }
+    }
+
+    /// Where the masks of the data set's test images are.
+    pub fn masks(&self) -> Result<Masks> {
+        match self.folders() {
+            Some(folders) => folders.masks(),
+            None => Ok(Masks::Beside),
+        }
+    }
+
+    /// These settings with a name for plain folders that have none: the name of the folder
+    /// holding the normal one.
+    pub fn named(mut self) -> Self {
+        if let (Some(normal), true) = (&self.normal, self.class.is_empty()) {
+            self.class = default_name(normal);
+        }
+        self
+    }
+
+    /// Checks that the settings name one data set: a data root and a class, or plain folders.
+    fn check_data_set(&self) -> Result<()> {
+        let root = !self.data_root.as_os_str().is_empty();
+        let message = match &self.normal {
+            Some(_) if root => {
+                "give the data as --data-root and --class or as --normal and --anomalies, not both"
+            }
+            Some(_) => return Ok(()),
+            None if !self.anomalies.is_empty() || self.masks.is_some() => {
+                "--anomalies and --masks read plain folders: give the normal images' folder with \
+                 --normal"
+            }
+            None if root && !self.class.is_empty() => return Ok(()),
+            None => {
+                "no data: give --data-root and --class (a data set in MVTec layout) or --normal \
+                 DIR and --anomalies DIR… (plain folders), on the command line or in --config"
+            }
+        };
+        Err(Error::Setting(message.into()))
     }
 
     /// The protocol these settings describe.

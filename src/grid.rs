@@ -189,12 +189,14 @@ impl Grid {
             path: path.to_path_buf(),
             message: format!("invalid grid: {}", e.message()),
         })?;
-        // a relative data root is relative to the grid file
-        if let Some(toml::Value::String(root)) = grid.base.get("data_root") {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let root = dir.join(root).to_string_lossy().into_owned();
-            grid.base
-                .insert("data_root".into(), toml::Value::String(root));
+        // a relative data root or data folder is relative to the grid file
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for table in std::iter::once(&mut grid.base).chain(&mut grid.cases) {
+            for key in DATA_PATHS {
+                if let Some(value) = table.get_mut(key) {
+                    relative_to(dir, value);
+                }
+            }
         }
         Ok(grid)
     }
@@ -242,7 +244,8 @@ impl Grid {
                     .collect();
                 let config =
                     TrainConfig::layered(&TrainConfig::default(), &[self.base.clone(), values])
-                        .map_err(|e| Error::Setting(format!("grid '{}': {e}", self.name)))?;
+                        .map_err(|e| Error::Setting(format!("grid '{}': {e}", self.name)))?
+                        .named();
                 // the table's columns: the case's name, then the grid's keys
                 let shown = |k: &str| k == "case" || self.grid.contains_key(k);
                 let mut values: Vec<(String, String)> = combo
@@ -270,12 +273,27 @@ impl Grid {
     }
 }
 
+/// The settings that name the data: paths, or lists of paths.
+const DATA_PATHS: [&str; 4] = ["data_root", "normal", "anomalies", "masks"];
+
+/// `value` (a path or a list of paths) taken relative to `dir`.
+fn relative_to(dir: &Path, value: &mut toml::Value) {
+    match value {
+        toml::Value::String(p) => *p = dir.join(&*p).to_string_lossy().into_owned(),
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| relative_to(dir, v)),
+        _ => {}
+    }
+}
+
 /// What the kNN baselines depend on: the test split, the backbone, the input size and, since
 /// patch kNN is taken from a run's memory where it has one, the run's input normalisation.
 fn knn_key(c: &TrainConfig) -> String {
     format!(
-        "{:?}|{}|{:?}|{}|{:?}|{}|{}|{:?}|{}|{:?}",
+        "{:?}|{:?}|{:?}|{}|{}|{:?}|{}|{:?}|{}|{}|{:?}|{}|{:?}",
         c.data_root,
+        c.normal,
+        c.anomalies,
+        c.split_seed,
         c.class,
         c.known_class,
         c.n_anomaly,

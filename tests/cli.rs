@@ -3,26 +3,9 @@
 
 mod common;
 
-use common::{dra, s};
+use common::{assert_one_line_error, dra, s};
 
 use std::path::Path;
-use std::process::Output;
-
-/// Asserts a failed run whose stderr is one `error:` line mentioning every `needle`.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for n in needles {
-        assert!(lines[0].contains(n), "'{n}' missing from: {stderr}");
-    }
-}
 
 #[test]
 fn help_lists_the_subcommands() {

@@ -77,6 +77,40 @@ fn cases_cross_the_grid_and_name_the_rows() {
     assert!(unnamed.cells().unwrap_err().to_string().contains("name"));
 }
 
+#[test]
+fn a_case_reads_plain_folders_relative_to_the_grid_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("g.toml");
+    std::fs::write(
+        &path,
+        "name = \"t\"\n[[case]]\nname = \"parts\"\nnormal = \"parts/good\"\n\
+         anomalies = [\"parts/scratch\", \"/abs/dent\"]\nmasks = \"parts/masks\"\n\
+         [[case]]\nname = \"sdd\"\ndata_root = \"data\"\nclass = \"sdd\"\n",
+    )
+    .unwrap();
+    let cells = Grid::read(&path).unwrap().cells().unwrap();
+    let c = &cells[0].config;
+    assert_eq!(
+        c.normal.as_deref(),
+        Some(tmp.path().join("parts/good").as_path())
+    );
+    assert_eq!(
+        c.anomalies,
+        [
+            tmp.path().join("parts/scratch"),
+            std::path::PathBuf::from("/abs/dent")
+        ]
+    );
+    assert_eq!(
+        c.masks.as_deref(),
+        Some(tmp.path().join("parts/masks").as_path())
+    );
+    // named after the folder holding the normal one; the other case keeps its data root
+    assert_eq!(c.class, "parts");
+    assert_eq!(cells[1].config.data_root, tmp.path().join("data"));
+    assert_eq!(cells[1].config.normal, None);
+}
+
 fn result(values: &[(&str, &str)], roc: f64, pr: f64, knn: Option<f64>) -> CellResult {
     // each head a fixed step below the whole score
     let heads = [("residual", 0.1), ("seen", 0.2)]

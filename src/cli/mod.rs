@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use dra::data::layout::DatasetLayout;
-use dra::data::protocol::{Protocol, Split};
+use dra::config::TrainConfig;
+use dra::data::protocol::Split;
 use dra::device::DeviceChoice;
 use dra::model::backbone::{Backbone, BackboneKind, weights};
 use dra::rng::DraRng;
@@ -67,12 +67,32 @@ enum Command {
 /// Arguments that choose a data set class and a protocol split.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// Data root in MVTec layout (holds one folder per class).
+    /// Data root in MVTec layout (holds one folder per class), or plain folders: --normal
+    /// and --anomalies.
+    #[arg(long, required_unless_present = "normal")]
+    data_root: Option<PathBuf>,
+    /// Class folder under the data root; with plain folders, the data set's name.
     #[arg(long)]
-    data_root: PathBuf,
-    /// Class folder under the data root.
-    #[arg(long)]
-    class: String,
+    class: Option<String>,
+    /// Plain folders: the normal images (sub-folders too), split 75/25 into training and
+    /// test images as `dra convert folders` does.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "data_root",
+        requires = "anomalies"
+    )]
+    normal: Option<PathBuf>,
+    /// Plain folders: the anomalies, each folder one type named after it (a folder holding
+    /// no image itself: each of its sub-folders one type).
+    #[arg(long, value_name = "DIR", num_args = 1.., requires = "normal")]
+    anomalies: Vec<PathBuf>,
+    /// Plain folders: the anomalies' masks, `<stem>.png` or `<stem>_mask.png`.
+    #[arg(long, value_name = "DIR", requires = "normal")]
+    masks: Option<PathBuf>,
+    /// Plain folders: seed of the 75/25 split of the normal images.
+    #[arg(long, default_value_t = 42)]
+    split_seed: u64,
     /// Number of labelled (seen) anomalies used in training.
     #[arg(long, default_value_t = 10)]
     n_anomaly: usize,
@@ -93,19 +113,31 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    fn protocol(&self) -> Protocol {
-        Protocol::new(
-            self.known_class.as_deref(),
-            self.test_threshold,
-            self.cont_rate,
-        )
+    /// The training settings these arguments set (the others at their defaults).
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            data_root: self.data_root.clone().unwrap_or_default(),
+            class: self.class.clone().unwrap_or_default(),
+            normal: self.normal.clone(),
+            anomalies: self.anomalies.clone(),
+            masks: self.masks.clone(),
+            split_seed: self.split_seed,
+            n_anomaly: self.n_anomaly,
+            known_class: self.known_class.clone(),
+            test_threshold: self.test_threshold,
+            cont_rate: self.cont_rate,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+        .named()
     }
 
-    /// Opens the layout and splits it, returning the RNG that continues after the split.
+    /// Opens the data set and splits it, returning the RNG that continues after the split.
     fn split(&self) -> Result<(Split, DraRng)> {
-        let layout = DatasetLayout::open(&self.data_root, &self.class)?;
-        let mut rng = dra::rng::seeded(self.seed);
-        let split = Split::new(&layout, &self.protocol(), self.n_anomaly, &mut rng)?;
+        let config = self.config();
+        let layout = config.layout()?;
+        let mut rng = dra::rng::seeded(config.seed);
+        let split = Split::new(&layout, &config.protocol(), config.n_anomaly, &mut rng)?;
         Ok((split, rng))
     }
 }

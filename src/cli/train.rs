@@ -56,12 +56,28 @@ pub struct TrainArgs {
 /// fields that are `None`).
 #[derive(Debug, Default, Args, Serialize)]
 pub struct SettingArgs {
-    /// Data root in MVTec layout.
+    /// Data root in MVTec layout (or plain folders: --normal and --anomalies).
     #[arg(long)]
     data_root: Option<PathBuf>,
-    /// Class folder under the data root.
+    /// Class folder under the data root; with plain folders, the data set's name [default:
+    /// the name of the folder holding --normal].
     #[arg(long)]
     class: Option<String>,
+    /// Plain folders: the normal images (sub-folders too), split 75/25 into training and
+    /// test images as `dra convert folders` does.
+    #[arg(long, value_name = "DIR")]
+    normal: Option<PathBuf>,
+    /// Plain folders: the anomalies, each folder one type named after it (a folder holding
+    /// no image itself: each of its sub-folders one type).
+    #[arg(long, value_name = "DIR", num_args = 1..)]
+    anomalies: Option<Vec<PathBuf>>,
+    /// Plain folders: masks of the anomalies, `<stem>.png` or `<stem>_mask.png` for the
+    /// image `<stem>.*` (sub-folders too).
+    #[arg(long, value_name = "DIR")]
+    masks: Option<PathBuf>,
+    /// Plain folders: seed of the 75/25 split of the normal images [default: 42].
+    #[arg(long)]
+    split_seed: Option<u64>,
     /// dra, or a comparison system of the DRA paper: devnet (the seen head alone, deviation
     /// loss, 24 normal + 24 seen a batch, 50 epochs, backbone fine-tuned, lr 2e-4), flos
     /// (devnet with the focal loss), deepsad (distance to the normals' centre, one scale, 30
@@ -226,13 +242,7 @@ impl TrainArgs {
         }
         layers.push(self.settings.table()?);
         // one layering, so that a method named by a flag lays its profile beneath the file
-        let cfg = TrainConfig::layered(&preset, &layers)?;
-        if cfg.data_root.as_os_str().is_empty() || cfg.class.is_empty() {
-            anyhow::bail!(
-                "--data-root and --class are required (on the command line or in --config)"
-            );
-        }
-        Ok(cfg)
+        Ok(TrainConfig::layered(&preset, &layers)?.named())
     }
 }
 
@@ -293,6 +303,10 @@ mod tests {
         match key {
             "data_root" => "/data",
             "class" => "tile",
+            "normal" => "/good",
+            "anomalies" => "/bad",
+            "masks" => "/masks",
+            "split_seed" => "7",
             "n_anomaly" => "3",
             "known_class" => "crack",
             "test_threshold" => "4",
@@ -392,6 +406,7 @@ mod tests {
             }
             // and so does the key in a TOML file
             let value = match default[key] {
+                serde_json::Value::Array(_) => format!("[\"{}\"]", changed(key)),
                 serde_json::Value::String(_) | serde_json::Value::Null
                     if !matches!(key.as_str(), "n_anomaly" | "test_threshold") =>
                 {

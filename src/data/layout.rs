@@ -71,8 +71,11 @@ fn file_name(path: &Path) -> String {
 /// The images of one class of a data set, as found on disk.
 #[derive(Debug, Clone)]
 pub struct DatasetLayout {
-    /// `<root>/<class>`.
+    /// `<root>/<class>`, or the normal folder of plain folders.
     pub dir: PathBuf,
+    /// Where the anomalies are, for messages: `<root>/<class>/test`, or the first anomaly
+    /// folder of plain folders.
+    pub anomalies_dir: PathBuf,
     /// Normal training images (`train/good`).
     pub train_good: Vec<PathBuf>,
     /// Normal test images (`test/good`).
@@ -118,6 +121,7 @@ impl DatasetLayout {
             }
         }
         Ok(DatasetLayout {
+            anomalies_dir: dir.join("test"),
             dir,
             train_good,
             test_good,
@@ -131,9 +135,57 @@ impl DatasetLayout {
     }
 }
 
+/// Where the masks of a data set's test images are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Masks {
+    /// `<class>/ground_truth/<type>/<stem>_mask.png` beside the image's `<class>/test/<type>/`
+    /// folder (the MVTec layout).
+    Beside,
+    /// Each anomaly's mask by its path (plain folders); `any`: the data set has masks, so a
+    /// normal test image counts as clean.
+    Listed {
+        of: std::collections::HashMap<PathBuf, PathBuf>,
+        any: bool,
+    },
+}
+
+/// The mask a test image has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskOf {
+    /// This file.
+    File(PathBuf),
+    /// None, and no defect: a normal image of a data set with masks.
+    Clean,
+    /// None known: pixel metrics leave the image out.
+    Unknown,
+}
+
+impl Masks {
+    /// No masks (images scored without labels).
+    pub fn none() -> Self {
+        Masks::Listed {
+            of: Default::default(),
+            any: false,
+        }
+    }
+
+    /// The mask of `sample`.
+    pub fn of(&self, sample: &crate::types::Sample) -> MaskOf {
+        let (file, any) = match self {
+            Masks::Beside => (beside(sample), beside_dir(sample).is_some()),
+            Masks::Listed { of, any } => (of.get(&sample.path).cloned(), *any),
+        };
+        match file {
+            Some(path) => MaskOf::File(path),
+            None if !sample.is_anomaly() && any => MaskOf::Clean,
+            None => MaskOf::Unknown,
+        }
+    }
+}
+
 /// The `<class>/ground_truth` folder of a test image in the MVTec layout, if its data set has
 /// masks at all.
-pub fn masks_dir_of(sample: &crate::types::Sample) -> Option<PathBuf> {
+fn beside_dir(sample: &crate::types::Sample) -> Option<PathBuf> {
     let dir = sample
         .path
         .parent()?
@@ -143,11 +195,10 @@ pub fn masks_dir_of(sample: &crate::types::Sample) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// The mask of a test image in the MVTec layout, `<class>/ground_truth/<defect>/<stem>_mask.png`
-/// beside the image's `<class>/test/<defect>/` folder, when it exists (normals have none).
-pub fn mask_of(sample: &crate::types::Sample) -> Option<PathBuf> {
+/// The mask of a test image in the MVTec layout, when it exists (normals have none).
+fn beside(sample: &crate::types::Sample) -> Option<PathBuf> {
     let stem = sample.path.file_stem()?.to_string_lossy();
-    let mask = masks_dir_of(sample)?
+    let mask = beside_dir(sample)?
         .join(&sample.class)
         .join(format!("{stem}_mask.png"));
     mask.is_file().then_some(mask)

@@ -1,5 +1,5 @@
 //! The data stages: public data sets converted into the MVTec layout ([`convert`]), the folders of
-//! one class ([`layout`]), the protocol split ([`protocol`]), batch slots ([`sampler`]), the
+//! one class ([`layout`]) or a user's plain folders ([`folders`]), the protocol split ([`protocol`]), batch slots ([`sampler`]), the
 //! reference set ([`reference`](mod@reference)), decoding and augmentation ([`transform`],
 //! [`cutmix`], or external images as pseudo anomalies: [`outliers`]), normalised batches
 //! ([`batch`]) and a picture of one ([`preview`]).
@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod convert;
 pub mod cutmix;
+pub mod folders;
 pub mod layout;
 pub mod outliers;
 pub mod preview;

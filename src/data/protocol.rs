@@ -10,7 +10,8 @@
 //! * hard: seen anomalies come from one known class only; the test anomalies are all
 //!   files of every other class (the known class leaves the test set entirely).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use serde::Serialize;
@@ -55,11 +56,11 @@ impl Protocol {
 pub struct Split {
     /// Normal training images (`train/good`).
     pub train_normal: Vec<Sample>,
-    /// Seen (labelled) anomalies, sorted by path.
+    /// Seen (labelled) anomalies, in the layout's order (a data root's: by path).
     pub train_anomaly: Vec<Sample>,
-    /// Test normals then test anomalies, each sorted by path.
+    /// Test normals then test anomalies, each in the layout's order.
     pub test: Vec<Sample>,
-    /// The unlabelled anomalies among `train_normal` (`--cont-rate`), sorted by path.
+    /// The unlabelled anomalies among `train_normal` (`--cont-rate`), in the layout's order.
     pub contamination: Vec<PathBuf>,
 }
 
@@ -90,14 +91,32 @@ impl Split {
                 })
                 .collect()
         };
+        // the layout's own order (the anomalies by type, then the normal training images):
+        // a data root's path order, and plain folders' order under their converted names
+        let rank: HashMap<&Path, usize> = layout
+            .anomalies
+            .values()
+            .flatten()
+            .chain(&layout.train_good)
+            .enumerate()
+            .map(|(i, p)| (p.as_path(), i))
+            .collect();
+        let in_order = |mut paths: Vec<PathBuf>| -> Vec<PathBuf> {
+            paths.sort_by_key(|p| rank[p.as_path()]);
+            paths
+        };
+        let sorted = |mut samples: Vec<Sample>| -> Vec<Sample> {
+            samples.sort_by_key(|s| rank[s.path.as_path()]);
+            samples
+        };
         let mut test = normals(&layout.test_good);
         test.extend(sorted(test_anomaly));
-        let contamination: Vec<PathBuf> = sorted(polluting).into_iter().map(|s| s.path).collect();
+        let contamination = in_order(polluting.into_iter().map(|s| s.path).collect());
         // the polluting anomalies are, to the model, normal training images like the others
         let mut train_good = layout.train_good.clone();
         if !contamination.is_empty() {
             train_good.extend(contamination.iter().cloned());
-            train_good.sort();
+            train_good = in_order(train_good);
         }
         Ok(Split {
             train_normal: normals(&train_good),
@@ -111,11 +130,6 @@ impl Split {
     pub fn n_test_anomalies(&self) -> usize {
         self.test.iter().filter(|s| s.is_anomaly()).count()
     }
-}
-
-fn sorted(mut samples: Vec<Sample>) -> Vec<Sample> {
-    samples.sort_by(|a, b| a.path.cmp(&b.path));
-    samples
 }
 
 fn samples_of(layout: &DatasetLayout, class: &str) -> Vec<Sample> {
@@ -152,13 +166,13 @@ fn general(
     let total = all.len();
     if n_anomaly > 0 && total == 0 {
         return Err(Error::layout(
-            layout.dir.join("test"),
+            layout.anomalies_dir.clone(),
             format!("no anomaly folders with images, but --n-anomaly is {n_anomaly}"),
         ));
     }
     if n_anomaly > total {
         return Err(Error::layout(
-            layout.dir.join("test"),
+            layout.anomalies_dir.clone(),
             format!("only {total} anomalies, fewer than --n-anomaly {n_anomaly}"),
         ));
     }
@@ -171,7 +185,7 @@ fn general(
     if threshold >= total {
         return Err(Error::Setting(format!(
             "--test-threshold {threshold} leaves no test anomalies ({total} anomalies in {})",
-            layout.dir.display()
+            layout.anomalies_dir.display()
         )));
     }
     let n_polluting = n_contaminating(layout.train_good.len(), cont_rate);
@@ -183,7 +197,7 @@ fn general(
         return Err(Error::Setting(format!(
             "--cont-rate {cont_rate} takes {n_polluting} anomalies into the normal training \
              images: with --n-anomaly {n_anomaly} that leaves no test anomalies ({total} in {})",
-            layout.dir.display()
+            layout.anomalies_dir.display()
         )));
     }
     all.shuffle(rng);
@@ -204,7 +218,7 @@ fn hard(
     let classes: Vec<&str> = layout.anomalies.keys().map(String::as_str).collect();
     if !classes.contains(&known) {
         return Err(Error::layout(
-            layout.dir.join("test"),
+            layout.anomalies_dir.clone(),
             format!(
                 "no anomaly class '{known}' (--known-class); classes: {}",
                 classes.join(", ")
@@ -213,7 +227,7 @@ fn hard(
     }
     if classes.len() < 2 {
         return Err(Error::layout(
-            layout.dir.join("test"),
+            layout.anomalies_dir.clone(),
             format!(
                 "the hard protocol needs at least 2 anomaly classes, this data set has only '{known}'"
             ),
@@ -222,7 +236,7 @@ fn hard(
     let mut seen = samples_of(layout, known);
     if n_anomaly > seen.len() {
         return Err(Error::layout(
-            layout.dir.join("test").join(known),
+            layout.anomalies_dir.join(known),
             format!(
                 "only {} anomalies of the known class, fewer than --n-anomaly {n_anomaly}",
                 seen.len()

@@ -16,7 +16,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 
 use crate::config::TrainConfig;
-use crate::data::layout::{mask_of, masks_dir_of};
+use crate::data::layout::{MaskOf, Masks};
 use crate::data::transform::load_rgb;
 use crate::error::{Error, Result};
 use crate::fusion::Fusion;
@@ -214,6 +214,7 @@ pub struct MapOutputs<'a> {
     side: u32,
     scale: MapScale,
     files: Option<MapFiles>,
+    masks: Masks,
     combined: PixelSet,
     heads: Vec<(Head, PixelSet)>,
     images: usize,
@@ -224,12 +225,13 @@ pub struct MapOutputs<'a> {
 impl<'a> MapOutputs<'a> {
     /// Maps of a run with `config`'s input size and smoothing, fused by `fusion`, drawn on
     /// the colour scale of `threshold` (the run's decision threshold), written to `files` if
-    /// any.
+    /// any, measured against `masks`.
     pub fn new(
         config: &TrainConfig,
         fusion: &'a Fusion,
         threshold: Option<f64>,
         files: Option<MapFiles>,
+        masks: Masks,
     ) -> Self {
         MapOutputs {
             fusion,
@@ -237,6 +239,7 @@ impl<'a> MapOutputs<'a> {
             side: config.img_size as u32,
             scale: MapScale::of_threshold(threshold),
             files,
+            masks,
             combined: PixelSet::default(),
             heads: Vec::new(),
             images: 0,
@@ -259,13 +262,11 @@ impl<'a> MapOutputs<'a> {
         }
         let side = self.side;
         let map = AnomalyMap::fused(heads, side, self.fusion).smoothed(self.sigma);
-        let mask = match (sample.is_anomaly(), mask_of(sample)) {
-            (_, Some(path)) => Some(load_mask(&path, side, side)?),
+        let mask = match self.masks.of(sample) {
+            MaskOf::File(path) => Some(load_mask(&path, side, side)?),
             // a normal counts where its data set has masks at all
-            (false, None) if !sample.class.is_empty() && masks_dir_of(sample).is_some() => {
-                Some(vec![false; map.values.len()])
-            }
-            _ => None,
+            MaskOf::Clean => Some(vec![false; map.values.len()]),
+            MaskOf::Unknown => None,
         };
         if let Some(mask) = &mask {
             self.images += 1;

@@ -19,7 +19,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 
 use crate::config::TrainConfig;
 use crate::data::batch::{Batcher, ImageStore};
-use crate::data::layout::DatasetLayout;
+use crate::data::layout::Masks;
 use crate::data::protocol::Split;
 use crate::data::reference::{RefMode, ReferenceSet};
 use crate::error::{Error, Result};
@@ -38,6 +38,7 @@ use files::{
 };
 use maps::{MapFiles, MapOutputs};
 pub use plan::Plan;
+use plan::test_normals;
 use train::{StepReport, Trainer};
 
 /// Callbacks of a run, for progress display.
@@ -177,7 +178,13 @@ pub fn train_run(
     }
     report::write_normal_scores(out, &normals)?;
     let decision = decide(&fusion, &normals, config.fpr, out)?;
-    let mut maps = MapOutputs::new(&config, &fusion, Some(decision.threshold), None);
+    let mut maps = MapOutputs::new(
+        &config,
+        &fusion,
+        Some(decision.threshold),
+        None,
+        config.masks()?,
+    );
     let scored = score_samples(
         &model,
         memory.as_ref().map(|m| &m.0),
@@ -333,9 +340,16 @@ fn load_model(dir: &Path, record: &RunRecord) -> Result<Dra> {
 /// out removed again), with its reference set and the generator after both.
 fn saved_split(record: &RunRecord) -> Result<(Split, ReferenceSet, DraRng)> {
     let config = &record.settings;
-    let layout = DatasetLayout::open(&config.data_root, &config.class)?;
+    let layout = config.layout()?;
     let mut rng = seeded(config.seed);
     let mut split = Split::new(&layout, &config.protocol(), config.n_anomaly, &mut rng)?;
+    if test_normals(config, &layout) != record.derived.test_normals {
+        return Err(Error::layout(
+            &layout.dir,
+            "the normal images are not those this run was trained and tested on (its \
+             config.json lists its test images): the folder has changed since",
+        ));
+    }
     let skipped = &record.derived.skipped_images;
     for samples in [
         &mut split.train_normal,
@@ -374,8 +388,9 @@ impl<'a> SavedRun<'a> {
         })
     }
 
-    /// The map outputs of the run, writing per-image maps into `dir` if given.
-    fn map_outputs(&self, dir: Option<&Path>) -> Result<MapOutputs<'_>> {
+    /// The map outputs of the run, writing per-image maps into `dir` if given, measured
+    /// against `masks`.
+    fn map_outputs(&self, dir: Option<&Path>, masks: Masks) -> Result<MapOutputs<'_>> {
         let settings = &self.record.settings;
         let mapped = settings.heads.heads().iter().any(|h| h.has_map())
             || settings.memory == MemoryMode::Patch;
@@ -392,6 +407,7 @@ impl<'a> SavedRun<'a> {
             &self.fusion,
             self.threshold,
             files,
+            masks,
         ))
     }
 
@@ -468,7 +484,7 @@ pub fn evaluate_run(
         refit_fusion(dir, weights)?;
     }
     let run = SavedRun::open(dir)?;
-    let mut maps = run.map_outputs(maps_dir)?;
+    let mut maps = run.map_outputs(maps_dir, run.record.settings.masks()?)?;
     let scored = run.score(None, &mut run.image_store(), Some(&mut maps), progress)?;
     report::write_evaluation(
         dir,
@@ -543,7 +559,9 @@ pub fn predict(
             Err(e) => failed.push((p.clone(), e)),
         }
     }
-    let mut maps = maps_dir.map(|d| run.map_outputs(Some(d))).transpose()?;
+    let mut maps = maps_dir
+        .map(|d| run.map_outputs(Some(d), Masks::none()))
+        .transpose()?;
     let mut scored = match samples.is_empty() {
         true => Vec::new(),
         false => run.score(Some(samples), &mut store, maps.as_mut(), progress)?,

@@ -57,6 +57,18 @@ pub struct Derived {
     pub exposure_slots: usize,
     /// Images left out because they cannot be decoded (`skip_bad_images`).
     pub skipped_images: Vec<PathBuf>,
+    /// Plain folders (`normal`): the normal images held out for testing, the rest trained on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_normals: Vec<PathBuf>,
+}
+
+/// What [`Derived::test_normals`] records of `layout`: its normal test images where they
+/// were split from plain folders (a data root's are in its own `test/good`).
+pub fn test_normals(config: &TrainConfig, layout: &DatasetLayout) -> Vec<PathBuf> {
+    match config.normal {
+        Some(_) => layout.test_good.clone(),
+        None => Vec::new(),
+    }
 }
 
 /// A training run's validated settings and everything built from them and the data.
@@ -83,7 +95,7 @@ impl Plan {
     pub fn new(config: &TrainConfig) -> Result<Self> {
         config.validate()?;
         check_memory(config)?;
-        let layout = DatasetLayout::open(&config.data_root, &config.class)?;
+        let layout = config.layout()?;
         let mut rng = seeded(config.seed);
         let mut split = Split::new(&layout, &config.protocol(), config.n_anomaly, &mut rng)?;
         let mut images = ImageStore::new(config.img_size as u32);
@@ -98,7 +110,14 @@ impl Plan {
             Some(root) => outlier_images(root, &config.class)?,
             None => Vec::new(),
         };
-        let derived = derive(config, &split, &references, outliers.len(), skipped_images)?;
+        let derived = derive(
+            config,
+            &split,
+            &references,
+            outliers.len(),
+            skipped_images,
+            test_normals(config, &layout),
+        )?;
         let backbone = weights::pretrained(
             config.backbone,
             config.weights.as_deref(),
@@ -124,6 +143,7 @@ fn derive(
     references: &ReferenceSet,
     n_outliers: usize,
     skipped_images: Vec<PathBuf>,
+    test_normals: Vec<PathBuf>,
 ) -> Result<Derived> {
     let spec = config.method.spec();
     let sampler = BatchSampler::new(
@@ -172,6 +192,7 @@ fn derive(
         n_outliers,
         exposure_slots: sampler.exposure_slots(),
         skipped_images,
+        test_normals,
     })
 }
 

@@ -90,6 +90,22 @@ pub fn dra(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Asserts a failed run whose stderr is one `error:` line mentioning every `needle`.
+pub fn assert_one_line_error(out: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "'{n}' missing from: {stderr}");
+    }
+}
+
 /// A path as `&str`, for command lines.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -3,11 +3,12 @@
 //!
 //! Normal images are split 75/25 into train/test with a seeded shuffle (test count
 //! ⌈n/4⌉, as scikit-learn's `train_test_split(test_size=0.25)`), except where the source
-//! has its own split (Mastcam).
+//! has its own split (Mastcam). A user's plain folders go the same way ([`folders`]).
 
 mod aitex;
 mod brainmri;
 mod elpv;
+pub mod folders;
 mod headct;
 mod hyperkvasir;
 mod magnetic_tile;

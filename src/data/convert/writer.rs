@@ -3,11 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, GenericImageView};
-use rand::seq::SliceRandom;
 
 use super::Summary;
+use crate::data::folders::split_normals;
 use crate::error::{Error, Result};
-use crate::rng::seeded;
 use crate::types::NORMAL_CLASS;
 
 /// One output image: a source file, optionally a crop `(x, y, w, h)` of it, written under
@@ -72,14 +71,11 @@ impl Writer {
         &self.summary.layout
     }
 
-    /// Splits normals 75/25 with the seed (test count ⌈n/4⌉) and writes them.
-    pub fn normals(&mut self, mut items: Vec<Item>) -> Result<()> {
-        items.sort_by(|a, b| a.name.cmp(&b.name));
-        items.shuffle(&mut seeded(self.seed));
-        let n_test = items.len().div_ceil(4);
-        let train = items.split_off(n_test);
+    /// Splits normals 75/25 with the seed ([`split_normals`]) and writes them.
+    pub fn normals(&mut self, items: Vec<Item>) -> Result<()> {
+        let (train, test) = split_normals(items, |i| &i.name, self.seed);
         self.train_normals(train)?;
-        self.test_normals(items)
+        self.test_normals(test)
     }
 
     /// Writes normal training images as given (no split).
