@@ -78,12 +78,7 @@ fn convert_splits_the_normals_75_25_and_writes_each_type_and_its_masks() {
     let f = own_folders(tmp.path());
     let out = tmp.path().join("data");
     let done = run(&convert_args(&f, &out));
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let printed = String::from_utf8_lossy(&done.stdout);
+    let printed = common::succeeded(&done);
     for line in [
         ["train/good", "6"],
         ["test/good", "3"],
@@ -353,11 +348,7 @@ fn training_from_folders_scores_as_converting_first() {
     let f = elpv_folders(tmp.path());
     let data = tmp.path().join("data");
     let converted = run(&convert_args(&f, &data));
-    assert!(
-        converted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&converted.stderr)
-    );
+    common::succeeded(&converted);
 
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut first = vec![
@@ -371,11 +362,7 @@ fn training_from_folders_scores_as_converting_first() {
     ];
     first.extend(TINY);
     let done = dra(&first);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    common::succeeded(&done);
     let mut direct = vec![
         "train",
         "--out",
@@ -388,11 +375,7 @@ fn training_from_folders_scores_as_converting_first() {
     direct.extend(["--masks", s(f.masks.as_ref().unwrap())]);
     direct.extend(TINY);
     let done = dra(&direct);
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    common::succeeded(&done);
 
     assert_eq!(scores_without_paths(&a), scores_without_paths(&b));
     let metrics = |run: &Path| -> serde_json::Value {
@@ -420,11 +403,7 @@ fn training_from_folders_scores_as_converting_first() {
 
     // a re-evaluation reads the same split; a changed folder is refused, not re-split
     let eval = dra(&["eval", "--model", s(&b)]);
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    common::succeeded(&eval);
     assert_eq!(scores_without_paths(&a), scores_without_paths(&b));
     write_png(&f.normal.join("new.png"), 32, 32, 7);
     assert_one_line_error(&dra(&["eval", "--model", s(&b)]), &["good", "changed"]);
@@ -443,12 +422,7 @@ fn split_reads_plain_folders() {
         "--n-anomaly",
         "2",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::succeeded(&out);
     assert!(
         text.contains("training: 6 normal, 2 seen anomalies"),
         "{text}"

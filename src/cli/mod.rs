@@ -9,6 +9,7 @@ mod grid;
 mod output;
 mod predict;
 mod preview;
+mod serve;
 mod split;
 mod train;
 
@@ -56,6 +57,10 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Score images or folders with a saved run: score, decision, each head, maps if asked.
     Predict(predict::PredictArgs),
+    /// Serve a trained detector over HTTP: POST /v1/predict with an image, a web page at /,
+    /// health, readiness and Prometheus metrics; the model stays loaded and requests are
+    /// batched.
+    Serve(serve::ServeArgs),
     /// Top-5 ImageNet classes of images, to check that backbone weights loaded right.
     Classify(classify::ClassifyArgs),
     /// Run a grid of experiments (data sets, protocols, shots, seeds, criteria, heads, …)
@@ -194,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Grid(a) => grid::run(a),

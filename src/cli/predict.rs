@@ -8,7 +8,8 @@ use clap::Args;
 use dra::data::layout::images_under;
 use dra::run;
 use dra::run::report::{decision_text, predictions_csv};
-use dra::types::Scored;
+use dra::types::{Head, Scored};
+use serde_json::{Value, json};
 
 use super::output::Bars;
 
@@ -69,24 +70,30 @@ pub fn run(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// One image's scores as `--json` gives them (without its path): the score, the decision
+/// at `threshold`, the threshold and each head's score.
+pub fn prediction_json(score: f32, heads: &[(Head, f32)], threshold: Option<f64>) -> Value {
+    let heads: serde_json::Map<_, _> = heads
+        .iter()
+        .map(|(h, v)| (h.name().to_string(), json!(v)))
+        .collect();
+    json!({
+        "score": score,
+        "anomalous": threshold.map(|t| score as f64 > t),
+        "threshold": threshold,
+        "heads": heads,
+    })
+}
+
 /// The scores and decisions as a table (or JSON) on standard output.
 fn print_predictions(scored: &[Scored], threshold: Option<f64>, json: bool) -> Result<()> {
     if json {
         let rows: Vec<_> = scored
             .iter()
             .map(|s| {
-                let heads: serde_json::Map<_, _> = s
-                    .heads
-                    .iter()
-                    .map(|(h, v)| (h.name().to_string(), serde_json::json!(v)))
-                    .collect();
-                serde_json::json!({
-                    "path": s.path,
-                    "score": s.score,
-                    "anomalous": threshold.map(|t| s.score as f64 > t),
-                    "threshold": threshold,
-                    "heads": heads,
-                })
+                let mut row = prediction_json(s.score, &s.heads, threshold);
+                row["path"] = serde_json::json!(s.path);
+                row
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -421,6 +421,67 @@ mod tests {
         }
     }
 
+    /// Whether a help text's default `text` names `value`: the same string, number or
+    /// boolean (a default described in words is listed with the value it stands for).
+    fn names_value(key: &str, text: &str, value: &serde_json::Value) -> bool {
+        let described = [
+            ("test_threshold", "--n-anomaly"),
+            ("outlier_root", "CutMix"),
+            ("heads", "DRA's four"),
+            ("class", "the name of the folder holding --normal"),
+        ];
+        if described.contains(&(key, text)) {
+            return true;
+        }
+        match value {
+            serde_json::Value::String(v) => v == text,
+            serde_json::Value::Number(v) => text.parse::<f64>().ok() == v.as_f64(),
+            serde_json::Value::Bool(v) => text.parse::<bool>().ok() == Some(*v),
+            _ => false,
+        }
+    }
+
+    /// Every `[default: X]` (and `--preset paper: Y`) in the flags' help is the setting's
+    /// value in `TrainConfig::default()` (and the paper preset).
+    #[test]
+    fn the_defaults_in_the_help_are_the_settings_defaults() {
+        let default = values(&TrainConfig::default());
+        let paper = values(&TrainConfig::preset(Preset::Paper));
+        let mut checked = 0;
+        for arg in Train::command().get_arguments() {
+            let key = arg.get_id().as_str();
+            let Some(value) = default.get(key) else {
+                continue;
+            };
+            let help = (arg.get_long_help().or(arg.get_help()))
+                .map(|h| h.to_string().replace('\n', " "))
+                .unwrap_or_default();
+            let Some(start) = help.find("[default: ") else {
+                continue;
+            };
+            let inner = &help[start + "[default: ".len()..];
+            let inner = &inner[..inner.find(']').expect("a closing bracket")];
+            let mut parts = inner.split(';').map(str::trim);
+            let first = parts.next().unwrap();
+            let plain = first.split(", ").next().unwrap();
+            assert!(
+                names_value(key, first, value) || names_value(key, plain, value),
+                "--{key}: the help says [default: {first}], the default is {value}"
+            );
+            for part in parts {
+                if let Some(text) = part.strip_prefix("--preset paper: ") {
+                    assert!(
+                        names_value(key, text, &paper[key]),
+                        "--{key}: the help says --preset paper: {text}, the preset has {}",
+                        paper[key]
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 30, "only {checked} flags state a default");
+    }
+
     #[test]
     fn flags_override_the_file_and_the_file_the_preset() {
         let dir = tempfile::tempdir().unwrap();

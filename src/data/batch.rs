@@ -78,6 +78,16 @@ impl ImageStore {
         }
         Ok(&self.cache[path])
     }
+
+    /// Keeps `image` (decoded elsewhere, any size) under `key`, resized as a file would be.
+    pub fn insert(&mut self, key: PathBuf, image: &RgbImage) {
+        self.cache.insert(key, resize_square(image, self.img_size));
+    }
+
+    /// Forgets the image under `key`.
+    pub fn remove(&mut self, key: &Path) {
+        self.cache.remove(key);
+    }
 }
 
 /// Materialises slots from the training normals, seen anomalies and outlier images (as the

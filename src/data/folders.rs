@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 
-use crate::data::layout::{DatasetLayout, IMAGE_EXTENSIONS, Masks, is_image};
+use crate::data::layout::{DatasetLayout, IMAGE_EXTENSIONS, Masks, file_name, file_stem, is_image};
 use crate::error::{Error, Result};
 use crate::rng::seeded;
 use crate::types::NORMAL_CLASS;
@@ -164,12 +164,13 @@ impl FolderImages {
     fn match_masks(&mut self, masks: &[(PathBuf, String)]) -> Result<()> {
         let mut by_stem: HashMap<String, Vec<&PathBuf>> = HashMap::new();
         for (path, _) in masks {
-            by_stem.entry(stem(path)).or_default().push(path);
+            by_stem.entry(file_stem(path)).or_default().push(path);
         }
-        let normal_stems: BTreeSet<String> = self.normals.iter().map(|f| stem(&f.source)).collect();
+        let normal_stems: BTreeSet<String> =
+            self.normals.iter().map(|f| file_stem(&f.source)).collect();
         let mut owner: HashMap<&PathBuf, &Path> = HashMap::new();
         for found in self.anomalies.values_mut().flatten() {
-            let s = stem(&found.source);
+            let s = file_stem(&found.source);
             let candidates: Vec<&PathBuf> = [s.clone(), format!("{s}_mask")]
                 .iter()
                 .filter_map(|k| by_stem.get(k))
@@ -214,7 +215,7 @@ impl FolderImages {
             found.mask = Some(mask.clone());
         }
         for (path, _) in masks {
-            let s = stem(path);
+            let s = file_stem(path);
             let of_normal = normal_stems.contains(&s)
                 || s.strip_suffix("_mask")
                     .is_some_and(|b| normal_stems.contains(b));
@@ -378,16 +379,4 @@ fn file_size(path: &Path) -> Result<u64> {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

@@ -62,8 +62,16 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn file_name(path: &Path) -> String {
+/// The file name of `path` as a string.
+pub fn file_name(path: &Path) -> String {
     path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The file stem of `path` as a string.
+pub fn file_stem(path: &Path) -> String {
+    path.file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }

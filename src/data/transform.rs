@@ -76,8 +76,24 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
+    decoded(reader, path)
+}
+
+/// Decodes an image held in memory as [`load_rgb`] decodes a file, `name` naming it in
+/// errors.
+pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(name, e))?;
+    decoded(reader, name)
+}
+
+fn decoded<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    name: &Path,
+) -> Result<RgbImage> {
     let img = reader.decode().map_err(|source| Error::Image {
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         source,
     })?;
     Ok(img.to_rgb8())

@@ -38,7 +38,9 @@ impl Scoring {
 /// patch memory, if any, through the model's frozen backbone), each image's parts fused by
 /// `fusion` into its score and map, calling `on_batch(done,
 /// total)`, and hands every image's maps to `maps` if given. `model` must be on a plain
-/// (non-autodiff) device, e.g. `trained.valid()`.
+/// (non-autodiff) device, e.g. `trained.valid()`. `reference_maps` holds the reference
+/// set's feature maps: computed here when `None` (and for every batch of an augmented set),
+/// so that a caller scoring again against the same fixed set can pass them back.
 #[allow(clippy::too_many_arguments)]
 pub fn score_samples(
     model: &Dra,
@@ -47,6 +49,7 @@ pub fn score_samples(
     scoring: &Scoring,
     samples: &[Sample],
     references: &mut ReferenceSet,
+    reference_maps: &mut Option<Vec<Tensor<4>>>,
     batcher: &mut Batcher,
     rng: &mut DraRng,
     mut maps: Option<&mut MapOutputs>,
@@ -57,13 +60,13 @@ pub fn score_samples(
         norm,
         batch_size,
     } = scoring;
-    let mut maps_of = None;
+    let maps_of = reference_maps;
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(*batch_size) {
         if model.needs_reference() && (maps_of.is_none() || references.augmented()) {
             let slots = references.slots(rng);
             let refs = batcher.batch(&slots, references.augmented(), norm, rng)?;
-            maps_of = Some(model.reference_maps(refs.to_tensor(device)));
+            *maps_of = Some(model.reference_maps(refs.to_tensor(device)));
         }
         let batch = batcher.eval_batch(chunk, norm)?.to_tensor(device);
         let [_, _, height, width] = batch.dims();

@@ -215,6 +215,8 @@ pub struct MapOutputs<'a> {
     scale: MapScale,
     files: Option<MapFiles>,
     masks: Masks,
+    /// Every image's map, in the order added, when asked for ([`MapOutputs::keeping_maps`]).
+    kept: Option<Vec<AnomalyMap>>,
     combined: PixelSet,
     heads: Vec<(Head, PixelSet)>,
     images: usize,
@@ -240,12 +242,27 @@ impl<'a> MapOutputs<'a> {
             scale: MapScale::of_threshold(threshold),
             files,
             masks,
+            kept: None,
             combined: PixelSet::default(),
             heads: Vec::new(),
             images: 0,
             unmasked: 0,
             examples: Vec::new(),
         }
+    }
+
+    /// These outputs also keeping every image's map (in the model's input frame), for
+    /// [`MapOutputs::take_maps`].
+    pub fn keeping_maps(self) -> Self {
+        MapOutputs {
+            kept: Some(Vec::new()),
+            ..self
+        }
+    }
+
+    /// The maps kept so far, in the order the images were added.
+    pub fn take_maps(&mut self) -> Vec<AnomalyMap> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Adds one scored image (`input`: as the model took it): its anomaly score and its
@@ -262,6 +279,9 @@ impl<'a> MapOutputs<'a> {
         }
         let side = self.side;
         let map = AnomalyMap::fused(heads, side, self.fusion).smoothed(self.sigma);
+        if let Some(kept) = &mut self.kept {
+            kept.push(map.clone());
+        }
         let mask = match self.masks.of(sample) {
             MaskOf::File(path) => Some(load_mask(&path, side, side)?),
             // a normal counts where its data set has masks at all

@@ -1,8 +1,9 @@
 //! A whole run: a [`Plan`] (settings and data) → training → evaluation → run directory; and
 //! re-evaluation or prediction from a saved run directory, which rebuild only what they
-//! need from its `config.json`.
+//! need from its `config.json` (or keep it loaded: [`detector::Detector`]).
 
 pub mod calibrate;
+pub mod detector;
 pub mod evaluate;
 pub mod files;
 pub mod maps;
@@ -155,6 +156,7 @@ pub fn train_run(
         &scoring,
         &split.train_normal,
         &mut st.references,
+        &mut None,
         &mut batcher,
         &mut st.rng,
         None,
@@ -192,6 +194,7 @@ pub fn train_run(
         &scoring,
         &split.test,
         &mut st.references,
+        &mut None,
         &mut batcher,
         &mut st.rng,
         Some(&mut maps),
@@ -368,6 +371,33 @@ fn saved_split(record: &RunRecord) -> Result<(Split, ReferenceSet, DraRng)> {
     Ok((split, references, rng))
 }
 
+/// A saved run's fixed reference set, read from the paths its `config.json` records (so
+/// that scoring given images reads no other image of the data set), with the generator
+/// scoring starts from.
+fn recorded_references(record: &RunRecord) -> Result<(Vec<Sample>, ReferenceSet, DraRng)> {
+    let paths = &record.derived.reference_paths;
+    let normals: Vec<Sample> = paths
+        .iter()
+        .map(|p| Sample {
+            path: p.clone(),
+            class: crate::types::NORMAL_CLASS.into(),
+        })
+        .collect();
+    let references = ReferenceSet::fixed((0..paths.len()).collect(), paths.len())?;
+    Ok((normals, references, seeded(record.settings.seed)))
+}
+
+/// A saved run's memory of normal patches, if it has one.
+fn saved_memory(dir: &Path, config: &TrainConfig) -> Result<Option<PatchMemory>> {
+    match config.memory {
+        MemoryMode::Patch => Ok(Some(PatchMemory::load(
+            &dir.join(MEMORY_FILE),
+            &config.device.device()?,
+        )?)),
+        MemoryMode::None => Ok(None),
+    }
+}
+
 /// A saved run directory as `eval` and `predict` read it: its settings, head statistics and
 /// decision threshold, each read once.
 struct SavedRun<'a> {
@@ -431,16 +461,8 @@ impl<'a> SavedRun<'a> {
         let config = &record.settings;
         let (normals, mut references, mut rng, samples) = match (samples, config.ref_mode) {
             (Some(samples), RefMode::Fixed) => {
-                let paths = &record.derived.reference_paths;
-                let normals: Vec<Sample> = paths
-                    .iter()
-                    .map(|p| Sample {
-                        path: p.clone(),
-                        class: crate::types::NORMAL_CLASS.into(),
-                    })
-                    .collect();
-                let references = ReferenceSet::fixed((0..paths.len()).collect(), paths.len())?;
-                (normals, references, seeded(config.seed), samples)
+                let (normals, references, rng) = recorded_references(record)?;
+                (normals, references, rng, samples)
             }
             (samples, _) => {
                 let (split, references, rng) = saved_split(record)?;
@@ -448,13 +470,7 @@ impl<'a> SavedRun<'a> {
                 (split.train_normal, references, rng, samples)
             }
         };
-        let memory = match config.memory {
-            MemoryMode::Patch => Some(PatchMemory::load(
-                &dir.join(MEMORY_FILE),
-                &config.device.device()?,
-            )?),
-            MemoryMode::None => None,
-        };
+        let memory = saved_memory(dir, config)?;
         let mut batcher = Batcher::new(&normals, &[], images);
         score_samples(
             &model,
@@ -463,6 +479,7 @@ impl<'a> SavedRun<'a> {
             &Scoring::of(config)?,
             &samples,
             &mut references,
+            &mut None,
             &mut batcher,
             &mut rng,
             maps,

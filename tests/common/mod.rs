@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: tiny images and data sets in temporary folders.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod plain_coreset;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,14 @@ pub fn assert_one_line_error(out: &std::process::Output, needles: &[&str]) {
     for n in needles {
         assert!(lines[0].contains(n), "'{n}' missing from: {stderr}");
     }
+}
+
+/// Asserts that a run of the binary succeeded (showing its standard error if not) and
+/// returns its standard output.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A path as `&str`, for command lines.

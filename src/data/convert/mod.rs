@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::choice::choice;
+use crate::data::layout::{file_name, file_stem};
 use crate::error::{Error, Result};
 pub use writer::{Item, Writer};
 
@@ -228,18 +229,4 @@ fn label_lines(text: &str, header: bool) -> impl Iterator<Item = (usize, &str)> 
         .skip(usize::from(header))
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| (n + 1, l))
-}
-
-/// The file name of `path` as a string.
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// The file stem of `path` as a string.
-fn file_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
