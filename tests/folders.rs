@@ -79,6 +79,8 @@ fn convert_splits_the_normals_75_25_and_writes_each_type_and_its_masks() {
     let out = tmp.path().join("data");
     let done = run(&convert_args(&f, &out));
     let printed = common::succeeded(&done);
+    assert!(printed.contains("read 9 normal images from"), "{printed}");
+    assert!(printed.contains("read 2 masks from"), "{printed}");
     for line in [
         ["train/good", "6"],
         ["test/good", "3"],

@@ -299,6 +299,8 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
     let fresh = |c: &dra::config::TrainConfig| {
         dra::baselines::knn_baseline(&mut dra::run::Plan::new(c).unwrap()).unwrap()
     };
+    // both baselines as a fresh plan computes them, the patch kNN's without training (the
+    // cell takes it from its run's memory)
     let own = fresh(&cells[0].config);
     assert_eq!((own.pooled, own.patch), (knn, first[0].patch_knn.unwrap()));
     assert_ne!(first[1].knn.unwrap(), knn);
@@ -319,11 +321,6 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
             "standardised"
         ]
     );
-    // the memory term alone is the patch-kNN baseline
-    assert_eq!(
-        first[0].heads["memory"],
-        first[0].patch_knn.unwrap().auc_roc
-    );
     for (h, auc) in &first[0].heads {
         let expected = match h.as_str() {
             "standardised" => metrics.standardised.unwrap().auc_roc,
@@ -332,9 +329,6 @@ fn a_grid_runs_with_the_knn_baseline_and_resumes() {
         // serde_json reads floats back to within an ulp, not always to the bit
         assert!((auc - expected).abs() < 1e-12, "{h}");
     }
-    // the patch-kNN baseline sits beside the pooled one
-    let patch = first[0].patch_knn.unwrap();
-    assert!((0.0..=1.0).contains(&patch.auc_roc) && patch.auc_roc != knn.auc_roc);
     // each cell names the CPU that timed it
     assert_eq!(first[0].cpu, Some(dra::device::cpu()));
     // a result.json written before cells kept their heads gets them from metrics.json; one

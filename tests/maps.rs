@@ -8,7 +8,7 @@ use burn::prelude::*;
 use common::{dra, s};
 use dra::fusion::Fusion;
 use dra::model::heads::upsample;
-use dra::run::maps::AnomalyMap;
+use dra::run::anomaly_map::AnomalyMap;
 use dra::types::{Head, Metrics};
 
 fn map(width: u32, height: u32, values: Vec<f32>) -> AnomalyMap {

@@ -93,10 +93,19 @@ pub fn run(a: ConvertArgs) -> Result<()> {
                 seed: a.seed,
             };
             let class = a.class.clone().unwrap_or_else(|| default_name(normal));
-            (
-                convert::folders::convert(&folders, &class, &a.output)?,
-                class,
-            )
+            let s = convert::folders::convert(&folders, &class, &a.output)?;
+            println!(
+                "read {} normal images from {}",
+                s.train_good + s.test_good,
+                normal.display()
+            );
+            for dir in &a.anomalies {
+                println!("read anomalies from {}", dir.display());
+            }
+            if let Some(masks) = &a.masks {
+                println!("read {} masks from {}", s.masks, masks.display());
+            }
+            (s, class)
         }
     };
     print_summary(&s);

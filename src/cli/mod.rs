@@ -205,3 +205,33 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Grid(a) => grid::run(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// Every `dra …` command line of the README and the guide parses: its subcommand and
+    /// flags exist and take the values shown (the files they name are not read).
+    #[test]
+    fn the_documented_command_lines_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        for doc in ["README.md", "docs/GUIDE.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let Some(command) = line.strip_prefix("dra ") else {
+                    continue;
+                };
+                let command = command.split(" # ").next().unwrap();
+                let argv = std::iter::once("dra").chain(command.split_whitespace());
+                if let Err(e) = Cli::try_parse_from(argv) {
+                    panic!("{doc}:{}: {line}\n{e}", n + 1);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} command lines found");
+    }
+}

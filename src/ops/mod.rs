@@ -10,6 +10,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod depthwise;
+mod jobs;
 pub mod norm;
 pub mod pool;
 mod winograd;

@@ -21,7 +21,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::Geometry as ConvGeometry;
-use super::conv::{Tile, for_each_job, matmul, sum_over_groups, tiles};
+use super::jobs::{Tile, for_each_job, matmul, sum_over_groups, tiles};
 use super::output_shape;
 
 /// Whether [`conv3x3`] computes a convolution of this kernel, geometry and channels (in,

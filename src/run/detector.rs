@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use image::RgbImage;
 
+use super::anomaly_map::AnomalyMap;
 use super::evaluate::{Scoring, score_samples};
 use super::files::RunRecord;
-use super::maps::{AnomalyMap, MapOutputs};
+use super::maps::MapOutputs;
 use super::{SavedRun, load_model, recorded_references, saved_memory};
 use crate::config::TrainConfig;
 use crate::data::batch::{Batcher, ImageStore};

@@ -2,6 +2,7 @@
 //! re-evaluation or prediction from a saved run directory, which rebuild only what they
 //! need from its `config.json` (or keep it loaded: [`detector::Detector`]).
 
+pub mod anomaly_map;
 pub mod calibrate;
 pub mod detector;
 pub mod evaluate;

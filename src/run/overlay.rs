@@ -8,7 +8,7 @@ use image::{Rgb, RgbImage};
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::run::maps::AnomalyMap;
+use crate::run::anomaly_map::AnomalyMap;
 use crate::run::plot::register_font;
 
 /// Width of the colour bar with its labels, in pixels.
