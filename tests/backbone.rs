@@ -112,11 +112,11 @@ fn efficientnet_lite0_top1_of_the_reference_photos() {
     let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/weights/efficientnet_lite0/reference_outputs.json");
     if !dir.is_dir() || !reference.is_file() {
-        eprintln!(
-            "skipped: {} or {} is absent",
+        common::skip(&format!(
+            "{} or {} is absent",
             dir.display(),
             reference.display()
-        );
+        ));
         return;
     }
     let json: serde_json::Value =

@@ -549,8 +549,8 @@ fn elpv_dir() -> Option<PathBuf> {
 #[test]
 fn real_elpv_counts() {
     let Some(input) = elpv_dir() else {
-        eprintln!(
-            "skipped: elpv-dataset is not installed (pip install elpv-dataset==1.0.0.post1) and DRA_ELPV_DIR is unset"
+        common::skip(
+            "elpv-dataset is not installed (pip install elpv-dataset==1.0.0.post1) and DRA_ELPV_DIR is unset",
         );
         return;
     };

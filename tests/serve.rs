@@ -458,7 +458,7 @@ fn webdriver(driver: &str, method: &str, path: &str, body: Value) -> Value {
 fn the_page_scores_a_chosen_image_in_headless_chromium() {
     let (Some(chromium), Some(chromedriver)) = (program("chromium"), program("chromedriver"))
     else {
-        eprintln!("skipped: no chromium and chromedriver (Debian's chromium, chromium-driver)");
+        common::skip("no chromium and chromedriver (Debian's chromium, chromium-driver)");
         return;
     };
     let f = fixture();

@@ -11,7 +11,7 @@ use super::anomaly_map::AnomalyMap;
 use super::evaluate::{Scoring, score_samples};
 use super::files::RunRecord;
 use super::maps::MapOutputs;
-use super::{SavedRun, load_model, recorded_references, saved_memory};
+use super::saved::{SavedRun, load_model, recorded_references, saved_memory};
 use crate::config::TrainConfig;
 use crate::data::batch::{Batcher, ImageStore};
 use crate::data::layout::Masks;

@@ -4,6 +4,9 @@
 //! and plain paths.
 #![allow(dead_code)]
 
+#[path = "skip.rs"]
+mod skip;
+
 use std::process::Command;
 
 /// Set in a run under emulation, to the kernels that the CPU emulated must take.
@@ -35,7 +38,7 @@ pub fn rerun_on(cpus: &[(&str, &str)], test: &str) {
         .output()
         .is_err()
     {
-        eprintln!("skipped: qemu-x86_64 is not installed (Debian: apt-get install qemu-user)");
+        skip::skip("qemu-x86_64 is not installed (Debian: apt-get install qemu-user)");
         return;
     }
     let exe = std::env::current_exe().expect("the test binary's path");

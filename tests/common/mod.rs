@@ -3,6 +3,9 @@
 
 pub mod http;
 pub mod plain_coreset;
+pub mod skip;
+
+pub use skip::skip;
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +81,7 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipped: {} is absent", dir.display());
+        skip(&format!("{} is absent", dir.display()));
         None
     }
 }
