@@ -3,8 +3,12 @@
 
 pub mod backbone;
 pub mod dra;
+pub mod head_set;
 pub mod heads;
 pub mod loss;
 pub mod memory;
+pub mod scores;
 
-pub use dra::{Dra, HeadNorm, HeadScores, HeadSet, ModelConfig, Reconstruction, pyramid_level};
+pub use dra::{Dra, ModelConfig, pyramid_level};
+pub use head_set::{HeadNorm, HeadSet};
+pub use scores::{Evaluation, HeadScores, Reconstruction};
