@@ -120,7 +120,7 @@ fn baselines(plan: &mut Plan, known: Option<(Auc, Option<PixelAuc>)>) -> Result<
     let memory = memory_bank(bank.patches, &mut rng);
     let side = plan.config.img_size as u32;
     let plain = Fusion::plain();
-    let mut maps = MapOutputs::new(&plan.config, &plain, None, None, plan.config.masks()?);
+    let mut maps = MapOutputs::new(&plan.config, &plain, None, None, plan.masks.clone());
     let mut patch = Vec::with_capacity(p.test.len());
     let size = [side as usize; 2];
     for (f, chunk) in test

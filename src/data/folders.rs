@@ -124,6 +124,7 @@ impl Folders {
     pub fn layout(&self) -> Result<DatasetLayout> {
         let images = self.scan()?;
         images.check_distinct()?;
+        let masks = images.masks();
         let (train, test) = split_normals(images.normals, |f| &f.name, self.seed);
         let sources = |mut found: Vec<Found>| -> Vec<PathBuf> {
             found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -140,25 +141,27 @@ impl Folders {
                 .into_iter()
                 .map(|(kind, found)| (kind, sources(found)))
                 .collect(),
+            masks,
         })
     }
 
-    /// Where the anomalies' masks are.
+    /// Where the anomalies' masks are (the folders listed, without reading every image).
     pub fn masks(&self) -> Result<Masks> {
-        let images = self.scan()?;
-        Ok(Masks::Listed {
-            of: images
-                .anomalies
-                .values()
-                .flatten()
-                .filter_map(|f| Some((f.source.clone(), f.mask.clone()?)))
-                .collect(),
-            any: images.masked,
-        })
+        Ok(self.scan()?.masks())
     }
 }
 
 impl FolderImages {
+    /// Each anomaly's mask by its path.
+    fn masks(&self) -> Masks {
+        Masks::Listed {
+            of: (self.anomalies.values().flatten())
+                .filter_map(|f| Some((f.source.clone(), f.mask.clone()?)))
+                .collect(),
+            any: self.masked,
+        }
+    }
+
     /// Gives each anomaly its mask among `masks`, refusing a mask that belongs to no image,
     /// to two, or that has another size than its image.
     fn match_masks(&mut self, masks: &[(PathBuf, String)]) -> Result<()> {

@@ -90,6 +90,8 @@ pub struct DatasetLayout {
     pub test_good: Vec<PathBuf>,
     /// Anomalies per anomaly class (`test/<defect>`), classes in name order.
     pub anomalies: BTreeMap<String, Vec<PathBuf>>,
+    /// Where the test images' masks are.
+    pub masks: Masks,
 }
 
 impl DatasetLayout {
@@ -129,6 +131,7 @@ impl DatasetLayout {
             }
         }
         Ok(DatasetLayout {
+            masks: Masks::Beside,
             anomalies_dir: dir.join("test"),
             dir,
             train_good,

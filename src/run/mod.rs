@@ -179,7 +179,7 @@ pub fn train_run(
         &fusion,
         Some(decision.threshold),
         None,
-        config.masks()?,
+        plan.masks.clone(),
     );
     let scored = score_samples(
         &model,

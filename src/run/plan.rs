@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::batch::ImageStore;
-use crate::data::layout::DatasetLayout;
+use crate::data::layout::{DatasetLayout, Masks};
 use crate::data::outliers::outlier_images;
 use crate::data::protocol::Split;
 use crate::data::reference::ReferenceSet;
@@ -82,6 +82,8 @@ pub struct Plan {
     pub derived: Derived,
     /// Every image of the split, decoded and resized once (outlier images at first use).
     pub images: ImageStore,
+    /// Where the test images' masks are.
+    pub masks: Masks,
     /// The outlier images (`outlier_root`) that stand in for the pseudo anomalies, or that
     /// SAOE exposes.
     pub outliers: Vec<PathBuf>,
@@ -131,6 +133,7 @@ impl Plan {
             rng,
             derived,
             images,
+            masks: layout.masks,
             backbone,
         })
     }
